@@ -1,0 +1,3 @@
+module github.com/moatmail/moat
+
+go 1.26.8
