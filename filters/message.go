@@ -1,0 +1,46 @@
+package filters
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+
+	"github.com/emersion/go-message/textproto"
+)
+
+// Message is a received message, read once and parsed once, shared read-only
+// by every content filter of a transaction.
+type Message struct {
+	// Raw is the message as received, with CRLF line endings and without
+	// the SMTP dot-stuffing.
+	Raw []byte
+	// Header is the parsed top-level header. When the header cannot be
+	// parsed, Header holds what could be read and HeaderErr says why.
+	Header    textproto.Header
+	HeaderErr error
+	// BodyOffset is the index in Raw where the body starts.
+	BodyOffset int
+}
+
+// ParseMessage parses the top-level header of raw. It never fails: a broken
+// header is a fact for the header filter to score, not an error.
+func ParseMessage(raw []byte) *Message {
+	m := &Message{Raw: raw}
+	src := bytes.NewReader(raw)
+	br := bufio.NewReader(src)
+	h, err := textproto.ReadHeader(br)
+	m.Header = h
+	if err != nil {
+		m.HeaderErr = fmt.Errorf("parse header: %w", err)
+		m.BodyOffset = len(raw)
+		return m
+	}
+	m.BodyOffset = len(raw) - br.Buffered() - src.Len()
+	return m
+}
+
+// Body returns the message body (everything after the blank line that ends
+// the header).
+func (m *Message) Body() []byte {
+	return m.Raw[m.BodyOffset:]
+}
