@@ -1,0 +1,142 @@
+package delivery
+
+import (
+	"database/sql"
+	"errors"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+func (s *Store) blobPath(key string) string {
+	return filepath.Join(s.blobs, key[:2], key)
+}
+
+// writeBlob writes the parts of a message to a new file and makes the file
+// and its directory entry durable before returning. It returns the blob key
+// and the size written.
+func (s *Store) writeBlob(parts ...[]byte) (string, int64, error) {
+	var raw [16]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", 0, fmt.Errorf("blob key: %w", err)
+	}
+	key := hex.EncodeToString(raw[:])
+	dir := filepath.Join(s.blobs, key[:2])
+	f, err := os.OpenFile(filepath.Join(dir, key), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if os.IsNotExist(err) {
+		if err = os.MkdirAll(dir, 0o700); err != nil {
+			return "", 0, fmt.Errorf("blob folder: %w", err)
+		}
+		f, err = os.OpenFile(filepath.Join(dir, key), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	}
+	if err != nil {
+		return "", 0, fmt.Errorf("create blob: %w", err)
+	}
+	var size int64
+	for _, p := range parts {
+		n, err := f.Write(p)
+		size += int64(n)
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+			return "", 0, fmt.Errorf("write blob: %w", err)
+		}
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return "", 0, fmt.Errorf("sync blob: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(f.Name())
+		return "", 0, fmt.Errorf("close blob: %w", err)
+	}
+	// The new directory entry must be durable too, or a crash could leave
+	// the index pointing at a name that was never written to disk.
+	if err := syncDir(dir); err != nil {
+		os.Remove(f.Name())
+		return "", 0, err
+	}
+	return key, size, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync folder: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync folder: %w", err)
+	}
+	return nil
+}
+
+// removeBlob deletes a blob file that never made it into the index.
+func (s *Store) removeBlob(key string) { os.Remove(s.blobPath(key)) }
+
+// ReadMessage returns the whole stored message.
+func (s *Store) ReadMessage(m Message) ([]byte, error) {
+	b, err := os.ReadFile(s.blobPath(m.BlobKey))
+	if err != nil {
+		return nil, fmt.Errorf("read message: %w", err)
+	}
+	return b, nil
+}
+
+// OpenMessage opens the stored message for streaming.
+func (s *Store) OpenMessage(m Message) (io.ReadCloser, error) {
+	f, err := os.Open(s.blobPath(m.BlobKey))
+	if err != nil {
+		return nil, fmt.Errorf("open message: %w", err)
+	}
+	return f, nil
+}
+
+func blobsOf(tx *Tx, query string, args ...any) ([]int64, error) {
+	rows, err := tx.Query(query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+// dropUnreferenced deletes the index rows of blobs that no message and no
+// quarantine record uses any more; their files are removed after commit.
+func dropUnreferenced(tx *Tx, blobIDs []int64) error {
+	for _, id := range blobIDs {
+		var key string
+		err := tx.QueryRow(`SELECT key FROM blobs WHERE id = ?
+			AND NOT EXISTS (SELECT 1 FROM messages WHERE blob_id = ?)
+			AND NOT EXISTS (SELECT 1 FROM quarantine WHERE blob_id = ?)`, id, id, id).Scan(&key)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue // still referenced, or already gone
+		}
+		if err != nil {
+			return fmt.Errorf("check blob references: %w", err)
+		}
+		if _, err := tx.Exec("DELETE FROM blobs WHERE id = ?", id); err != nil {
+			return fmt.Errorf("drop blob: %w", err)
+		}
+		tx.dropBlobs = append(tx.dropBlobs, key)
+	}
+	return nil
+}
+
+// DropBlobIfUnreferenced is dropUnreferenced for packages that keep their
+// own references to blobs (quarantine).
+func (tx *Tx) DropBlobIfUnreferenced(blobID int64) error {
+	return dropUnreferenced(tx, []int64{blobID})
+}
