@@ -1,10 +1,10 @@
 package delivery
 
 import (
-	"database/sql"
-	"errors"
 	"crypto/rand"
+	"database/sql"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
