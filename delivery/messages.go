@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"errors"
 	"context"
 	"fmt"
 	"sort"
@@ -263,38 +264,73 @@ func (s *Store) Move(ctx context.Context, srcID int64, uids []uint32, dstID int6
 func (s *Store) copyOrMove(ctx context.Context, srcID int64, uids []uint32, dstID int64, move bool) (CopyResult, error) {
 	var res CopyResult
 	err := s.Update(ctx, func(tx *Tx) error {
-		res = CopyResult{}
-		var srcUser, dstUser int64
-		if err := tx.QueryRow("SELECT user_id FROM mailboxes WHERE id = ?", srcID).Scan(&srcUser); err != nil {
-			return fmt.Errorf("copy: source: %w", ErrNoMailbox)
-		}
-		if err := tx.QueryRow("SELECT user_id, uidvalidity FROM mailboxes WHERE id = ?", dstID).Scan(&dstUser, &res.UIDValidity); err != nil {
-			return fmt.Errorf("copy: destination: %w", ErrNoMailbox)
-		}
-		if srcUser != dstUser {
-			return fmt.Errorf("copy: mailboxes belong to different users")
-		}
-		sorted := append([]uint32(nil), uids...)
-		sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
-		for _, uid := range sorted {
-			m, err := scanMessage(tx.QueryRow("SELECT "+messageCols+
-				" FROM messages m JOIN blobs b ON b.id = m.blob_id WHERE m.mailbox_id = ? AND m.uid = ?", srcID, uid))
-			if err != nil {
-				continue // expunged meanwhile
-			}
-			newUID, err := insertMessage(tx, dstID, m.BlobID, joinFlags(m.Flags), m.InternalDate, m.Size)
-			if err != nil {
-				return err
-			}
-			res.SourceUIDs = append(res.SourceUIDs, uid)
-			res.DestUIDs = append(res.DestUIDs, newUID)
-		}
-		if move {
-			return removeMessages(tx, srcID, res.SourceUIDs)
-		}
-		return nil
+		var err error
+		res, err = tx.CopyMessages(srcID, uids, dstID, move)
+		return err
 	})
 	return res, err
+}
+
+// CopyMessages copies (or, with move, moves) messages between two mailboxes
+// of one user inside a transaction. UIDs that no longer exist are skipped.
+func (tx *Tx) CopyMessages(srcID int64, uids []uint32, dstID int64, move bool) (CopyResult, error) {
+	var res CopyResult
+	var srcUser, dstUser int64
+	if err := tx.QueryRow("SELECT user_id FROM mailboxes WHERE id = ?", srcID).Scan(&srcUser); err != nil {
+		return res, fmt.Errorf("copy: source: %w", ErrNoMailbox)
+	}
+	if err := tx.QueryRow("SELECT user_id, uidvalidity FROM mailboxes WHERE id = ?", dstID).Scan(&dstUser, &res.UIDValidity); err != nil {
+		return res, fmt.Errorf("copy: destination: %w", ErrNoMailbox)
+	}
+	if srcUser != dstUser {
+		return res, fmt.Errorf("copy: mailboxes belong to different users")
+	}
+	sorted := append([]uint32(nil), uids...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
+	for _, uid := range sorted {
+		m, err := scanMessage(tx.QueryRow("SELECT "+messageCols+
+			" FROM messages m JOIN blobs b ON b.id = m.blob_id WHERE m.mailbox_id = ? AND m.uid = ?", srcID, uid))
+		if err != nil {
+			continue // expunged meanwhile
+		}
+		newUID, err := insertMessage(tx, dstID, m.BlobID, joinFlags(m.Flags), m.InternalDate, m.Size)
+		if err != nil {
+			return res, err
+		}
+		res.SourceUIDs = append(res.SourceUIDs, uid)
+		res.DestUIDs = append(res.DestUIDs, newUID)
+	}
+	if move {
+		return res, removeMessages(tx, srcID, res.SourceUIDs)
+	}
+	return res, nil
+}
+
+// RemoveMessages deletes messages from a mailbox inside a transaction and
+// drops their blobs when nothing else references them.
+func (tx *Tx) RemoveMessages(mailboxID int64, uids []uint32) error {
+	var blobs []int64
+	for _, uid := range uids {
+		var b int64
+		if err := tx.QueryRow("SELECT blob_id FROM messages WHERE mailbox_id = ? AND uid = ?", mailboxID, uid).Scan(&b); err == nil {
+			blobs = append(blobs, b)
+		}
+	}
+	if err := removeMessages(tx, mailboxID, uids); err != nil {
+		return err
+	}
+	return dropUnreferenced(tx, blobs)
+}
+
+// Mailbox finds a user's mailbox inside a transaction, creating it when
+// create is true and it does not exist.
+func (tx *Tx) Mailbox(userID int64, name string, create bool) (Mailbox, error) {
+	name = CanonicalMailboxName(name)
+	mb, err := mailboxTx(tx, userID, name)
+	if errors.Is(err, ErrNoMailbox) && create {
+		return createMailbox(tx, time.Now(), userID, name, "")
+	}
+	return mb, err
 }
 
 // Append stores a message given by a client (IMAP APPEND) in a mailbox.

@@ -1,0 +1,315 @@
+// Package quarantine keeps suspect mail out of users' inboxes without losing
+// it. A quarantined message is stored once, with the verdict that put it
+// there, and appears in the "Quarantine" IMAP folder of each recipient.
+// Release moves it into the recipients' INBOX through the delivery store.
+package quarantine
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/filters"
+)
+
+// ErrNotFound is returned for an unknown quarantine id.
+var ErrNotFound = errors.New("no such quarantined message")
+
+// Config configures the quarantine.
+type Config struct {
+	// ExpireAfter is how long a quarantined message is kept before it is
+	// deleted (default 720h, 30 days).
+	ExpireAfter time.Duration `toml:"expire_after"`
+}
+
+// Validate checks the configuration and fills defaults.
+func (c *Config) Validate() error {
+	if c.ExpireAfter == 0 {
+		c.ExpireAfter = 30 * 24 * time.Hour
+	}
+	if c.ExpireAfter < time.Hour {
+		return fmt.Errorf("expire_after: %v is below 1h", c.ExpireAfter)
+	}
+	return nil
+}
+
+// Record is what the gateway knows of a message it quarantines.
+type Record struct {
+	QueueID    string
+	Sender     string
+	Recipients []string
+	Subject    string
+	ClientIP   string
+	Score      float64
+	Action     string
+	Symbols    []filters.Symbol
+	Reasons    []string
+}
+
+// Entry is a quarantined message as listed.
+type Entry struct {
+	ID      int64
+	Created time.Time
+	Record
+	// Size is the stored size in bytes.
+	Size int64
+	// BlobID identifies the stored content.
+	BlobID int64
+}
+
+// Quarantine is the durable quarantine on top of the mailbox store.
+type Quarantine struct {
+	cfg   Config
+	store *delivery.Store
+	now   func() time.Time
+}
+
+// New returns the quarantine kept in store.
+func New(cfg Config, store *delivery.Store) (*Quarantine, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("quarantine config: %w", err)
+	}
+	return &Quarantine{cfg: cfg, store: store, now: time.Now}, nil
+}
+
+// Put stores a message in the Quarantine folder of each recipient user and
+// records the verdict, in one durable transaction.
+func (q *Quarantine) Put(ctx context.Context, header, body []byte, rec Record, users []int64) (Entry, error) {
+	targets := make([]delivery.Target, len(users))
+	for i, u := range users {
+		targets[i] = delivery.Target{UserID: u, Mailbox: delivery.QuarantineMailbox}
+	}
+	e := Entry{Created: q.now().Truncate(time.Second), Record: rec, Size: int64(len(header) + len(body))}
+	symbols, err := json.Marshal(rec.Symbols)
+	if err != nil {
+		return Entry{}, fmt.Errorf("quarantine: %w", err)
+	}
+	reasons, err := json.Marshal(rec.Reasons)
+	if err != nil {
+		return Entry{}, fmt.Errorf("quarantine: %w", err)
+	}
+	_, err = q.store.Deliver(ctx, &delivery.Delivery{
+		Header:       header,
+		Body:         body,
+		Targets:      targets,
+		InternalDate: e.Created,
+		Record: func(tx *delivery.Tx, blobID int64, _ []delivery.Placed) error {
+			e.BlobID = blobID
+			res, err := tx.Exec(`INSERT INTO quarantine (blob_id, queue_id, created, sender, recipients, subject,
+				score, action, symbols, reasons, client_ip) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				blobID, rec.QueueID, e.Created.Unix(), rec.Sender, strings.Join(rec.Recipients, " "), rec.Subject,
+				rec.Score, rec.Action, string(symbols), string(reasons), rec.ClientIP)
+			if err != nil {
+				return fmt.Errorf("record verdict: %w", err)
+			}
+			e.ID, err = res.LastInsertId()
+			return err
+		},
+	})
+	if err != nil {
+		return Entry{}, fmt.Errorf("quarantine: %w", err)
+	}
+	return e, nil
+}
+
+const entryCols = `q.id, q.created, q.queue_id, q.sender, q.recipients, q.subject, q.client_ip, q.score, q.action,
+	q.symbols, q.reasons, b.size, q.blob_id`
+
+func scanEntry(r interface{ Scan(...any) error }) (Entry, error) {
+	var e Entry
+	var created int64
+	var rcpts, symbols, reasons string
+	err := r.Scan(&e.ID, &created, &e.QueueID, &e.Sender, &rcpts, &e.Subject, &e.ClientIP, &e.Score, &e.Action,
+		&symbols, &reasons, &e.Size, &e.BlobID)
+	if err != nil {
+		return Entry{}, err
+	}
+	e.Created = time.Unix(created, 0)
+	e.Recipients = strings.Fields(rcpts)
+	if err := json.Unmarshal([]byte(symbols), &e.Symbols); err != nil {
+		return Entry{}, fmt.Errorf("entry %d symbols: %w", e.ID, err)
+	}
+	if err := json.Unmarshal([]byte(reasons), &e.Reasons); err != nil {
+		return Entry{}, fmt.Errorf("entry %d reasons: %w", e.ID, err)
+	}
+	return e, nil
+}
+
+// List returns the quarantined messages, newest first. When recipient is
+// not empty, only those addressed to that recipient.
+func (q *Quarantine) List(ctx context.Context, recipient string) ([]Entry, error) {
+	query := "SELECT " + entryCols + " FROM quarantine q JOIN blobs b ON b.id = q.blob_id"
+	var args []any
+	if recipient != "" {
+		query += " WHERE instr(' '||q.recipients||' ', ?) > 0"
+		args = append(args, " "+delivery.NormalizeAddress(recipient)+" ")
+	}
+	rows, err := q.store.DB().QueryContext(ctx, query+" ORDER BY q.created DESC, q.id DESC", args...)
+	if err != nil {
+		return nil, fmt.Errorf("list quarantine: %w", err)
+	}
+	defer rows.Close()
+	var out []Entry
+	for rows.Next() {
+		e, err := scanEntry(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list quarantine: %w", err)
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// Get returns one entry and its stored content.
+func (q *Quarantine) Get(ctx context.Context, id int64) (Entry, []byte, error) {
+	e, err := scanEntry(q.store.DB().QueryRowContext(ctx,
+		"SELECT "+entryCols+" FROM quarantine q JOIN blobs b ON b.id = q.blob_id WHERE q.id = ?", id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Entry{}, nil, fmt.Errorf("quarantine %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Entry{}, nil, fmt.Errorf("quarantine %d: %w", id, err)
+	}
+	var key string
+	if err := q.store.DB().QueryRowContext(ctx, "SELECT key FROM blobs WHERE id = ?", e.BlobID).Scan(&key); err != nil {
+		return Entry{}, nil, fmt.Errorf("quarantine %d: %w", id, err)
+	}
+	data, err := q.store.ReadMessage(delivery.Message{BlobKey: key})
+	if err != nil {
+		return Entry{}, nil, fmt.Errorf("quarantine %d: %w", id, err)
+	}
+	return e, data, nil
+}
+
+// placements lists the (mailbox, uid) pairs of a quarantined blob that are
+// still in their owners' Quarantine folders.
+func placements(tx *delivery.Tx, blobID int64) (map[int64][]uint32, map[int64]int64, error) {
+	rows, err := tx.Query(`SELECT m.mailbox_id, m.uid, mb.user_id FROM messages m JOIN mailboxes mb ON mb.id = m.mailbox_id
+		WHERE m.blob_id = ? AND mb.name = ?`, blobID, delivery.QuarantineMailbox)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rows.Close()
+	uids := make(map[int64][]uint32)
+	owner := make(map[int64]int64)
+	for rows.Next() {
+		var mb, user int64
+		var uid uint32
+		if err := rows.Scan(&mb, &uid, &user); err != nil {
+			return nil, nil, err
+		}
+		uids[mb] = append(uids[mb], uid)
+		owner[mb] = user
+	}
+	return uids, owner, rows.Err()
+}
+
+// Release moves a quarantined message from each recipient's Quarantine
+// folder to their INBOX and forgets the verdict. It returns how many
+// mailboxes received it.
+func (q *Quarantine) Release(ctx context.Context, id int64) (int, error) {
+	n := 0
+	err := q.store.Update(ctx, func(tx *delivery.Tx) error {
+		n = 0
+		blobID, err := q.take(tx, id)
+		if err != nil {
+			return err
+		}
+		uids, owner, err := placements(tx, blobID)
+		if err != nil {
+			return err
+		}
+		for mb, list := range uids {
+			inbox, err := tx.Mailbox(owner[mb], "INBOX", true)
+			if err != nil {
+				return err
+			}
+			res, err := tx.CopyMessages(mb, list, inbox.ID, true)
+			if err != nil {
+				return err
+			}
+			n += len(res.DestUIDs)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("release %d: %w", id, err)
+	}
+	return n, nil
+}
+
+// Delete removes a quarantined message from every Quarantine folder and
+// forgets it.
+func (q *Quarantine) Delete(ctx context.Context, id int64) error {
+	err := q.store.Update(ctx, func(tx *delivery.Tx) error {
+		return q.deleteTx(tx, id)
+	})
+	if err != nil {
+		return fmt.Errorf("delete %d: %w", id, err)
+	}
+	return nil
+}
+
+func (q *Quarantine) deleteTx(tx *delivery.Tx, id int64) error {
+	blobID, err := q.take(tx, id)
+	if err != nil {
+		return err
+	}
+	uids, _, err := placements(tx, blobID)
+	if err != nil {
+		return err
+	}
+	for mb, list := range uids {
+		if err := tx.RemoveMessages(mb, list); err != nil {
+			return err
+		}
+	}
+	return tx.DropBlobIfUnreferenced(blobID)
+}
+
+// take deletes the verdict row and returns its blob.
+func (q *Quarantine) take(tx *delivery.Tx, id int64) (int64, error) {
+	var blobID int64
+	err := tx.QueryRow("DELETE FROM quarantine WHERE id = ? RETURNING blob_id", id).Scan(&blobID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, ErrNotFound
+	}
+	return blobID, err
+}
+
+// Expire deletes the messages quarantined longer than ExpireAfter ago and
+// returns how many went.
+func (q *Quarantine) Expire(ctx context.Context) (int, error) {
+	cutoff := q.now().Add(-q.cfg.ExpireAfter).Unix()
+	rows, err := q.store.DB().QueryContext(ctx, "SELECT id FROM quarantine WHERE created < ?", cutoff)
+	if err != nil {
+		return 0, fmt.Errorf("expire: %w", err)
+	}
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("expire: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	n := 0
+	for _, id := range ids {
+		err := q.Delete(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			continue // released or deleted meanwhile
+		}
+		if err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
