@@ -1,0 +1,133 @@
+package gateway
+
+import (
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/base32"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/moatmail/moat/filters"
+)
+
+// limitListener enforces the connection limits and wraps every accepted
+// connection in a trackedConn that carries what is known of it across
+// STARTTLS (go-smtp starts a new Session after the handshake).
+type limitListener struct {
+	net.Listener
+	srv      *Server
+	name     string
+	implicit bool
+}
+
+type trackedConn struct {
+	net.Conn
+	l     *limitListener
+	ip    netip.Addr
+	once  sync.Once
+	info  filters.Connection
+	ready bool // connect-stage filters have run
+	// connect-stage findings, kept for every transaction of the connection
+	connSymbols  []filters.Symbol
+	connTempfail bool
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		ip := addrOf(c.RemoteAddr())
+		if reason := l.srv.admit(ip); reason != "" {
+			l.srv.obs.Connection(l.name, reason)
+			// RFC 5321 §3.1: a server may answer 421 and close when it
+			// cannot serve. On an implicit-TLS listener the client
+			// expects a handshake, so it only sees the close.
+			if !l.implicit {
+				c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+				c.Write([]byte("421 4.7.0 " + l.srv.cfg.Hostname + " Too many connections, try again later\r\n"))
+			}
+			c.Close()
+			continue
+		}
+		l.srv.obs.Connection(l.name, "accepted")
+		tc := &trackedConn{Conn: c, l: l, ip: ip}
+		tc.info = filters.Connection{
+			ID:       newID(),
+			Listener: l.name,
+			RemoteIP: ip,
+			LocalIP:  addrOf(c.LocalAddr()),
+			Start:    time.Now(),
+		}
+		return tc, nil
+	}
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() { c.l.srv.release(c.ip) })
+	return c.Conn.Close()
+}
+
+// trackedOf finds our trackedConn under the net.Conn go-smtp holds (a
+// tls.Conn wraps it after STARTTLS; with implicit TLS it wraps the TLS
+// connection).
+func trackedOf(c net.Conn) *trackedConn {
+	for {
+		switch v := c.(type) {
+		case *trackedConn:
+			return v
+		case *tls.Conn:
+			c = v.NetConn()
+		default:
+			return nil
+		}
+	}
+}
+
+func addrOf(a net.Addr) netip.Addr {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ip, _ := netip.AddrFromSlice(ta.IP)
+		return ip.Unmap()
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+// admit counts a new connection, or returns why it is refused.
+func (s *Server) admit(ip netip.Addr) string {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	if s.connTotal >= s.cfg.MaxConnections {
+		return "refused_total"
+	}
+	if s.connPerIP[ip] >= s.cfg.MaxConnectionsPerIP {
+		return "refused_per_ip"
+	}
+	s.connTotal++
+	s.connPerIP[ip]++
+	return ""
+}
+
+func (s *Server) release(ip netip.Addr) {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	s.connTotal--
+	if s.connPerIP[ip]--; s.connPerIP[ip] <= 0 {
+		delete(s.connPerIP, ip)
+	}
+}
+
+var idEncoding = base32.NewEncoding("0123456789ABCDEFGHJKLMNPQRSTVWXY").WithPadding(base32.NoPadding)
+
+// newID returns a short random identifier for connections and queue ids.
+func newID() string {
+	var b [10]byte
+	rand.Read(b[:])
+	return idEncoding.EncodeToString(b[:])
+}

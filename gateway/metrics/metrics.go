@@ -1,0 +1,125 @@
+// Package metrics exposes moat's counters to Prometheus. It implements the
+// small observer interfaces of the other packages, so that none of them
+// imports Prometheus itself.
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/moatmail/moat/filters"
+	"github.com/moatmail/moat/rules"
+)
+
+// Metrics holds moat's collectors in a registry of its own.
+type Metrics struct {
+	reg           *prometheus.Registry
+	connections   *prometheus.CounterVec
+	replies       *prometheus.CounterVec
+	messages      *prometheus.CounterVec
+	symbols       *prometheus.CounterVec
+	filterSeconds *prometheus.HistogramVec
+	filterErrors  *prometheus.CounterVec
+	score         prometheus.Histogram
+	storeErrors   *prometheus.CounterVec
+	loginFailures *prometheus.CounterVec
+}
+
+// New registers every collector, plus the Go and process collectors.
+func New() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		connections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "moat_smtp_connections_total",
+			Help: "SMTP connections by listener and outcome (accepted, refused_total, refused_per_ip).",
+		}, []string{"listener", "outcome"}),
+		replies: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "moat_smtp_replies_total",
+			Help: "SMTP replies chosen by moat, by phase and class (2xx, 4xx, 5xx).",
+		}, []string{"phase", "class"}),
+		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "moat_messages_total",
+			Help: "Messages judged at DATA, by verdict action.",
+		}, []string{"action"}),
+		symbols: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "moat_symbol_hits_total",
+			Help: "Symbols in data-stage verdicts, by symbol name.",
+		}, []string{"symbol"}),
+		filterSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "moat_filter_duration_seconds",
+			Help:    "Time each filter took, by filter and stage.",
+			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"filter", "stage"}),
+		filterErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "moat_filter_failures_total",
+			Help: "Filters that failed, by filter and outcome (error, timeout).",
+		}, []string{"filter", "outcome"}),
+		score: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "moat_message_score",
+			Help:    "Score of messages judged at DATA.",
+			Buckets: []float64{-10, -5, -1, 0, 1, 2, 3, 5, 7.5, 10, 15, 20, 50, 100},
+		}),
+		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "moat_store_errors_total",
+			Help: "Failed writes or lookups in the store, by operation.",
+		}, []string{"op"}),
+		loginFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "moat_login_failures_total",
+			Help: "Failed logins by protocol and reason.",
+		}, []string{"protocol", "reason"}),
+	}
+	m.reg.MustRegister(m.connections, m.replies, m.messages, m.symbols, m.filterSeconds, m.filterErrors,
+		m.score, m.storeErrors, m.loginFailures,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves the registry in the Prometheus exposition format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// Registry returns the registry, for tests that read values.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Connection implements gateway.Observer.
+func (m *Metrics) Connection(listener, outcome string) {
+	m.connections.WithLabelValues(listener, outcome).Inc()
+}
+
+// Reply implements gateway.Observer.
+func (m *Metrics) Reply(phase string, code int) {
+	m.replies.WithLabelValues(phase, strconv.Itoa(code/100)+"xx").Inc()
+}
+
+// Verdict implements gateway.Observer.
+func (m *Metrics) Verdict(v rules.Verdict) {
+	m.messages.WithLabelValues(v.Action.String()).Inc()
+	m.score.Observe(v.Score)
+	for _, s := range v.Symbols {
+		m.symbols.WithLabelValues(s.Name).Inc()
+	}
+}
+
+// StoreError implements gateway.Observer.
+func (m *Metrics) StoreError(op string) {
+	m.storeErrors.WithLabelValues(op).Inc()
+}
+
+// ObserveFilter implements rules.Observer.
+func (m *Metrics) ObserveFilter(filter string, stage filters.Stage, d time.Duration, outcome string) {
+	m.filterSeconds.WithLabelValues(filter, stage.String()).Observe(d.Seconds())
+	if outcome != "ok" {
+		m.filterErrors.WithLabelValues(filter, outcome).Inc()
+	}
+}
+
+// LoginFailed counts a failed login.
+func (m *Metrics) LoginFailed(protocol, reason string) {
+	m.loginFailures.WithLabelValues(protocol, reason).Inc()
+}

@@ -1,0 +1,158 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/policies"
+	"github.com/moatmail/moat/quarantine"
+	"github.com/moatmail/moat/rules"
+)
+
+// Observer receives the counts the SMTP front exposes as metrics. Label
+// values come from small fixed sets.
+type Observer interface {
+	// Connection counts a connection by listener and outcome ("accepted",
+	// "refused_total", "refused_per_ip").
+	Connection(listener, outcome string)
+	// Reply counts a reply moat chose, by SMTP phase and code.
+	Reply(phase string, code int)
+	// Verdict counts a message decision.
+	Verdict(v rules.Verdict)
+	// StoreError counts a failed write to the store or the quarantine.
+	StoreError(op string)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Connection(string, string) {}
+func (nopObserver) Reply(string, int)         {}
+func (nopObserver) Verdict(rules.Verdict)     {}
+func (nopObserver) StoreError(string)         {}
+
+// Deps are the parts the SMTP front hands messages to.
+type Deps struct {
+	Pipeline   *rules.Pipeline
+	Policies   *policies.Set
+	Store      *delivery.Store
+	Quarantine *quarantine.Quarantine
+	// Observer and Logger may be nil.
+	Observer Observer
+	Logger   *slog.Logger
+}
+
+// Server is the SMTP front. One Server serves any number of listeners.
+type Server struct {
+	cfg     Config
+	tls     *tls.Config
+	deps    Deps
+	obs     Observer
+	log     *slog.Logger
+	domains map[string]bool
+
+	connMu    sync.Mutex
+	connTotal int
+	connPerIP map[netip.Addr]int
+
+	mu      sync.Mutex
+	servers []*smtp.Server
+}
+
+// New returns an SMTP front. cfg must have been validated.
+func New(cfg Config, tlsConfig *tls.Config, deps Deps) (*Server, error) {
+	if deps.Pipeline == nil || deps.Policies == nil || deps.Store == nil || deps.Quarantine == nil {
+		return nil, errors.New("gateway: pipeline, policies, store and quarantine are required")
+	}
+	s := &Server{
+		cfg:       cfg,
+		tls:       tlsConfig,
+		deps:      deps,
+		obs:       deps.Observer,
+		log:       deps.Logger,
+		domains:   make(map[string]bool),
+		connPerIP: make(map[netip.Addr]int),
+	}
+	if s.obs == nil {
+		s.obs = nopObserver{}
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	for _, d := range cfg.LocalDomains {
+		s.domains[d] = true
+	}
+	return s, nil
+}
+
+// Serve accepts SMTP connections on l until Close. name labels the
+// listener in logs and metrics ("mx", "mxs"). With implicitTLS the
+// listener speaks TLS from the first byte (RFC 8314 §3.3); otherwise
+// STARTTLS (RFC 3207) is offered when a certificate is configured.
+func (s *Server) Serve(l net.Listener, name string, implicitTLS bool) error {
+	var ln net.Listener = &limitListener{Listener: l, srv: s, name: name, implicit: implicitTLS}
+	if implicitTLS {
+		if s.tls == nil {
+			return fmt.Errorf("listener %s: implicit TLS needs a certificate", name)
+		}
+		ln = tls.NewListener(ln, s.tls)
+	}
+	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
+	srv.Domain = s.cfg.Hostname
+	srv.MaxMessageBytes = s.cfg.MaxMessageBytes
+	srv.MaxRecipients = s.cfg.MaxRecipients
+	srv.MaxLineLength = s.cfg.MaxLineLength
+	srv.ReadTimeout = s.cfg.CommandTimeout
+	srv.WriteTimeout = s.cfg.CommandTimeout
+	srv.EnableSMTPUTF8 = true
+	srv.ErrorLog = log.New(slogWriter{s.log.With("listener", name)}, "", 0)
+	if !implicitTLS {
+		srv.TLSConfig = s.tls
+	}
+	s.mu.Lock()
+	s.servers = append(s.servers, srv)
+	s.mu.Unlock()
+	err := srv.Serve(ln)
+	if errors.Is(err, smtp.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting connections and waits for open sessions to end
+// until ctx is done, then closes them.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	servers := s.servers
+	s.mu.Unlock()
+	var errs []error
+	for _, srv := range servers {
+		if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, smtp.ErrServerClosed) {
+			errs = append(errs, err)
+			srv.Close()
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// isLocalDomain reports whether moat receives mail for domain.
+func (s *Server) isLocalDomain(domain string) bool {
+	return s.domains[domain]
+}
+
+// slogWriter sends go-smtp's internal error log to slog.
+type slogWriter struct{ l *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	w.l.Warn("smtp", "error", string(p))
+	return len(p), nil
+}

@@ -1,0 +1,329 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/filters"
+	"github.com/moatmail/moat/policies"
+	"github.com/moatmail/moat/rules"
+)
+
+// stageTimeout bounds the work of one SMTP phase beyond the per-filter
+// deadlines (which the pipeline enforces) and store writes.
+const stageTimeout = 2 * time.Minute
+
+// recipient is an accepted RCPT TO.
+type recipient struct {
+	addr   string // as given, normalised to lower case
+	userID int64
+}
+
+// session is one SMTP session (go-smtp starts a new one after STARTTLS).
+type session struct {
+	srv   *Server
+	conn  *smtp.Conn
+	tc    *trackedConn
+	info  filters.Connection
+	log   *slog.Logger
+	helo  []filters.Symbol // connect and helo findings
+	early bool             // a connect or helo filter with on_error=tempfail failed
+
+	// the current transaction
+	env      filters.Envelope
+	txSyms   []filters.Symbol
+	txTemp   bool
+	rcpts    []recipient
+	policy   *policies.Policy
+	rejected *smtp.SMTPError // a connect/helo verdict that refuses every transaction
+}
+
+func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
+	tc := trackedOf(c.Conn())
+	if tc == nil {
+		return nil, errTempLocal
+	}
+	sess := &session{srv: s, conn: c, tc: tc, info: tc.info}
+	sess.info.Helo = c.Hostname()
+	if st, ok := c.TLSConnectionState(); ok {
+		sess.info.TLS = &st
+	}
+	sess.log = s.log.With("conn", sess.info.ID, "ip", sess.info.RemoteIP.String())
+	ctx, cancel := context.WithTimeout(context.Background(), stageTimeout)
+	defer cancel()
+	def := s.deps.Policies.Default()
+	if !tc.ready {
+		res := s.deps.Pipeline.Run(ctx, filters.StageConnect, &filters.Input{Conn: &sess.info, Env: &filters.Envelope{}}, def.Runs)
+		tc.connSymbols, tc.connTempfail, tc.ready = res.Symbols, res.Tempfail, true
+	}
+	in := &filters.Input{Conn: &sess.info, Env: &filters.Envelope{}}
+	res := s.deps.Pipeline.Run(ctx, filters.StageHelo, in, def.Runs)
+	sess.helo = append(append([]filters.Symbol(nil), tc.connSymbols...), res.Symbols...)
+	sess.early = tc.connTempfail || res.Tempfail
+	v := s.deps.Pipeline.Decide(filters.StageHelo, in, sess.helo, def, sess.early)
+	if err := earlyReply(v); err != nil {
+		sess.log.Info("connection refused", "helo", sess.info.Helo, "action", v.Action.String(),
+			"score", v.Score, "symbols", v.SymbolNames(), "reasons", v.Reasons)
+		s.obs.Reply("helo", err.Code)
+		// Keep the session so that go-smtp can answer every later command
+		// with the same refusal instead of "introduce yourself".
+		sess.rejected = err
+	}
+	return sess, nil
+}
+
+// Generic replies: the client learns that a policy refused it, never which
+// internal check did (a probe must not learn our rules).
+var (
+	errTempLocal   = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary local problem, try again later"}
+	errPolicy      = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Message refused by policy"}
+	errPolicyTemp  = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 1}, Message: "Policy check deferred, try again later"}
+	errRelayDenied = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Relay access denied"}
+	errNoUser      = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such user here"}
+	errBadAddress  = &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Bad recipient address syntax"}
+	errBadSender   = &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: "Bad sender address syntax"}
+	// RFC 5321 §4.5.3.1.10: a client that gets 452 for a RCPT sends that
+	// recipient in a later transaction. moat uses it to keep one policy
+	// per transaction, so that each recipient's policy decides alone.
+	errPolicySplit = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 5, 3}, Message: "Recipient policy differs, send it in another transaction"}
+	errTooLarge    = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Message size exceeds fixed limit"}
+	errDataTimeout = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Timeout reading the message"}
+)
+
+// earlyReply maps a verdict of the connect to rcpt stages: only reject and
+// tempfail act there.
+func earlyReply(v rules.Verdict) *smtp.SMTPError {
+	switch v.Action {
+	case policies.ActionReject:
+		return errPolicy
+	case policies.ActionTempfail:
+		return errPolicyTemp
+	}
+	return nil
+}
+
+func (s *session) reply(phase string, err *smtp.SMTPError) error {
+	s.srv.obs.Reply(phase, err.Code)
+	return err
+}
+
+func (s *session) symbolsSoFar() []filters.Symbol {
+	out := make([]filters.Symbol, 0, len(s.helo)+len(s.txSyms)+8)
+	return append(append(out, s.helo...), s.txSyms...)
+}
+
+// Reset discards the current transaction.
+func (s *session) Reset() {
+	s.env = filters.Envelope{}
+	s.txSyms = s.txSyms[:0]
+	s.txTemp = false
+	s.rcpts = s.rcpts[:0]
+	s.policy = nil
+}
+
+// Logout ends the session.
+func (s *session) Logout() error { return nil }
+
+// Mail starts a transaction.
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	if s.rejected != nil {
+		return s.reply("mail", s.rejected)
+	}
+	s.Reset()
+	from = strings.TrimSpace(from)
+	if from != "" && !delivery.ValidAddress(from) {
+		return s.reply("mail", errBadSender)
+	}
+	s.env.From = from
+	if opts != nil {
+		s.env.SMTPUTF8 = opts.UTF8
+		s.env.Body8Bit = opts.Body == smtp.Body8BitMIME || opts.Body == smtp.BodyBinaryMIME
+		s.env.DeclaredSize = opts.Size
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), stageTimeout)
+	defer cancel()
+	def := s.srv.deps.Policies.Default()
+	in := &filters.Input{Conn: &s.info, Env: &s.env}
+	res := s.srv.deps.Pipeline.Run(ctx, filters.StageMail, in, def.Runs)
+	s.txSyms = append(s.txSyms, res.Symbols...)
+	s.txTemp = res.Tempfail
+	v := s.srv.deps.Pipeline.Decide(filters.StageMail, in, s.symbolsSoFar(), def, s.early || s.txTemp)
+	if err := earlyReply(v); err != nil {
+		s.log.Info("sender refused", "from", from, "action", v.Action.String(), "score", v.Score,
+			"symbols", v.SymbolNames(), "reasons", v.Reasons)
+		return s.reply("mail", err)
+	}
+	return nil
+}
+
+// Rcpt accepts a recipient if it is a local user (no open relay) and the
+// rcpt-stage checks pass.
+func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if s.rejected != nil {
+		return s.reply("rcpt", s.rejected)
+	}
+	addr := delivery.NormalizeAddress(to)
+	if !delivery.ValidAddress(addr) {
+		return s.reply("rcpt", errBadAddress)
+	}
+	at := strings.LastIndexByte(addr, '@')
+	local, domain := addr[:at], addr[at+1:]
+	// RFC 5321 §3.6.2: accepting mail for a domain we do not serve would
+	// make moat an open relay.
+	if !s.srv.isLocalDomain(domain) {
+		s.log.Info("relay denied", "from", s.env.From, "rcpt", addr)
+		return s.reply("rcpt", errRelayDenied)
+	}
+	if d := *s.srv.cfg.RecipientDelimiter; d != "" {
+		if i := strings.Index(local, d); i > 0 {
+			local = local[:i] // RFC 5233 sub-address: user+tag
+		}
+	}
+	mailbox := local + "@" + domain
+	ctx, cancel := context.WithTimeout(context.Background(), stageTimeout)
+	defer cancel()
+	user, err := s.srv.deps.Store.LookupUser(ctx, mailbox)
+	if errors.Is(err, delivery.ErrNoUser) {
+		return s.reply("rcpt", errNoUser)
+	}
+	if err != nil {
+		s.log.Error("recipient lookup failed", "rcpt", addr, "err", err)
+		s.srv.obs.StoreError("lookup")
+		return s.reply("rcpt", errTempLocal)
+	}
+	for _, r := range s.rcpts {
+		if r.userID == user.ID {
+			return nil // the same mailbox twice: deliver once
+		}
+	}
+	pol := s.srv.deps.Policies.For(mailbox)
+	if s.policy != nil && pol != s.policy {
+		return s.reply("rcpt", errPolicySplit)
+	}
+	in := &filters.Input{Conn: &s.info, Env: &s.env, Rcpt: mailbox}
+	res := s.srv.deps.Pipeline.Run(ctx, filters.StageRcpt, in, pol.Runs)
+	syms := append(s.symbolsSoFar(), res.Symbols...)
+	v := s.srv.deps.Pipeline.Decide(filters.StageRcpt, in, syms, pol, s.early || s.txTemp || res.Tempfail)
+	if err := earlyReply(v); err != nil {
+		s.log.Info("recipient refused", "from", s.env.From, "rcpt", addr, "action", v.Action.String(),
+			"score", v.Score, "symbols", v.SymbolNames(), "reasons", v.Reasons)
+		return s.reply("rcpt", err)
+	}
+	s.txSyms = append(s.txSyms, res.Symbols...)
+	s.txTemp = s.txTemp || res.Tempfail
+	s.policy = pol
+	s.rcpts = append(s.rcpts, recipient{addr: mailbox, userID: user.ID})
+	s.env.Rcpts = append(s.env.Rcpts, mailbox)
+	return nil
+}
+
+// Data receives the message, runs the data-stage checks, and delivers,
+// quarantines or refuses it. A 250 reply is sent only after the message is
+// durably stored.
+func (s *session) Data(r io.Reader) error {
+	start := time.Now()
+	if s.rejected != nil {
+		return s.reply("data", s.rejected)
+	}
+	if len(s.rcpts) == 0 {
+		return s.reply("data", &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "No valid recipients"})
+	}
+	raw, err := s.readMessage(r)
+	if err != nil {
+		return s.reply("data", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), stageTimeout)
+	defer cancel()
+	msg := filters.ParseMessage(raw)
+	in := &filters.Input{Conn: &s.info, Env: &s.env, Msg: msg}
+	res := s.srv.deps.Pipeline.Run(ctx, filters.StageData, in, s.policy.Runs)
+	syms := append(s.symbolsSoFar(), res.Symbols...)
+	v := s.srv.deps.Pipeline.Decide(filters.StageData, in, syms, s.policy, s.early || s.txTemp || res.Tempfail)
+	s.srv.obs.Verdict(v)
+	queueID := newID()
+	err = s.act(ctx, queueID, msg, v)
+	code := 250
+	if err != nil {
+		code = err.Code
+	}
+	s.log.Info("message",
+		"queue", queueID, "helo", s.info.Helo, "from", s.env.From, "rcpts", s.env.Rcpts,
+		"size", len(raw), "score", v.Score, "symbols", v.SymbolNames(), "action", v.Action.String(),
+		"policy", v.Policy, "reply", code, "duration", time.Since(start).Round(time.Microsecond))
+	if err != nil {
+		return s.reply("data", err)
+	}
+	s.srv.obs.Reply("data", 250)
+	// go-smtp sends the code and text of an SMTPError as they are; a 250
+	// "error" is how a backend names the queue id in the final reply.
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + queueID}
+}
+
+// readMessage reads the whole message under the data timeout.
+func (s *session) readMessage(r io.Reader) ([]byte, *smtp.SMTPError) {
+	if nc := s.conn.Conn(); nc != nil {
+		nc.SetReadDeadline(time.Now().Add(s.srv.cfg.DataTimeout))
+	}
+	var buf bytes.Buffer
+	if n := s.env.DeclaredSize; n > 0 && n <= s.srv.cfg.MaxMessageBytes {
+		buf.Grow(int(n) + 512)
+	} else {
+		buf.Grow(16 << 10)
+	}
+	if _, err := buf.ReadFrom(r); err != nil {
+		var ne net.Error
+		switch {
+		case errors.Is(err, smtp.ErrDataTooLarge):
+			return nil, errTooLarge
+		case errors.As(err, &ne) && ne.Timeout():
+			return nil, errDataTimeout
+		}
+		return nil, errTempLocal
+	}
+	return buf.Bytes(), nil
+}
+
+// act carries out a data-stage verdict. A nil result means the message is
+// durably stored.
+func (s *session) act(ctx context.Context, queueID string, msg *filters.Message, v rules.Verdict) *smtp.SMTPError {
+	switch v.Action {
+	case policies.ActionReject:
+		return errPolicy
+	case policies.ActionTempfail:
+		return errPolicyTemp
+	}
+	header := s.traceHeader(queueID, v)
+	body := s.rewrite(msg, v)
+	users := make([]int64, len(s.rcpts))
+	for i, r := range s.rcpts {
+		users[i] = r.userID
+	}
+	if v.Action == policies.ActionQuarantine {
+		_, err := s.srv.deps.Quarantine.Put(ctx, header, body, s.quarantineRecord(queueID, msg, v), users)
+		if err != nil {
+			s.log.Error("quarantine failed", "queue", queueID, "err", err)
+			s.srv.obs.StoreError("quarantine")
+			return errTempLocal
+		}
+		return nil
+	}
+	targets := make([]delivery.Target, len(users))
+	for i, u := range users {
+		targets[i] = delivery.Target{UserID: u, Mailbox: "INBOX"}
+	}
+	if _, err := s.srv.deps.Store.Deliver(ctx, &delivery.Delivery{Header: header, Body: body, Targets: targets}); err != nil {
+		s.log.Error("delivery failed", "queue", queueID, "err", err)
+		s.srv.obs.StoreError("deliver")
+		return errTempLocal
+	}
+	return nil
+}
