@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -70,6 +71,7 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 	sess.helo = append(append([]filters.Symbol(nil), tc.connSymbols...), res.Symbols...)
 	sess.early = tc.connTempfail || res.Tempfail
 	v := s.deps.Pipeline.Decide(filters.StageHelo, in, sess.helo, def, sess.early)
+	sess.helo = append(sess.helo, added(sess.helo, v.Symbols)...)
 	if err := earlyReply(v); err != nil {
 		sess.log.Info("connection refused", "helo", sess.info.Helo, "action", v.Action.String(),
 			"score", v.Score, "symbols", v.SymbolNames(), "reasons", v.Reasons)
@@ -116,6 +118,27 @@ func (s *session) reply(phase string, err *smtp.SMTPError) error {
 	return err
 }
 
+// added returns the symbols of after that are not in before (rule
+// symbols a verdict added), counting repeated names.
+func added(before, after []filters.Symbol) []filters.Symbol {
+	if len(after) <= len(before) {
+		return nil
+	}
+	seen := make(map[string]int, len(before))
+	for _, sym := range before {
+		seen[sym.Name]++
+	}
+	var out []filters.Symbol
+	for _, sym := range after {
+		if seen[sym.Name] > 0 {
+			seen[sym.Name]--
+			continue
+		}
+		out = append(out, sym)
+	}
+	return out
+}
+
 func (s *session) symbolsSoFar() []filters.Symbol {
 	out := make([]filters.Symbol, 0, len(s.helo)+len(s.txSyms)+8)
 	return append(append(out, s.helo...), s.txSyms...)
@@ -156,7 +179,11 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	res := s.srv.deps.Pipeline.Run(ctx, filters.StageMail, in, def.Runs)
 	s.txSyms = append(s.txSyms, res.Symbols...)
 	s.txTemp = res.Tempfail
-	v := s.srv.deps.Pipeline.Decide(filters.StageMail, in, s.symbolsSoFar(), def, s.early || s.txTemp)
+	before := s.symbolsSoFar()
+	v := s.srv.deps.Pipeline.Decide(filters.StageMail, in, before, def, s.early || s.txTemp)
+	// Symbols added by mail-stage rules (a forced tag or quarantine acts
+	// only at DATA) stay with the transaction.
+	s.txSyms = append(s.txSyms, added(before, v.Symbols)...)
 	if err := earlyReply(v); err != nil {
 		s.log.Info("sender refused", "from", from, "action", v.Action.String(), "score", v.Score,
 			"symbols", v.SymbolNames(), "reasons", v.Reasons)
@@ -218,7 +245,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 			"score", v.Score, "symbols", v.SymbolNames(), "reasons", v.Reasons)
 		return s.reply("rcpt", err)
 	}
-	s.txSyms = append(s.txSyms, res.Symbols...)
+	s.txSyms = append(s.txSyms, added(s.symbolsSoFar(), v.Symbols)...)
 	s.txTemp = s.txTemp || res.Tempfail
 	s.policy = pol
 	s.rcpts = append(s.rcpts, recipient{addr: mailbox, userID: user.ID})
@@ -286,7 +313,14 @@ func (s *session) readMessage(r io.Reader) ([]byte, *smtp.SMTPError) {
 			return nil, errTooLarge
 		case errors.As(err, &ne) && ne.Timeout():
 			return nil, errDataTimeout
+		case errors.Is(err, smtp.ErrTooLongLine):
+			// RFC 5321 §4.5.3.1.6 limits a text line to 1000 bytes; moat
+			// accepts up to max_line_length and refuses beyond, as Exim
+			// does, rather than rewrite the message.
+			return nil, &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
+				Message: fmt.Sprintf("Message has a line longer than %d bytes", s.srv.cfg.MaxLineLength)}
 		}
+		s.log.Warn("reading message failed", "err", err)
 		return nil, errTempLocal
 	}
 	return buf.Bytes(), nil

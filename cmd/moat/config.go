@@ -1,0 +1,250 @@
+package main
+
+import (
+	_ "embed"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/moatmail/moat/delivery/imapd"
+	"github.com/moatmail/moat/delivery/throttle"
+	"github.com/moatmail/moat/filters/gtube"
+	"github.com/moatmail/moat/filters/headers"
+	"github.com/moatmail/moat/filters/rdns"
+	"github.com/moatmail/moat/filters/resolver"
+	"github.com/moatmail/moat/gateway"
+	"github.com/moatmail/moat/policies"
+	"github.com/moatmail/moat/quarantine"
+	"github.com/moatmail/moat/rules"
+)
+
+// defaultConfig is the embedded configuration `moat serve` runs when no
+// -config is given: everything under ./data, unprivileged loopback ports,
+// a demo domain and user.
+//
+//go:embed default.toml
+var defaultConfig string
+
+// Config is the whole configuration file. Each section is the typed
+// Config of the package that owns it.
+type Config struct {
+	// DataDir holds the index, the message files and the generated
+	// certificate.
+	DataDir    string            `toml:"data_dir"`
+	Listen     ListenConfig      `toml:"listen"`
+	TLS        gateway.TLSConfig `toml:"tls"`
+	SMTP       gateway.Config    `toml:"smtp"`
+	IMAP       imapd.Config      `toml:"imap"`
+	Auth       throttle.Config   `toml:"auth_throttle"`
+	DNS        resolver.Config   `toml:"dns"`
+	Filters    FiltersConfig     `toml:"filters"`
+	Rules      rules.Config      `toml:"rules"`
+	Policies   policies.Config   `toml:"policies"`
+	Quarantine quarantine.Config `toml:"quarantine"`
+	Log        LogConfig         `toml:"log"`
+	Demo       DemoConfig        `toml:"demo"`
+}
+
+// ListenConfig holds every listener address; an empty address switches the
+// listener off.
+type ListenConfig struct {
+	SMTP    string `toml:"smtp"`    // MX with STARTTLS (port 25 in production)
+	SMTPS   string `toml:"smtps"`   // MX over implicit TLS
+	IMAP    string `toml:"imap"`    // IMAP with STARTTLS (143)
+	IMAPS   string `toml:"imaps"`   // IMAP over implicit TLS (993)
+	Metrics string `toml:"metrics"` // Prometheus /metrics over HTTP
+}
+
+// FiltersConfig configures the filters, which run in the order cmd/moat
+// lists them.
+type FiltersConfig struct {
+	// Disabled names filters that never run.
+	Disabled []string       `toml:"disabled"`
+	RDNS     rdns.Config    `toml:"rdns"`
+	Headers  headers.Config `toml:"headers"`
+	GTUBE    gtube.Config   `toml:"gtube"`
+}
+
+// LogConfig configures logging.
+type LogConfig struct {
+	Level  string `toml:"level"`  // debug, info (default), warn, error
+	Format string `toml:"format"` // text (default) or json
+}
+
+// DemoConfig creates a demo user on first start.
+type DemoConfig struct {
+	// User, when set and the store has no users, is created with a random
+	// password kept in <data_dir>/demo-password and printed at start.
+	User string `toml:"user"`
+}
+
+// loadConfig reads a configuration file (or the embedded default when path
+// is empty), strictly: unknown keys are errors.
+func loadConfig(path string) (*Config, error) {
+	text, name := defaultConfig, "embedded default"
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		text, name = string(b), path
+	}
+	return parseConfig(text, name)
+}
+
+func parseConfig(text, name string) (*Config, error) {
+	// Sections whose zero values are meaningful (a score of 0, a cache of
+	// 0) start from their defaults; the file overrides what it sets.
+	cfg := Config{
+		DNS: resolver.DefaultConfig(),
+		Filters: FiltersConfig{
+			RDNS:    rdns.DefaultConfig(),
+			Headers: headers.DefaultConfig(),
+			GTUBE:   gtube.DefaultConfig(),
+		},
+	}
+	md, err := toml.Decode(text, &cfg)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return nil, fmt.Errorf("config %s: line %d: %s", name, pe.Position.Line, pe.Message)
+		}
+		return nil, fmt.Errorf("config %s: %w", name, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		return nil, fmt.Errorf("config %s: unknown key %s", name, strings.Join(keys, ", "))
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config %s:\n%w", name, err)
+	}
+	return &cfg, nil
+}
+
+// Validate checks every section and fills defaults; each error names its
+// key in full (section.key).
+func (c *Config) Validate() error {
+	var errs []error
+	var add func(section string, err error)
+	add = func(section string, err error) {
+		if err == nil {
+			return
+		}
+		if multi, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range multi.Unwrap() {
+				add(section, e)
+			}
+			return
+		}
+		if strings.HasPrefix(err.Error(), section+".") {
+			errs = append(errs, fmt.Errorf("  %w", err))
+			return
+		}
+		errs = append(errs, fmt.Errorf("  %s.%w", section, err))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("  data_dir: must be set"))
+	} else if abs, err := filepath.Abs(c.DataDir); err == nil {
+		c.DataDir = abs
+	}
+	add("listen", c.Listen.validate())
+	add("tls", c.TLS.Validate())
+	add("smtp", c.SMTP.Validate())
+	add("imap", c.IMAP.Validate())
+	add("auth_throttle", c.Auth.Validate())
+	add("dns", c.DNS.Validate())
+	add("filters", c.Filters.validate())
+	add("rules", c.Rules.Validate())
+	if err := c.Policies.Validate(); err != nil {
+		add("policies", err)
+	} else if set, err := policies.New(c.Policies); err == nil {
+		for _, n := range set.DisabledFilters() {
+			if !contains(filterNames, n) {
+				errs = append(errs, fmt.Errorf("  policies: disable_filters names unknown filter %q (known: %s)", n, strings.Join(filterNames, ", ")))
+			}
+		}
+	}
+	add("quarantine", c.Quarantine.Validate())
+	add("log", c.Log.validate())
+	if c.Demo.User != "" {
+		at := strings.LastIndexByte(c.Demo.User, '@')
+		if at < 0 || !contains(c.SMTP.LocalDomains, strings.ToLower(c.Demo.User[at+1:])) {
+			errs = append(errs, fmt.Errorf("  demo.user: %q is not in a local domain (smtp.local_domains)", c.Demo.User))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (l *ListenConfig) validate() error {
+	var errs []error
+	for _, f := range []struct{ key, addr string }{
+		{"smtp", l.SMTP}, {"smtps", l.SMTPS}, {"imap", l.IMAP}, {"imaps", l.IMAPS}, {"metrics", l.Metrics},
+	} {
+		if f.addr == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(f.addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %q is not host:port", f.key, f.addr))
+		}
+	}
+	if l.SMTP == "" && l.SMTPS == "" {
+		errs = append(errs, errors.New("smtp: at least one of smtp and smtps must be set"))
+	}
+	return errors.Join(errs...)
+}
+
+// filterNames lists the filters in pipeline order.
+var filterNames = []string{"rdns", "headers", "gtube"}
+
+func (f *FiltersConfig) validate() error {
+	var errs []error
+	for i, n := range f.Disabled {
+		if !contains(filterNames, n) {
+			errs = append(errs, fmt.Errorf("disabled[%d]: unknown filter %q (known: %s)", i, n, strings.Join(filterNames, ", ")))
+		}
+	}
+	for _, v := range []struct {
+		key string
+		fn  func() error
+	}{{"rdns", f.RDNS.Validate}, {"headers", f.Headers.Validate}, {"gtube", f.GTUBE.Validate}} {
+		if err := v.fn(); err != nil {
+			errs = append(errs, fmt.Errorf("%s.%w", v.key, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (l *LogConfig) validate() error {
+	switch l.Level {
+	case "":
+		l.Level = "info"
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("level: %q is not debug, info, warn or error", l.Level)
+	}
+	switch l.Format {
+	case "":
+		l.Format = "text"
+	case "text", "json":
+	default:
+		return fmt.Errorf("format: %q is not text or json", l.Format)
+	}
+	return nil
+}

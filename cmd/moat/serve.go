@@ -1,0 +1,272 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/delivery/imapd"
+	"github.com/moatmail/moat/delivery/throttle"
+	"github.com/moatmail/moat/filters"
+	"github.com/moatmail/moat/filters/gtube"
+	"github.com/moatmail/moat/filters/headers"
+	"github.com/moatmail/moat/filters/rdns"
+	"github.com/moatmail/moat/filters/resolver"
+	"github.com/moatmail/moat/gateway"
+	"github.com/moatmail/moat/gateway/metrics"
+	"github.com/moatmail/moat/policies"
+	"github.com/moatmail/moat/quarantine"
+	"github.com/moatmail/moat/rules"
+)
+
+// app is a running moat: every part wired together.
+type app struct {
+	cfg       *Config
+	log       *slog.Logger
+	store     *delivery.Store
+	quar      *quarantine.Quarantine
+	smtp      *gateway.Server
+	imap      *imapd.Server
+	metrics   *metrics.Metrics
+	http      *http.Server
+	listeners map[string]net.Listener
+	wg        sync.WaitGroup
+	stop      chan struct{}
+	errc      chan error
+}
+
+// buildFilters returns the enabled filters in pipeline order.
+func buildFilters(cfg *Config) ([]filters.Filter, error) {
+	var fs []filters.Filter
+	enabled := func(name string) bool { return !contains(cfg.Filters.Disabled, name) }
+	if enabled("rdns") {
+		dns, err := resolver.New(cfg.DNS)
+		if err != nil {
+			return nil, err
+		}
+		f, err := rdns.New(cfg.Filters.RDNS, dns)
+		if err != nil {
+			return nil, err
+		}
+		fs = append(fs, f)
+	}
+	if enabled("headers") {
+		f, err := headers.New(cfg.Filters.Headers)
+		if err != nil {
+			return nil, err
+		}
+		fs = append(fs, f)
+	}
+	if enabled("gtube") {
+		f, err := gtube.New(cfg.Filters.GTUBE)
+		if err != nil {
+			return nil, err
+		}
+		fs = append(fs, f)
+	}
+	return fs, nil
+}
+
+// start opens the store, binds every listener and starts serving. The
+// addresses actually bound are in app.listeners (tests listen on port 0).
+func start(cfg *Config, log *slog.Logger, out io.Writer) (*app, error) {
+	a := &app{cfg: cfg, log: log, listeners: make(map[string]net.Listener), stop: make(chan struct{}), errc: make(chan error, 8)}
+	ok := false
+	defer func() {
+		if !ok {
+			a.Close(context.Background())
+		}
+	}()
+	var err error
+	if a.store, err = delivery.Open(delivery.Config{Dir: cfg.DataDir}); err != nil {
+		return nil, err
+	}
+	if a.quar, err = quarantine.New(cfg.Quarantine, a.store); err != nil {
+		return nil, err
+	}
+	if err := a.ensureDemoUser(out); err != nil {
+		return nil, err
+	}
+	tlsConfig, generated, err := gateway.LoadTLS(cfg.TLS, cfg.DataDir, cfg.SMTP.Hostname)
+	if err != nil {
+		return nil, err
+	}
+	if generated {
+		log.Info("generated a self-signed certificate", "dir", filepath.Join(cfg.DataDir, "tls"))
+	}
+	a.metrics = metrics.New()
+	fs, err := buildFilters(cfg)
+	if err != nil {
+		return nil, err
+	}
+	pipeline, err := rules.NewPipeline(cfg.Rules, fs, a.metrics)
+	if err != nil {
+		return nil, err
+	}
+	pols, err := policies.New(cfg.Policies)
+	if err != nil {
+		return nil, err
+	}
+	if a.smtp, err = gateway.New(cfg.SMTP, tlsConfig, gateway.Deps{
+		Pipeline: pipeline, Policies: pols, Store: a.store, Quarantine: a.quar, Observer: a.metrics, Logger: log,
+	}); err != nil {
+		return nil, err
+	}
+	th, err := throttle.New(cfg.Auth)
+	if err != nil {
+		return nil, err
+	}
+	a.imap = imapd.New(cfg.IMAP, a.store, tlsConfig, th, log)
+	a.imap.Observer = loginObserver{a.metrics, "imap"}
+
+	for _, l := range []struct {
+		name, addr string
+		serve      func(net.Listener) error
+	}{
+		{"smtp", cfg.Listen.SMTP, func(l net.Listener) error { return a.smtp.Serve(l, "mx", false) }},
+		{"smtps", cfg.Listen.SMTPS, func(l net.Listener) error { return a.smtp.Serve(l, "mxs", true) }},
+		{"imap", cfg.Listen.IMAP, a.imap.Serve},
+		{"imaps", cfg.Listen.IMAPS, func(l net.Listener) error { return a.imap.Serve(tlsListener(l, tlsConfig)) }},
+		{"metrics", cfg.Listen.Metrics, a.serveMetrics},
+	} {
+		if l.addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			return nil, fmt.Errorf("listen.%s: %w", l.name, err)
+		}
+		a.listeners[l.name] = ln
+		serve := l.serve
+		name := l.name
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			if err := serve(ln); err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, http.ErrServerClosed) {
+				a.errc <- fmt.Errorf("%s listener: %w", name, err)
+			}
+		}()
+		log.Info("listening", "listener", name, "addr", ln.Addr().String())
+	}
+	a.wg.Add(1)
+	go a.expireLoop()
+	ok = true
+	return a, nil
+}
+
+func (a *app) serveMetrics(l net.Listener) error {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", a.metrics.Handler())
+	a.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	return a.http.Serve(l)
+}
+
+// expireLoop deletes expired quarantined mail, at start and every hour.
+func (a *app) expireLoop() {
+	defer a.wg.Done()
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		if n, err := a.quar.Expire(ctx); err != nil {
+			a.log.Error("quarantine expiry failed", "err", err)
+		} else if n > 0 {
+			a.log.Info("quarantine expired", "messages", n)
+		}
+		cancel()
+		select {
+		case <-a.stop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Addr returns the bound address of a listener ("smtp", "imap", ...).
+func (a *app) Addr(name string) string {
+	if l, ok := a.listeners[name]; ok {
+		return l.Addr().String()
+	}
+	return ""
+}
+
+// Close stops listening, lets open SMTP sessions finish within ctx, and
+// closes the store.
+func (a *app) Close(ctx context.Context) error {
+	select {
+	case <-a.stop:
+		return nil
+	default:
+		close(a.stop)
+	}
+	var errs []error
+	if a.smtp != nil {
+		errs = append(errs, a.smtp.Shutdown(ctx))
+	}
+	if a.imap != nil {
+		errs = append(errs, a.imap.Close())
+	}
+	if a.http != nil {
+		errs = append(errs, a.http.Shutdown(ctx))
+	}
+	for _, l := range a.listeners {
+		l.Close()
+	}
+	a.wg.Wait()
+	if a.store != nil {
+		errs = append(errs, a.store.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// ensureDemoUser creates the demo user on a store without users and prints
+// its password.
+func (a *app) ensureDemoUser(out io.Writer) error {
+	addr := a.cfg.Demo.User
+	if addr == "" {
+		return nil
+	}
+	pwFile := filepath.Join(a.cfg.DataDir, "demo-password")
+	ctx := context.Background()
+	if _, err := a.store.LookupUser(ctx, addr); err == nil {
+		if pw, err := os.ReadFile(pwFile); err == nil {
+			fmt.Fprintf(out, "demo user: %s  password: %s\n", addr, strings.TrimSpace(string(pw)))
+		}
+		return nil
+	}
+	users, err := a.store.Users(ctx)
+	if err != nil || len(users) > 0 {
+		return err
+	}
+	raw := make([]byte, 12)
+	rand.Read(raw)
+	pw := base64.RawURLEncoding.EncodeToString(raw)
+	if _, err := a.store.AddUser(ctx, addr, pw, false); err != nil {
+		return fmt.Errorf("demo user: %w", err)
+	}
+	if err := os.WriteFile(pwFile, []byte(pw+"\n"), 0o600); err != nil {
+		return fmt.Errorf("demo user: %w", err)
+	}
+	fmt.Fprintf(out, "created demo user: %s  password: %s\n", addr, pw)
+	return nil
+}
+
+// loginObserver tells metrics which protocol a failed login came by.
+type loginObserver struct {
+	m        *metrics.Metrics
+	protocol string
+}
+
+func (o loginObserver) LoginFailed(reason string) { o.m.LoginFailed(o.protocol, reason) }
