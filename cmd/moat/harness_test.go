@@ -96,7 +96,9 @@ type smtpResult struct {
 	at    string // the command that failed ("RCPT bob@x", "DATA")
 }
 
-func (r smtpResult) String() string { return fmt.Sprintf("%s: %d %s %s", r.at, r.code, r.ecode, r.text) }
+func (r smtpResult) String() string {
+	return fmt.Sprintf("%s: %d %s %s", r.at, r.code, r.ecode, r.text)
+}
 
 // send runs one transaction over STARTTLS and reports where it stopped.
 func send(t testing.TB, addr string, tc *tls.Config, from string, to []string, msg string) smtpResult {

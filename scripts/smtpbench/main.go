@@ -130,4 +130,3 @@ func buildMessage(from, rcpt string, size int) []byte {
 	}
 	return []byte(b.String()[:size-2] + "\r\n")
 }
-
