@@ -163,3 +163,65 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 }
+
+// TestRulesTaggingAndLists drives configured rules, tagging and the sender
+// block list through SMTP.
+func TestRulesTaggingAndLists(t *testing.T) {
+	a := startTest(t, `
+[policies.default]
+tag = 5.0
+quarantine = 10.0
+reject = 20.0
+subject_prefix = "[SPAM]"
+block_senders = ["@blocked.example"]
+
+[[rules.rule]]
+name = "TEST_TAG_ME"
+expr = 'header("Subject") contains "tagme"'
+score = 6.0
+reason = "subject asks for it"
+
+[[rules.rule]]
+name = "TEST_EVIL_SENDER"
+stage = "mail"
+expr = 'from endsWith "@evil.example"'
+action = "reject"
+reason = "evil sender"
+`)
+	ctx := context.Background()
+	if _, err := a.store.AddUser(ctx, "alice@example.com", "pw", false); err != nil {
+		t.Fatal(err)
+	}
+	tc := clientTLS(t, a.cfg.DataDir)
+	forged := "X-Spam-Status: No, score=-100\r\nX-Spam-Flag: NO\r\n" +
+		message("bob@example.net", "alice@example.com", "tagme please", "body")
+	if r := send(t, a.Addr("smtp"), tc, "bob@example.net", []string{"alice@example.com"}, forged); r.code != 250 {
+		t.Fatalf("tagged message: %v", r)
+	}
+	for _, tcase := range []struct{ from, at string }{
+		{"x@evil.example", "MAIL"},
+		{"y@blocked.example", "MAIL"},
+	} {
+		r := send(t, a.Addr("smtp"), tc, tcase.from, []string{"alice@example.com"}, message(tcase.from, "alice@example.com", "x", "x"))
+		if r.code != 550 || r.ecode != "5.7.1" || r.at != tcase.at {
+			t.Errorf("from %s: %v, want 550 5.7.1 at %s", tcase.from, r, tcase.at)
+		}
+	}
+	c := imapLogin(t, a.Addr("imap"), tc, "alice@example.com", "pw")
+	defer c.Close()
+	msgs := fetchAll(t, c, "INBOX")
+	if len(msgs) != 1 {
+		t.Fatalf("INBOX holds %d, want 1", len(msgs))
+	}
+	m := msgs[0]
+	for _, want := range []string{"Subject: [SPAM] tagme please", "X-Spam-Flag: YES", "TEST_TAG_ME", "action=tag"} {
+		if !strings.Contains(m, want) {
+			t.Errorf("tagged message lacks %q:\n%s", want, m)
+		}
+	}
+	for _, forbidden := range []string{"score=-100", "X-Spam-Flag: NO"} {
+		if strings.Contains(m, forbidden) {
+			t.Errorf("forged field %q survived:\n%s", forbidden, m)
+		}
+	}
+}

@@ -197,3 +197,9 @@ func needTool(t *testing.T, name string) string {
 	}
 	return p
 }
+
+type nilWriter struct{}
+
+func (nilWriter) Write(p []byte) (int, error) { return len(p), nil }
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(nilWriter{}, nil)) }

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestSwaks drives moat with swaks, a foreign SMTP client, over STARTTLS.
+func TestSwaks(t *testing.T) {
+	swaks := needTool(t, "swaks")
+	a := startTest(t, "")
+	if _, err := a.store.AddUser(context.Background(), "alice@example.com", "pw", false); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name    string
+		to      string
+		body    string
+		wantOK  bool
+		wantOut string
+	}{
+		{"delivered", "alice@example.com", "hello from swaks", true, "250 2.0.0 OK queued as"},
+		{"relay refused", "someone@elsewhere.example", "x", false, "554 5.7.1 Relay access denied"},
+		{"unknown user", "nobody@example.com", "x", false, "550 5.1.1"},
+		{"gtube rejected", "alice@example.com", gtubeString, false, "550 5.7.1 Message refused by policy"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := exec.Command(swaks, "--server", a.Addr("smtp"), "--tls", "--helo", "swaks.example.net",
+				"--from", "sender@example.net", "--to", tc.to,
+				"--header", "Subject: swaks "+tc.name, "--body", tc.body).CombinedOutput()
+			if (err == nil) != tc.wantOK {
+				t.Fatalf("swaks exit: %v, want ok=%v\n%s", err, tc.wantOK, out)
+			}
+			if !strings.Contains(string(out), tc.wantOut) {
+				t.Fatalf("swaks output lacks %q:\n%s", tc.wantOut, out)
+			}
+		})
+	}
+	c := imapLogin(t, a.Addr("imap"), clientTLS(t, a.cfg.DataDir), "alice@example.com", "pw")
+	defer c.Close()
+	msgs := fetchAll(t, c, "INBOX")
+	if len(msgs) != 1 || !strings.Contains(msgs[0], "Subject: swaks delivered") || !strings.Contains(msgs[0], "hello from swaks") {
+		t.Fatalf("INBOX after swaks = %q", msgs)
+	}
+}
+
+// pythonIMAP is run by Python's imaplib: a refused plaintext login, then
+// STARTTLS, LOGIN, SELECT, SEARCH, FETCH, STORE and a second FETCH of the
+// flags. It prints what it saw, one fact per line.
+const pythonIMAP = `
+import imaplib, ssl, sys
+host, port, cafile, user, password = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+m = imaplib.IMAP4(host, port)
+try:
+    m.login(user, password)
+    print("plaintext-login: accepted")
+except imaplib.IMAP4.error as e:
+    print("plaintext-login: refused")
+m.starttls(ssl_context=ssl.create_default_context(cafile=cafile))
+typ, _ = m.login(user, password)
+print("login:", typ)
+typ, data = m.select("INBOX")
+print("exists:", data[0].decode())
+typ, data = m.search(None, "ALL")
+print("search:", data[0].decode())
+typ, data = m.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+print("subject:", data[0][1].decode().strip())
+m.store("1", "+FLAGS", "\\Flagged")
+typ, data = m.fetch("1", "(FLAGS)")
+print("flags:", data[0].decode())
+typ, data = m.list()
+print("list:", " ".join(sorted(l.decode().rsplit(" ", 1)[-1].strip('"') for l in data)))
+m.logout()
+`
+
+// TestPythonIMAP drives moat's IMAP server with Python's imaplib.
+func TestPythonIMAP(t *testing.T) {
+	python := needTool(t, "python3")
+	a := startTest(t, "")
+	if _, err := a.store.AddUser(context.Background(), "alice@example.com", "pw", false); err != nil {
+		t.Fatal(err)
+	}
+	res := send(t, a.Addr("smtp"), clientTLS(t, a.cfg.DataDir), "bob@example.net", []string{"alice@example.com"},
+		message("bob@example.net", "alice@example.com", "for imaplib", "body"))
+	if res.code != 250 {
+		t.Fatal(res)
+	}
+	script := filepath.Join(t.TempDir(), "imap.py")
+	if err := os.WriteFile(script, []byte(pythonIMAP), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	host, port := splitAddr(t, a.Addr("imap"))
+	out, err := exec.Command(python, script, host, port, filepath.Join(a.cfg.DataDir, "tls", "cert.pem"),
+		"alice@example.com", "pw").CombinedOutput()
+	if err != nil {
+		t.Fatalf("imaplib: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		"plaintext-login: refused",
+		"login: OK",
+		"exists: 1",
+		"search: 1",
+		"subject: Subject: for imaplib",
+		`\Flagged`,
+		"list: Drafts INBOX Junk Quarantine Sent Trash",
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("imaplib output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func splitAddr(t *testing.T, addr string) (string, string) {
+	t.Helper()
+	i := strings.LastIndexByte(addr, ':')
+	if i < 0 {
+		t.Fatalf("bad address %q", addr)
+	}
+	return addr[:i], addr[i+1:]
+}
