@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 
 	"github.com/emersion/go-smtp"
 
@@ -40,10 +41,17 @@ func (nopObserver) Reply(string, int)         {}
 func (nopObserver) Verdict(rules.Verdict)     {}
 func (nopObserver) StoreError(string)         {}
 
+// Judge is what decides about mail: the filter pipeline with its rules, and
+// the policies. It is replaced as a whole when the configuration is
+// reloaded.
+type Judge struct {
+	Pipeline *rules.Pipeline
+	Policies *policies.Set
+}
+
 // Deps are the parts the SMTP front hands messages to.
 type Deps struct {
-	Pipeline   *rules.Pipeline
-	Policies   *policies.Set
+	Judge      *Judge
 	Store      *delivery.Store
 	Quarantine *quarantine.Quarantine
 	// Observer and Logger may be nil.
@@ -59,6 +67,7 @@ type Server struct {
 	obs     Observer
 	log     *slog.Logger
 	domains map[string]bool
+	judge   atomic.Pointer[Judge]
 
 	connMu    sync.Mutex
 	connTotal int
@@ -70,7 +79,7 @@ type Server struct {
 
 // New returns an SMTP front. cfg must have been validated.
 func New(cfg Config, tlsConfig *tls.Config, deps Deps) (*Server, error) {
-	if deps.Pipeline == nil || deps.Policies == nil || deps.Store == nil || deps.Quarantine == nil {
+	if deps.Judge == nil || deps.Judge.Pipeline == nil || deps.Judge.Policies == nil || deps.Store == nil || deps.Quarantine == nil {
 		return nil, errors.New("gateway: pipeline, policies, store and quarantine are required")
 	}
 	s := &Server{
@@ -91,7 +100,14 @@ func New(cfg Config, tlsConfig *tls.Config, deps Deps) (*Server, error) {
 	for _, d := range cfg.LocalDomains {
 		s.domains[d] = true
 	}
+	s.judge.Store(deps.Judge)
 	return s, nil
+}
+
+// SetJudge replaces the pipeline and policies; transactions that start
+// afterwards use the new ones, those under way finish with the old.
+func (s *Server) SetJudge(j *Judge) {
+	s.judge.Store(j)
 }
 
 // Serve accepts SMTP connections on l until Close. name labels the

@@ -32,6 +32,7 @@ type recipient struct {
 // session is one SMTP session (go-smtp starts a new one after STARTTLS).
 type session struct {
 	srv   *Server
+	j     *Judge // the pipeline and policies of this transaction
 	conn  *smtp.Conn
 	tc    *trackedConn
 	info  filters.Connection
@@ -61,16 +62,17 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 	sess.log = s.log.With("conn", sess.info.ID, "ip", sess.info.RemoteIP.String())
 	ctx, cancel := context.WithTimeout(context.Background(), stageTimeout)
 	defer cancel()
-	def := s.deps.Policies.Default()
+	sess.j = s.judge.Load()
+	def := sess.j.Policies.Default()
 	if !tc.ready {
-		res := s.deps.Pipeline.Run(ctx, filters.StageConnect, &filters.Input{Conn: &sess.info, Env: &filters.Envelope{}}, def.Runs)
+		res := sess.j.Pipeline.Run(ctx, filters.StageConnect, &filters.Input{Conn: &sess.info, Env: &filters.Envelope{}}, def.Runs)
 		tc.connSymbols, tc.connTempfail, tc.ready = res.Symbols, res.Tempfail, true
 	}
 	in := &filters.Input{Conn: &sess.info, Env: &filters.Envelope{}}
-	res := s.deps.Pipeline.Run(ctx, filters.StageHelo, in, def.Runs)
+	res := sess.j.Pipeline.Run(ctx, filters.StageHelo, in, def.Runs)
 	sess.helo = append(append([]filters.Symbol(nil), tc.connSymbols...), res.Symbols...)
 	sess.early = tc.connTempfail || res.Tempfail
-	v := s.deps.Pipeline.Decide(filters.StageHelo, in, sess.helo, def, sess.early)
+	v := sess.j.Pipeline.Decide(filters.StageHelo, in, sess.helo, def, sess.early)
 	sess.helo = append(sess.helo, added(sess.helo, v.Symbols)...)
 	if err := earlyReply(v); err != nil {
 		sess.log.Info("connection refused", "helo", sess.info.Helo, "action", v.Action.String(),
@@ -162,6 +164,9 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		return s.reply("mail", s.rejected)
 	}
 	s.Reset()
+	// A transaction is judged by one configuration: a reload (SIGHUP)
+	// takes effect at the next MAIL.
+	s.j = s.srv.judge.Load()
 	from = strings.TrimSpace(from)
 	if from != "" && !delivery.ValidAddress(from) {
 		return s.reply("mail", errBadSender)
@@ -174,13 +179,13 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), stageTimeout)
 	defer cancel()
-	def := s.srv.deps.Policies.Default()
+	def := s.j.Policies.Default()
 	in := &filters.Input{Conn: &s.info, Env: &s.env}
-	res := s.srv.deps.Pipeline.Run(ctx, filters.StageMail, in, def.Runs)
+	res := s.j.Pipeline.Run(ctx, filters.StageMail, in, def.Runs)
 	s.txSyms = append(s.txSyms, res.Symbols...)
 	s.txTemp = res.Tempfail
 	before := s.symbolsSoFar()
-	v := s.srv.deps.Pipeline.Decide(filters.StageMail, in, before, def, s.early || s.txTemp)
+	v := s.j.Pipeline.Decide(filters.StageMail, in, before, def, s.early || s.txTemp)
 	// Symbols added by mail-stage rules (a forced tag or quarantine acts
 	// only at DATA) stay with the transaction.
 	s.txSyms = append(s.txSyms, added(before, v.Symbols)...)
@@ -232,14 +237,14 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 			return nil // the same mailbox twice: deliver once
 		}
 	}
-	pol := s.srv.deps.Policies.For(mailbox)
+	pol := s.j.Policies.For(mailbox)
 	if s.policy != nil && pol != s.policy {
 		return s.reply("rcpt", errPolicySplit)
 	}
 	in := &filters.Input{Conn: &s.info, Env: &s.env, Rcpt: mailbox}
-	res := s.srv.deps.Pipeline.Run(ctx, filters.StageRcpt, in, pol.Runs)
+	res := s.j.Pipeline.Run(ctx, filters.StageRcpt, in, pol.Runs)
 	syms := append(s.symbolsSoFar(), res.Symbols...)
-	v := s.srv.deps.Pipeline.Decide(filters.StageRcpt, in, syms, pol, s.early || s.txTemp || res.Tempfail)
+	v := s.j.Pipeline.Decide(filters.StageRcpt, in, syms, pol, s.early || s.txTemp || res.Tempfail)
 	if err := earlyReply(v); err != nil {
 		s.log.Info("recipient refused", "from", s.env.From, "rcpt", addr, "action", v.Action.String(),
 			"score", v.Score, "symbols", v.SymbolNames(), "reasons", v.Reasons)
@@ -272,9 +277,9 @@ func (s *session) Data(r io.Reader) error {
 	defer cancel()
 	msg := filters.ParseMessage(raw)
 	in := &filters.Input{Conn: &s.info, Env: &s.env, Msg: msg}
-	res := s.srv.deps.Pipeline.Run(ctx, filters.StageData, in, s.policy.Runs)
+	res := s.j.Pipeline.Run(ctx, filters.StageData, in, s.policy.Runs)
 	syms := append(s.symbolsSoFar(), res.Symbols...)
-	v := s.srv.deps.Pipeline.Decide(filters.StageData, in, syms, s.policy, s.early || s.txTemp || res.Tempfail)
+	v := s.j.Pipeline.Decide(filters.StageData, in, syms, s.policy, s.early || s.txTemp || res.Tempfail)
 	s.srv.obs.Verdict(v)
 	queueID := newID()
 	err = s.act(ctx, queueID, msg, v)

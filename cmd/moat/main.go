@@ -22,9 +22,6 @@ import (
 	"runtime/debug"
 	"syscall"
 	"time"
-
-	"github.com/moatmail/moat/policies"
-	"github.com/moatmail/moat/rules"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -140,13 +137,26 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	}
 	printQuickStart(stdout, a)
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	var runErr error
-	select {
-	case s := <-sig:
-		log.Info("stopping", "signal", s.String())
-	case runErr = <-a.errc:
-		log.Error("stopping", "err", runErr)
+wait:
+	for {
+		select {
+		case s := <-sig:
+			if s == syscall.SIGHUP {
+				if path == "" {
+					log.Warn("SIGHUP ignored: running on the embedded default configuration")
+				} else if err := a.reload(path); err != nil {
+					log.Error("configuration reload failed; the running configuration stays", "err", err)
+				}
+				continue
+			}
+			log.Info("stopping", "signal", s.String())
+			break wait
+		case runErr = <-a.errc:
+			log.Error("stopping", "err", runErr)
+			break wait
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -179,14 +189,7 @@ func cmdCheckConfig(args []string, stdout io.Writer) error {
 	}
 	// Build what start would build, short of opening files and ports, so
 	// that a config that passes here also starts.
-	fs, err := buildFilters(cfg)
-	if err != nil {
-		return err
-	}
-	if _, err := rules.NewPipeline(cfg.Rules, fs, nil); err != nil {
-		return err
-	}
-	if _, err := policies.New(cfg.Policies); err != nil {
+	if _, err := buildJudge(cfg, nil); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "configuration OK: data in %s, local domains %v\n", cfg.DataDir, cfg.SMTP.LocalDomains)

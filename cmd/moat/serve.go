@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -79,6 +80,55 @@ func buildFilters(cfg *Config) ([]filters.Filter, error) {
 	return fs, nil
 }
 
+// buildJudge builds the filters, the pipeline with its rules, and the
+// policies of a configuration.
+func buildJudge(cfg *Config, obs rules.Observer) (*gateway.Judge, error) {
+	fs, err := buildFilters(cfg)
+	if err != nil {
+		return nil, err
+	}
+	pipeline, err := rules.NewPipeline(cfg.Rules, fs, obs)
+	if err != nil {
+		return nil, err
+	}
+	pols, err := policies.New(cfg.Policies)
+	if err != nil {
+		return nil, err
+	}
+	return &gateway.Judge{Pipeline: pipeline, Policies: pols}, nil
+}
+
+// reload applies a new configuration file to a running moat: filters,
+// rules and policies change at once (for the next transaction). Other
+// sections need a restart; reload says which. A configuration that does
+// not load leaves the running one untouched.
+func (a *app) reload(path string) error {
+	cfg, err := loadConfig(path)
+	if err != nil {
+		return err
+	}
+	judge, err := buildJudge(cfg, a.metrics)
+	if err != nil {
+		return err
+	}
+	a.smtp.SetJudge(judge)
+	old := a.cfg
+	for _, sec := range []struct {
+		key      string
+		old, new any
+	}{
+		{"data_dir", old.DataDir, cfg.DataDir}, {"listen", old.Listen, cfg.Listen}, {"tls", old.TLS, cfg.TLS},
+		{"smtp", old.SMTP, cfg.SMTP}, {"imap", old.IMAP, cfg.IMAP}, {"auth_throttle", old.Auth, cfg.Auth},
+		{"quarantine", old.Quarantine, cfg.Quarantine}, {"log", old.Log, cfg.Log},
+	} {
+		if !reflect.DeepEqual(sec.old, sec.new) {
+			a.log.Warn("configuration section changed; it takes effect at the next restart", "section", sec.key)
+		}
+	}
+	a.log.Info("configuration reloaded: filters, rules and policies are in effect", "config", path)
+	return nil
+}
+
 // start opens the store, binds every listener and starts serving. The
 // addresses actually bound are in app.listeners (tests listen on port 0).
 func start(cfg *Config, log *slog.Logger, out io.Writer) (*app, error) {
@@ -107,20 +157,12 @@ func start(cfg *Config, log *slog.Logger, out io.Writer) (*app, error) {
 		log.Info("generated a self-signed certificate", "dir", filepath.Join(cfg.DataDir, "tls"))
 	}
 	a.metrics = metrics.New()
-	fs, err := buildFilters(cfg)
-	if err != nil {
-		return nil, err
-	}
-	pipeline, err := rules.NewPipeline(cfg.Rules, fs, a.metrics)
-	if err != nil {
-		return nil, err
-	}
-	pols, err := policies.New(cfg.Policies)
+	judge, err := buildJudge(cfg, a.metrics)
 	if err != nil {
 		return nil, err
 	}
 	if a.smtp, err = gateway.New(cfg.SMTP, tlsConfig, gateway.Deps{
-		Pipeline: pipeline, Policies: pols, Store: a.store, Quarantine: a.quar, Observer: a.metrics, Logger: log,
+		Judge: judge, Store: a.store, Quarantine: a.quar, Observer: a.metrics, Logger: log,
 	}); err != nil {
 		return nil, err
 	}
