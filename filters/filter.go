@@ -75,6 +75,14 @@ type Filter interface {
 	Check(ctx context.Context, in *Input) ([]Symbol, error)
 }
 
+// SymbolDeclarer is implemented by filters that declare every symbol name
+// they can return. The pipeline uses it to refuse a rule named like a
+// filter's symbol (the two would be confused), and metrics and docs can
+// list the names. Every filter should implement it.
+type SymbolDeclarer interface {
+	Symbols() []string
+}
+
 // Input is everything a filter may look at. Fields that belong to a later
 // stage are zero: Msg is nil before StageData, Rcpt is empty outside
 // StageRcpt.

@@ -32,7 +32,14 @@ func ParseMessage(raw []byte) *Message {
 	m.Header = h
 	if err != nil {
 		m.HeaderErr = fmt.Errorf("parse header: %w", err)
+		// The body still starts after the first empty line, if any, so
+		// that content checks see it.
 		m.BodyOffset = len(raw)
+		if i := bytes.Index(raw, []byte("\r\n\r\n")); i >= 0 {
+			m.BodyOffset = i + 4
+		} else if i := bytes.Index(raw, []byte("\n\n")); i >= 0 {
+			m.BodyOffset = i + 2
+		}
 		return m
 	}
 	m.BodyOffset = len(raw) - br.Buffered() - src.Len()

@@ -7,6 +7,7 @@ package gateway
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 )
@@ -59,7 +60,10 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
 	}
 	if c.Hostname == "" {
-		c.Hostname = "localhost"
+		c.Hostname, _ = os.Hostname()
+		if c.Hostname == "" {
+			c.Hostname = "localhost"
+		}
 	}
 	if strings.ContainsAny(c.Hostname, " \t\r\n") {
 		bad("hostname", "%q contains white space", c.Hostname)

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/emersion/go-smtp"
+
 	"github.com/moatmail/moat/filters"
 )
 
@@ -32,6 +34,7 @@ type trackedConn struct {
 	// connect-stage findings, kept for every transaction of the connection
 	connSymbols  []filters.Symbol
 	connTempfail bool
+	connRefusal  *smtp.SMTPError // a connect-stage reject or tempfail
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {

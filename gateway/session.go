@@ -65,8 +65,22 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 	sess.j = s.judge.Load()
 	def := sess.j.Policies.Default()
 	if !tc.ready {
-		res := sess.j.Pipeline.Run(ctx, filters.StageConnect, &filters.Input{Conn: &sess.info, Env: &filters.Envelope{}}, def.Runs)
-		tc.connSymbols, tc.connTempfail, tc.ready = res.Symbols, res.Tempfail, true
+		in := &filters.Input{Conn: &sess.info, Env: &filters.Envelope{}}
+		res := sess.j.Pipeline.Run(ctx, filters.StageConnect, in, def.Runs)
+		v := sess.j.Pipeline.Decide(filters.StageConnect, in, res.Symbols, def, res.Tempfail)
+		tc.connSymbols = append(res.Symbols, added(res.Symbols, v.Symbols)...)
+		tc.connTempfail, tc.ready = res.Tempfail, true
+		if tc.connRefusal = earlyReply(v); tc.connRefusal != nil {
+			sess.log.Info("connection refused", "action", v.Action.String(), "score", v.Score,
+				"symbols", v.SymbolNames(), "reasons", v.Reasons)
+			s.obs.Reply("connect", tc.connRefusal.Code)
+		}
+	}
+	if tc.connRefusal != nil {
+		// Keep the session so that go-smtp answers every later command
+		// with the refusal instead of "introduce yourself".
+		sess.rejected = tc.connRefusal
+		return sess, nil
 	}
 	in := &filters.Input{Conn: &sess.info, Env: &filters.Envelope{}}
 	res := sess.j.Pipeline.Run(ctx, filters.StageHelo, in, def.Runs)

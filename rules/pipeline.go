@@ -135,6 +135,23 @@ func NewPipeline(cfg Config, fs []filters.Filter, obs Observer) (*Pipeline, erro
 	if err != nil {
 		return nil, fmt.Errorf("rules config: %w", err)
 	}
+	// A rule's symbol carries its forced action to later stages by name,
+	// so a rule must not share a name with a filter's symbol.
+	taken := make(map[string]string)
+	for _, f := range fs {
+		stem := symbolName(f.Name())
+		taken[stem+"_TEMPFAIL"], taken[stem+"_ERROR"] = f.Name(), f.Name()
+		if d, ok := f.(filters.SymbolDeclarer); ok {
+			for _, s := range d.Symbols() {
+				taken[s] = f.Name()
+			}
+		}
+	}
+	for i, r := range rs {
+		if f, ok := taken[r.name]; ok {
+			return nil, fmt.Errorf("rules.rule[%d] %q.name: filter %s already returns a symbol of that name", i, r.name, f)
+		}
+	}
 	for _, r := range rs {
 		p.rules[r.stage] = append(p.rules[r.stage], r)
 		p.usesSymbols[r.stage] = p.usesSymbols[r.stage] || r.prog.usesSymbols

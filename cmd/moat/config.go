@@ -112,6 +112,9 @@ func parseConfig(text, name string) (*Config, error) {
 	if err != nil {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
+			if pe.LastKey != "" {
+				return nil, fmt.Errorf("config %s: line %d: %s: %s", name, pe.Position.Line, pe.LastKey, pe.Message)
+			}
 			return nil, fmt.Errorf("config %s: line %d: %s", name, pe.Position.Line, pe.Message)
 		}
 		return nil, fmt.Errorf("config %s: %w", name, err)

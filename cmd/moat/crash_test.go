@@ -181,6 +181,7 @@ func TestCrashLosesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("DEBUG select says %d, fetch returned %d", sel.NumMessages, len(msgs))
 	have := make(map[string]bool, len(msgs))
 	for _, m := range msgs {
 		got := m.FindBodySection(section)

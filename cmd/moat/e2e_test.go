@@ -225,3 +225,23 @@ reason = "evil sender"
 		}
 	}
 }
+
+// TestConnectStageRule: a connect-stage rule refuses every transaction of
+// the connection with its action.
+func TestConnectStageRule(t *testing.T) {
+	a := startTest(t, `
+[[rules.rule]]
+name = "TEST_LOOPBACK_DEFER"
+stage = "connect"
+expr = 'ip == "127.0.0.1"'
+action = "tempfail"
+`)
+	if _, err := a.store.AddUser(context.Background(), "alice@example.com", "pw", false); err != nil {
+		t.Fatal(err)
+	}
+	r := send(t, a.Addr("smtp"), clientTLS(t, a.cfg.DataDir), "bob@example.net", []string{"alice@example.com"},
+		message("bob@example.net", "alice@example.com", "x", "x"))
+	if r.code != 451 || r.ecode != "4.7.1" || r.at != "MAIL" {
+		t.Fatalf("got %v, want 451 4.7.1 at MAIL", r)
+	}
+}

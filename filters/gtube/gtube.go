@@ -63,6 +63,9 @@ func New(cfg Config) (*Filter, error) {
 	return &Filter{score: cfg.Score}, nil
 }
 
+// Symbols implements filters.SymbolDeclarer.
+func (f *Filter) Symbols() []string { return []string{Symbol} }
+
 // Name implements filters.Filter.
 func (f *Filter) Name() string { return "gtube" }
 

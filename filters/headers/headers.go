@@ -119,6 +119,9 @@ func New(cfg Config) (*Filter, error) {
 	return &Filter{cfg: cfg}, nil
 }
 
+// Symbols implements filters.SymbolDeclarer.
+func (f *Filter) Symbols() []string { return Symbols }
+
 // Name implements filters.Filter.
 func (f *Filter) Name() string { return "headers" }
 

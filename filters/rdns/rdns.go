@@ -88,6 +88,9 @@ func New(cfg Config, r resolver.Resolver) (*Filter, error) {
 	return &Filter{cfg: cfg, dns: r}, nil
 }
 
+// Symbols implements filters.SymbolDeclarer.
+func (f *Filter) Symbols() []string { return []string{SymNone, SymMismatch} }
+
 // Name implements filters.Filter.
 func (f *Filter) Name() string { return "rdns" }
 
