@@ -173,7 +173,7 @@ func fetchAll(t testing.TB, c *imapclient.Client, mailbox string) []string {
 		return nil
 	}
 	section := &imap.FetchItemBodySection{Peek: true}
-	msgs, err := c.Fetch(imap.SeqSetNum(1, sel.NumMessages), &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{section}}).Collect()
+	msgs, err := c.Fetch(allMessages(sel.NumMessages), &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{section}}).Collect()
 	if err != nil {
 		t.Fatalf("fetch %s: %v", mailbox, err)
 	}
@@ -203,3 +203,10 @@ type nilWriter struct{}
 func (nilWriter) Write(p []byte) (int, error) { return len(p), nil }
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(nilWriter{}, nil)) }
+
+// allMessages is the sequence range 1:n.
+func allMessages(n uint32) imap.SeqSet {
+	var set imap.SeqSet
+	set.AddRange(1, n)
+	return set
+}
