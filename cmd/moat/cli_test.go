@@ -1,0 +1,104 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/filters"
+	"github.com/moatmail/moat/quarantine"
+)
+
+// cli runs one moat command line and returns its exit status and output.
+func cli(t *testing.T, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := run(args, strings.NewReader(stdin), &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestCLI(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "moat.toml")
+	if err := os.WriteFile(cfgPath, []byte(testConfig(filepath.Join(dir, "data"), "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		name    string
+		stdin   string
+		args    []string
+		code    int
+		wantOut string
+		wantErr string
+	}{
+		{"version", "", []string{"version"}, 0, "moat ", ""},
+		{"check-config", "", []string{"check-config", "-config", cfgPath}, 0, "configuration OK", ""},
+		{"user add from stdin", "s3cret\n", []string{"user", "add", "-config", cfgPath, "Alice@Example.com"}, 0, "user alice@example.com created", ""},
+		{"user add twice", "x\n", []string{"user", "add", "-config", cfgPath, "alice@example.com"}, 1, "", "already exists"},
+		{"user add outside local domains", "x\n", []string{"user", "add", "-config", cfgPath, "eve@elsewhere.example"}, 1, "", "not in a local domain"},
+		{"user add empty password", "\n", []string{"user", "add", "-config", cfgPath, "bob@example.com"}, 1, "", "empty password"},
+		{"user list", "", []string{"user", "list", "-config", cfgPath}, 0, "alice@example.com", ""},
+		{"user passwd", "n3w\n", []string{"user", "passwd", "-config", cfgPath, "alice@example.com"}, 0, "password of alice@example.com changed", ""},
+		{"user passwd unknown", "n3w\n", []string{"user", "passwd", "-config", cfgPath, "nobody@example.com"}, 1, "", "no such user"},
+		{"unknown command", "", []string{"frobnicate"}, 2, "", "unknown command"},
+		{"quarantine show bad id", "", []string{"quarantine", "show", "-config", cfgPath, "x"}, 2, "", "is not an ID"},
+		{"quarantine show missing", "", []string{"quarantine", "show", "-config", cfgPath, "42"}, 1, "", "no such quarantined message"},
+	}
+	for _, s := range steps {
+		code, out, errOut := cli(t, s.stdin, s.args...)
+		if code != s.code || !strings.Contains(out, s.wantOut) || !strings.Contains(errOut, s.wantErr) {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q; want exit %d, stdout with %q, stderr with %q",
+				s.name, code, out, errOut, s.code, s.wantOut, s.wantErr)
+		}
+	}
+
+	// The password set through the CLI works.
+	cfg, err := loadConfig(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := delivery.Open(delivery.Config{Dir: cfg.DataDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := st.Authenticate(context.Background(), "alice@example.com", "n3w")
+	if err != nil {
+		t.Fatalf("password from user passwd: %v", err)
+	}
+	q, _ := quarantine.New(cfg.Quarantine, st)
+	e, err := q.Put(context.Background(), nil, []byte("Subject: caught\r\n\r\nbody\r\n"), quarantine.Record{
+		Sender: "spammer@example.net", Recipients: []string{"alice@example.com"}, Subject: "caught", Score: 12,
+		Action: "quarantine", Symbols: []filters.Symbol{{Name: "TEST_SYMBOL", Score: 12}},
+	}, []int64{u.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	id := strconv.FormatInt(e.ID, 10)
+
+	for _, s := range []struct {
+		args    []string
+		wantOut string
+	}{
+		{[]string{"quarantine", "list", "-config", cfgPath}, "spammer@example.net"},
+		{[]string{"quarantine", "list", "-config", cfgPath, "-rcpt", "alice@example.com"}, "caught"},
+		{[]string{"quarantine", "show", "-config", cfgPath, id}, "symbol: TEST_SYMBOL 12.00"},
+		{[]string{"quarantine", "release", "-config", cfgPath, id}, "released " + id + " to 1 mailbox(es)"},
+	} {
+		code, out, errOut := cli(t, "", s.args...)
+		if code != 0 || !strings.Contains(out, s.wantOut) {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want stdout with %q", s.args, code, out, errOut, s.wantOut)
+		}
+	}
+	if code, _, errOut := cli(t, "", "quarantine", "delete", "-config", cfgPath, id); code != 1 || !strings.Contains(errOut, "no such quarantined message") {
+		t.Errorf("delete after release: exit %d, %q", code, errOut)
+	}
+	if code, _, errOut := cli(t, "", "user", "delete", "-config", cfgPath, "alice@example.com"); code != 0 {
+		t.Errorf("user delete: exit %d, %q", code, errOut)
+	}
+}
