@@ -1,0 +1,62 @@
+//go:build unix
+
+package imapd
+
+import (
+	"io"
+	"syscall"
+)
+
+// rawFile is a read-only file descriptor used through bare system calls.
+type rawFile struct {
+	fd  int
+	off int64
+}
+
+func openRaw(path string) (messageFile, error) {
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	return &rawFile{fd: fd}, nil
+}
+
+func (f *rawFile) ReadAt(p []byte, off int64) (int, error) {
+	n := 0
+	for n < len(p) {
+		k, err := syscall.Pread(f.fd, p[n:], off+int64(n))
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		if k == 0 {
+			return n, io.EOF
+		}
+		n += k
+	}
+	return n, nil
+}
+
+func (f *rawFile) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for {
+		n, err := syscall.Pread(f.fd, p, f.off)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		if n == 0 {
+			return 0, io.EOF
+		}
+		f.off += int64(n)
+		return n, nil
+	}
+}
+
+func (f *rawFile) Close() error { return syscall.Close(f.fd) }

@@ -1,0 +1,296 @@
+package imapd
+
+import (
+	"errors"
+	"strings"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"github.com/moatmail/moat/delivery"
+)
+
+var errReadOnly = &imap.Error{
+	Type: imap.StatusResponseTypeNo,
+	Code: "READ-ONLY", // RFC 9051 §7.1
+	Text: "Mailbox is selected read-only",
+}
+
+// storeFlags checks and canonicalises flags from a client: system flags in
+// their canonical case (the store compares them case-sensitively in SQL),
+// \Recent dropped (RFC 9051 §2.3.2: not settable by clients, and obsolete),
+// unknown system flags refused.
+func storeFlags(flags []imap.Flag) ([]string, error) {
+	out := make([]string, 0, len(flags))
+	for _, f := range flags {
+		s := string(f)
+		if !strings.HasPrefix(s, `\`) {
+			out = append(out, s)
+			continue
+		}
+		canon := ""
+		for _, sf := range systemFlags {
+			if strings.EqualFold(s, string(sf)) {
+				canon = string(sf)
+			}
+		}
+		switch {
+		case canon != "":
+			out = append(out, canon)
+		case strings.EqualFold(s, `\Recent`):
+		default:
+			return nil, &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Unknown system flag " + clip(s)}
+		}
+	}
+	return out, nil
+}
+
+// targets returns the UIDs of the live messages at positions, and whether
+// some were ghosts (expunged meanwhile).
+func (sel *selected) targets(positions []int) (uids []uint32, gone bool) {
+	uids = make([]uint32, 0, len(positions))
+	for _, i := range positions {
+		if sel.isGhost(i) {
+			gone = true
+			continue
+		}
+		uids = append(uids, sel.uids[i])
+	}
+	return uids, gone
+}
+
+// Store implements imapserver.Session (STORE and UID STORE, RFC 9051
+// §6.4.6).
+func (sess *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, _ *imap.StoreOptions) error {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	sel := sess.sel
+	if sel.readOnly {
+		return errReadOnly
+	}
+	positions, err := sel.resolve(numSet)
+	if err != nil {
+		return err
+	}
+	list, err := storeFlags(flags.Flags)
+	if err != nil {
+		return err
+	}
+	var op delivery.FlagOp
+	switch flags.Op {
+	case imap.StoreFlagsSet:
+		op = delivery.FlagsSet
+	case imap.StoreFlagsAdd:
+		op = delivery.FlagsAdd
+	case imap.StoreFlagsDel:
+		op = delivery.FlagsRemove
+	}
+	uids, gone := sel.targets(positions)
+	if len(uids) > 0 {
+		sess.cork.cork()
+		defer sess.cork.uncork()
+		ctx, cancel := sess.ctx()
+		msgs, err := sess.srv.store.StoreFlags(ctx, sel.mb.ID, uids, op, list)
+		cancel()
+		if err != nil {
+			return sess.internalError("STORE", err)
+		}
+		// The store returns the messages still present, in the order
+		// asked, which is ascending.
+		_, isUID := numSet.(imap.UIDSet)
+		for _, m := range msgs {
+			i := sel.indexOf(m.UID)
+			if i < 0 {
+				continue
+			}
+			sel.flags[i] = sel.table.intern(m.Flags)
+			if flags.Silent {
+				continue
+			}
+			rw := w.CreateMessage(uint32(i + 1))
+			if isUID {
+				// RFC 9051 §6.4.9: UID STORE responses carry the UID.
+				rw.WriteUID(imap.UID(m.UID))
+			}
+			rw.WriteFlags(sel.set(i).flags)
+			if err := rw.Close(); err != nil {
+				return err
+			}
+		}
+		gone = gone || len(msgs) < len(uids)
+	}
+	if gone {
+		return errExpungeIssued
+	}
+	return nil
+}
+
+// destination finds the target mailbox of COPY or MOVE among the user's
+// own; RFC 9051 §6.4.7: TRYCREATE when it does not exist.
+func (sess *session) destination(name, op string) (delivery.Mailbox, error) {
+	ctx, cancel := sess.ctx()
+	defer cancel()
+	mb, err := sess.srv.store.Mailbox(ctx, sess.user.ID, name)
+	if errors.Is(err, delivery.ErrNoMailbox) {
+		return delivery.Mailbox{}, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate,
+			Text: "No such mailbox"}
+	}
+	if err != nil {
+		return delivery.Mailbox{}, sess.internalError(op, err)
+	}
+	return mb, nil
+}
+
+func copyData(res delivery.CopyResult) *imap.CopyData {
+	if len(res.SourceUIDs) == 0 {
+		return nil // RFC 4315 §3: no COPYUID when nothing was copied
+	}
+	var src, dst rangeBuilder
+	for i := range res.SourceUIDs {
+		src.add(res.SourceUIDs[i])
+		dst.add(res.DestUIDs[i])
+	}
+	return &imap.CopyData{UIDValidity: res.UIDValidity, SourceUIDs: src.uidSet(), DestUIDs: dst.uidSet()}
+}
+
+// Copy implements imapserver.Session (COPY and UID COPY, with COPYUID of
+// RFC 4315). The copies share the stored file.
+func (sess *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	sel := sess.sel
+	positions, err := sel.resolve(numSet)
+	if err != nil {
+		return nil, err
+	}
+	dst, err := sess.destination(dest, "COPY")
+	if err != nil {
+		return nil, err
+	}
+	uids, gone := sel.targets(positions)
+	if gone {
+		// RFC 9051 §6.4.7: a COPY that cannot copy everything copies
+		// nothing.
+		return nil, errExpungeIssued
+	}
+	if len(uids) == 0 {
+		return nil, nil
+	}
+	ctx, cancel := sess.ctx()
+	defer cancel()
+	res, err := sess.srv.store.Copy(ctx, sel.mb.ID, uids, dst.ID)
+	if err != nil {
+		return nil, sess.internalError("COPY", err)
+	}
+	return copyData(res), nil
+}
+
+// Move implements imapserver.SessionMove (RFC 6851): COPYUID first, then
+// EXPUNGE for each moved message, highest sequence number first.
+func (sess *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) error {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	sel := sess.sel
+	if sel.readOnly {
+		return errReadOnly
+	}
+	positions, err := sel.resolve(numSet)
+	if err != nil {
+		return err
+	}
+	dst, err := sess.destination(dest, "MOVE")
+	if err != nil {
+		return err
+	}
+	uids, gone := sel.targets(positions)
+	if len(uids) == 0 {
+		if gone {
+			return errExpungeIssued
+		}
+		return nil
+	}
+	ctx, cancel := sess.ctx()
+	res, err := sess.srv.store.Move(ctx, sel.mb.ID, uids, dst.ID)
+	cancel()
+	if err != nil {
+		return sess.internalError("MOVE", err)
+	}
+	if data := copyData(res); data != nil {
+		if err := w.WriteCopyData(data); err != nil {
+			return err
+		}
+	}
+	moved := make([]int, 0, len(res.SourceUIDs))
+	for _, uid := range res.SourceUIDs {
+		if i := sel.indexOf(uid); i >= 0 {
+			moved = append(moved, i)
+		}
+	}
+	sel.remove(moved)
+	for k := len(moved) - 1; k >= 0; k-- {
+		if err := w.WriteExpunge(uint32(moved[k] + 1)); err != nil {
+			return err
+		}
+	}
+	if gone || len(res.SourceUIDs) < len(uids) {
+		return errExpungeIssued
+	}
+	return nil
+}
+
+// Expunge implements imapserver.Session: EXPUNGE, UID EXPUNGE (RFC 4315
+// §2.1) and the silent expunge of CLOSE. The client is told of every
+// message it knew that is gone, its own and other sessions' alike.
+func (sess *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	sel := sess.sel
+	if sel.readOnly {
+		// go-imap passes CLOSE an ExpungeWriter with no connection.
+		// RFC 9051 §6.4.1: CLOSE on a read-only mailbox removes nothing
+		// and gives no error; EXPUNGE there is refused.
+		if *w == (imapserver.ExpungeWriter{}) {
+			return nil
+		}
+		return errReadOnly
+	}
+	var only []uint32
+	if uids != nil {
+		only = make([]uint32, 0)
+		if len(sel.uids) > 0 {
+			ranges := uidRanges(*uids)
+			top := sel.uids[len(sel.uids)-1]
+			for i, uid := range sel.uids {
+				if !sel.isGhost(i) && inSet(ranges, uid, top) {
+					only = append(only, uid)
+				}
+			}
+		}
+	}
+	ctx, cancel := sess.ctx()
+	removed, err := sess.srv.store.Expunge(ctx, sel.mb.ID, only)
+	cancel()
+	if err != nil {
+		return sess.internalError("EXPUNGE", err)
+	}
+	gone := make(map[uint32]bool, len(removed)+len(sel.ghosts))
+	for _, uid := range removed {
+		gone[uid] = true
+	}
+	for uid := range sel.ghosts {
+		gone[uid] = true
+	}
+	var positions []int
+	for i, uid := range sel.uids {
+		if gone[uid] {
+			positions = append(positions, i)
+		}
+	}
+	sel.remove(positions)
+	for k := len(positions) - 1; k >= 0; k-- {
+		if err := w.WriteExpunge(uint32(positions[k] + 1)); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,399 @@
+package imapd
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"io/fs"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/emersion/go-message/textproto"
+
+	"github.com/moatmail/moat/delivery"
+)
+
+// Buffers shared by all connections (no connection holds a large buffer of
+// its own): copy buffers for streaming message files into literals, and
+// whole-message buffers for items that need parsing. Buffers that grew
+// beyond pooledMax are left to the collector.
+var (
+	copyBufs   = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+	wholeBufs  = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+	headerBufs = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+)
+
+const pooledMax = 1 << 20
+
+var errExpungeIssued = &imap.Error{
+	Type: imap.StatusResponseTypeNo,
+	Code: "EXPUNGEISSUED", // RFC 9051 §7.1
+	Text: "Some messages were expunged meanwhile",
+}
+
+// fetchPlan says what a FETCH needs from each message, so that its file is
+// opened at most once and read at most once.
+type fetchPlan struct {
+	markSeen bool // a non-PEEK body section: RFC 9051 §6.4.5 sets \Seen
+	info     bool // key, size or date
+	file     bool // the message content
+	whole    bool // the whole content in memory (parsed items)
+	header   bool // the header only
+}
+
+func planFetch(o *imap.FetchOptions) fetchPlan {
+	var p fetchPlan
+	streams := 0
+	for _, bs := range o.BodySection {
+		p.markSeen = p.markSeen || !bs.Peek
+		switch {
+		case isFull(bs):
+			streams++
+		case len(bs.Part) == 0 && bs.Specifier == imap.PartSpecifierHeader:
+			p.header = true
+		default:
+			p.whole = true
+		}
+	}
+	for _, bs := range o.BinarySection {
+		p.markSeen = p.markSeen || !bs.Peek
+		p.whole = true
+	}
+	if len(o.BinarySectionSize) > 0 || o.BodyStructure != nil {
+		p.whole = true
+	}
+	if o.Envelope {
+		p.header = true
+	}
+	// Stream BODY[] straight from the file when it is the only content
+	// asked for; otherwise read the file once.
+	if streams > 1 || (streams == 1 && p.header) {
+		p.whole = true
+	}
+	if p.whole {
+		p.header = false
+	}
+	p.file = p.whole || p.header || streams > 0
+	p.info = p.file || o.InternalDate || o.RFC822Size
+	return p
+}
+
+// isFull reports whether a section is the whole message, BODY[] or
+// BODY[]<partial>, which is served byte for byte from the file.
+func isFull(bs *imap.FetchItemBodySection) bool {
+	return len(bs.Part) == 0 && bs.Specifier == imap.PartSpecifierNone &&
+		len(bs.HeaderFields) == 0 && len(bs.HeaderFieldsNot) == 0
+}
+
+// Fetch implements imapserver.Session.
+func (sess *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	sel := sess.sel
+	positions, err := sel.resolve(numSet)
+	if err != nil {
+		return err
+	}
+	plan := planFetch(options)
+	var flagged map[int]bool
+	if plan.markSeen && !sel.readOnly {
+		if flagged, err = sess.markSeen(positions); err != nil {
+			return err
+		}
+	}
+	if plan.info {
+		if err := sess.loadInfo(); err != nil {
+			return err
+		}
+		sess.keepInfo()
+	}
+	sess.cork.cork()
+	defer sess.cork.uncork()
+	issued := false
+	for _, i := range positions {
+		if sel.isGhost(i) || (plan.info && sel.info[i].key == "") {
+			issued = true
+			continue
+		}
+		ok, err := sess.fetchOne(w, i, options, plan, flagged[i])
+		if err != nil {
+			return err
+		}
+		issued = issued || !ok
+	}
+	if issued {
+		return errExpungeIssued
+	}
+	return nil
+}
+
+// markSeen sets \Seen on the messages at positions that lack it, before
+// their FETCH responses are written, and returns the positions changed:
+// their FLAGS go into the response (RFC 9051 §6.4.5).
+func (sess *session) markSeen(positions []int) (map[int]bool, error) {
+	sel := sess.sel
+	var uids []uint32
+	for _, i := range positions {
+		if !sel.isGhost(i) && !sel.set(i).seen {
+			uids = append(uids, sel.uids[i])
+		}
+	}
+	if len(uids) == 0 {
+		return nil, nil
+	}
+	ctx, cancel := sess.ctx()
+	defer cancel()
+	msgs, err := sess.srv.store.StoreFlags(ctx, sel.mb.ID, uids, delivery.FlagsAdd, []string{string(imap.FlagSeen)})
+	if err != nil {
+		return nil, sess.internalError("FETCH", err)
+	}
+	changed := make(map[int]bool, len(msgs))
+	for _, m := range msgs {
+		if i := sel.indexOf(m.UID); i >= 0 {
+			sel.flags[i] = sel.table.intern(m.Flags)
+			changed[i] = true
+		}
+	}
+	return changed, nil
+}
+
+// loadInfo fills the per-message details of the snapshot when IDLE dropped
+// them: one listing for the whole mailbox. The listing is not otherwise
+// applied; changes wait for the next poll.
+func (sess *session) loadInfo() error {
+	sel := sess.sel
+	if sel.info != nil {
+		return nil
+	}
+	ctx, cancel := sess.ctx()
+	defer cancel()
+	msgs, err := sess.srv.store.Messages(ctx, sel.mb.ID)
+	if err != nil {
+		return sess.internalError("FETCH", err)
+	}
+	info := make([]msgInfo, len(sel.uids))
+	j := 0
+	for i, uid := range sel.uids {
+		for j < len(msgs) && msgs[j].UID < uid {
+			j++
+		}
+		if j < len(msgs) && msgs[j].UID == uid {
+			info[i] = infoOf(&msgs[j])
+		}
+	}
+	sel.info = info
+	return nil
+}
+
+// content is what was read of one message file.
+type content struct {
+	f      messageFile
+	whole  *bytes.Buffer
+	header []byte
+}
+
+func (c *content) data() []byte {
+	if c.whole != nil {
+		return c.whole.Bytes()
+	}
+	return c.header
+}
+
+func (c *content) release() {
+	if c.f != nil {
+		c.f.Close()
+	}
+	if c.whole != nil && c.whole.Cap() <= pooledMax {
+		wholeBufs.Put(c.whole)
+	}
+}
+
+// fetchOne writes the FETCH response of the message at position i. It
+// returns false when the message file is gone (expunged meanwhile).
+func (sess *session) fetchOne(w *imapserver.FetchWriter, i int, o *imap.FetchOptions, plan fetchPlan, flagsChanged bool) (bool, error) {
+	sel := sess.sel
+	var info msgInfo
+	if plan.info {
+		info = sel.info[i]
+	}
+	var c content
+	defer c.release()
+	if plan.file {
+		f, err := sess.srv.blobs.open(sess.srv.store, info.key)
+		if errors.Is(err, fs.ErrNotExist) {
+			return false, nil
+		}
+		if err != nil {
+			return false, sess.internalError("FETCH", err)
+		}
+		c.f = f
+		switch {
+		case plan.whole:
+			c.whole = wholeBufs.Get().(*bytes.Buffer)
+			c.whole.Reset()
+			c.whole.Grow(int(info.size) + bytes.MinRead)
+			_, err = c.whole.ReadFrom(f)
+		case plan.header:
+			c.header, err = readHeader(f)
+		}
+		if err != nil {
+			return false, sess.internalError("FETCH", err)
+		}
+	}
+
+	rw := w.CreateMessage(uint32(i + 1))
+	if o.UID {
+		rw.WriteUID(imap.UID(sel.uids[i]))
+	}
+	if o.Flags || flagsChanged {
+		rw.WriteFlags(sel.set(i).flags)
+	}
+	if o.InternalDate {
+		rw.WriteInternalDate(time.Unix(info.date, 0))
+	}
+	if o.RFC822Size {
+		rw.WriteRFC822Size(info.size)
+	}
+	if o.Envelope {
+		rw.WriteEnvelope(envelope(c.data()))
+	}
+	if o.BodyStructure != nil {
+		rw.WriteBodyStructure(sanitizeBodyStructure(imapserver.ExtractBodyStructure(bytes.NewReader(c.data()))))
+	}
+	for _, bs := range o.BodySection {
+		var err error
+		switch {
+		case isFull(bs) && c.whole == nil:
+			err = streamFull(rw, bs, c.f, info.size)
+		case isFull(bs):
+			b := c.whole.Bytes()
+			off, n := partialRange(int64(len(b)), bs.Partial)
+			err = writeLiteral(rw.WriteBodySection(bs, n), b[off:off+n])
+		default:
+			b := imapserver.ExtractBodySection(bytes.NewReader(c.data()), bs)
+			err = writeLiteral(rw.WriteBodySection(bs, int64(len(b))), b)
+		}
+		if err != nil {
+			// A literal cut short leaves the client unable to parse
+			// what follows: drop the connection.
+			sess.conn.NetConn().Close()
+			return false, err
+		}
+	}
+	for _, bs := range o.BinarySection {
+		b := imapserver.ExtractBinarySection(bytes.NewReader(c.data()), bs)
+		if err := writeLiteral(rw.WriteBinarySection(bs, int64(len(b))), b); err != nil {
+			sess.conn.NetConn().Close()
+			return false, err
+		}
+	}
+	for _, bs := range o.BinarySectionSize {
+		rw.WriteBinarySectionSize(bs, imapserver.ExtractBinarySectionSize(bytes.NewReader(c.data()), bs))
+	}
+	return true, rw.Close()
+}
+
+// streamFull copies BODY[] (or a partial range of it) from the message file
+// into the literal through a shared buffer. The size comes from the index
+// (blob files are written whole before the index refers to them); a file
+// that turns out shorter fails the copy, and the caller drops the
+// connection.
+func streamFull(rw *imapserver.FetchResponseWriter, bs *imap.FetchItemBodySection, file messageFile, size int64) error {
+	off, n := partialRange(size, bs.Partial)
+	lw := rw.WriteBodySection(bs, n)
+	bufp := copyBufs.Get().(*[]byte)
+	// A SectionReader has no WriteTo, so CopyBuffer uses our buffer
+	// instead of allocating one per message.
+	_, err := io.CopyBuffer(lw, io.NewSectionReader(file, off, n), *bufp)
+	copyBufs.Put(bufp)
+	return errors.Join(err, lw.Close())
+}
+
+func writeLiteral(lw io.WriteCloser, b []byte) error {
+	_, err := lw.Write(b)
+	return errors.Join(err, lw.Close())
+}
+
+// partialRange applies a <offset.size> partial (RFC 9051 §6.4.5) to a
+// length: an offset beyond the end gives an empty string.
+func partialRange(size int64, p *imap.SectionPartial) (off, n int64) {
+	if p == nil {
+		return 0, size
+	}
+	if p.Offset >= size || p.Offset < 0 {
+		return 0, 0
+	}
+	return p.Offset, min(p.Size, size-p.Offset)
+}
+
+// readHeader reads the header block of a message, up to and including the
+// empty line that ends it.
+func readHeader(r io.Reader) ([]byte, error) {
+	br := headerBufs.Get().(*bufio.Reader)
+	br.Reset(r)
+	defer func() {
+		br.Reset(nil)
+		headerBufs.Put(br)
+	}()
+	var out []byte
+	lineStart := true
+	for {
+		chunk, err := br.ReadSlice('\n')
+		out = append(out, chunk...)
+		if errors.Is(err, bufio.ErrBufferFull) {
+			lineStart = false
+			continue
+		}
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if lineStart && (len(chunk) == 1 || (len(chunk) == 2 && chunk[0] == '\r')) {
+			return out, nil
+		}
+		lineStart = true
+	}
+}
+
+func envelope(data []byte) *imap.Envelope {
+	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(data)))
+	if err != nil && h.Len() == 0 {
+		return nil
+	}
+	return imapserver.ExtractEnvelope(h)
+}
+
+// sanitizeBodyStructure replaces what go-imap cannot write: a multipart
+// with no parts makes its encoder panic, and any user can be sent such a
+// message.
+func sanitizeBodyStructure(bs imap.BodyStructure) imap.BodyStructure {
+	switch b := bs.(type) {
+	case *imap.BodyStructureMultiPart:
+		if len(b.Children) == 0 {
+			return &imap.BodyStructureSinglePart{
+				Type: "text", Subtype: "plain",
+				Text:     &imap.BodyStructureText{},
+				Extended: &imap.BodyStructureSinglePartExt{},
+			}
+		}
+		for i, c := range b.Children {
+			b.Children[i] = sanitizeBodyStructure(c)
+		}
+		if b.Extended == nil {
+			b.Extended = &imap.BodyStructureMultiPartExt{}
+		}
+	case *imap.BodyStructureSinglePart:
+		if b.MessageRFC822 != nil && b.MessageRFC822.BodyStructure != nil {
+			b.MessageRFC822.BodyStructure = sanitizeBodyStructure(b.MessageRFC822.BodyStructure)
+		}
+		if b.Extended == nil {
+			b.Extended = &imap.BodyStructureSinglePartExt{}
+		}
+	}
+	return bs
+}

@@ -1,0 +1,364 @@
+package imapd
+
+import (
+	"errors"
+	"io"
+	"sort"
+	"strings"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"github.com/moatmail/moat/delivery"
+)
+
+const delim = string(delivery.Delimiter)
+
+// List implements imapserver.Session: LIST (with the RFC 5258 selection and
+// return options and RFC 5819 LIST-STATUS) and LSUB.
+func (sess *session) List(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions) error {
+	if len(patterns) == 0 {
+		// RFC 9051 §6.3.9: an empty pattern asks for the hierarchy
+		// delimiter and the root of the reference.
+		return w.WriteList(&imap.ListData{
+			Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect},
+			Delim: delivery.Delimiter,
+		})
+	}
+	ctx, cancel := sess.ctx()
+	defer cancel()
+	mbs, err := sess.srv.store.Mailboxes(ctx, sess.user.ID)
+	if err != nil {
+		return sess.internalError("LIST", err)
+	}
+	byName := make(map[string]*delivery.Mailbox, len(mbs))
+	hasChild := make(map[string]bool)
+	subscribedChild := make(map[string]bool)
+	for i := range mbs {
+		mb := &mbs[i]
+		byName[mb.Name] = mb
+		for p := parentOf(mb.Name); p != ""; p = parentOf(p) {
+			hasChild[p] = true
+			if mb.Subscribed {
+				subscribedChild[p] = true
+			}
+		}
+	}
+	// Levels that have children but no mailbox of their own (a parent
+	// deleted after its children were made) are listed as \Noselect
+	// (RFC 3501 §6.3.8).
+	names := make([]string, 0, len(byName)+len(hasChild))
+	for name := range byName {
+		names = append(names, name)
+	}
+	for name := range hasChild {
+		if byName[name] == nil {
+			names = append(names, name)
+		}
+	}
+	sort.Slice(names, func(i, j int) bool { return lessMailbox(names[i], names[j]) })
+
+	for _, name := range names {
+		if !matchAny(name, ref, patterns) {
+			continue
+		}
+		mb := byName[name]
+		data := &imap.ListData{Delim: delivery.Delimiter, Mailbox: name}
+		// RFC 5258 §3.5: with RECURSIVEMATCH, a parent that is not itself
+		// selected by the criteria is returned with CHILDINFO.
+		childInfo := options.SelectRecursiveMatch && subscribedChild[name]
+		switch {
+		case mb == nil:
+			if options.SelectSpecialUse || (options.SelectSubscribed && !childInfo) {
+				continue
+			}
+			data.Attrs = append(data.Attrs, imap.MailboxAttrNoSelect)
+		case options.SelectSpecialUse && mb.SpecialUse == "":
+			continue
+		case options.SelectSubscribed && !mb.Subscribed && !childInfo:
+			continue
+		}
+		if childInfo {
+			data.ChildInfo = &imap.ListDataChildInfo{Subscribed: true}
+		}
+		// RFC 3348 / RFC 9051 §7.3.1: children attributes are always given.
+		if hasChild[name] {
+			data.Attrs = append(data.Attrs, imap.MailboxAttrHasChildren)
+		} else {
+			data.Attrs = append(data.Attrs, imap.MailboxAttrHasNoChildren)
+		}
+		if mb != nil {
+			// RFC 6154 §2: special-use attributes are returned by plain
+			// LIST as well as when asked for.
+			if mb.SpecialUse != "" {
+				data.Attrs = append(data.Attrs, imap.MailboxAttr(mb.SpecialUse))
+			}
+			if mb.Subscribed && (options.ReturnSubscribed || options.SelectSubscribed) {
+				data.Attrs = append(data.Attrs, imap.MailboxAttrSubscribed)
+			}
+			if options.ReturnStatus != nil {
+				st, err := sess.srv.store.Status(ctx, sess.user.ID, name)
+				if err != nil {
+					return sess.internalError("LIST", err)
+				}
+				if data.Status, err = sess.statusData(st, options.ReturnStatus); err != nil {
+					return err
+				}
+			}
+		}
+		if err := w.WriteList(data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// lessMailbox orders INBOX first, then by name.
+func lessMailbox(a, b string) bool {
+	if (a == "INBOX") != (b == "INBOX") {
+		return a == "INBOX"
+	}
+	return a < b
+}
+
+func parentOf(name string) string {
+	if i := strings.LastIndexByte(name, delivery.Delimiter); i > 0 {
+		return name[:i]
+	}
+	return ""
+}
+
+// matchAny applies the LIST patterns; INBOX matches case-insensitively
+// (RFC 9051 §5.1).
+func matchAny(name, ref string, patterns []string) bool {
+	for _, p := range patterns {
+		if imapserver.MatchList(name, delivery.Delimiter, ref, p) {
+			return true
+		}
+		if strings.HasPrefix(name, "INBOX") &&
+			imapserver.MatchList(name, delivery.Delimiter, canonInbox(ref), canonInbox(p)) {
+			return true
+		}
+	}
+	return false
+}
+
+// canonInbox upper-cases a leading "inbox" level of a reference or pattern.
+func canonInbox(s string) string {
+	if len(s) >= 5 && strings.EqualFold(s[:5], "INBOX") && (len(s) == 5 || s[5] == delivery.Delimiter) {
+		return "INBOX" + s[5:]
+	}
+	return s
+}
+
+// Status implements imapserver.Session.
+func (sess *session) Status(name string, options *imap.StatusOptions) (*imap.StatusData, error) {
+	ctx, cancel := sess.ctx()
+	defer cancel()
+	st, err := sess.srv.store.Status(ctx, sess.user.ID, name)
+	if err != nil {
+		return nil, sess.mailboxError("STATUS", err)
+	}
+	return sess.statusData(st, options)
+}
+
+func (sess *session) statusData(st delivery.MailboxStatus, options *imap.StatusOptions) (*imap.StatusData, error) {
+	if options.DeletedStorage {
+		// QUOTA=RES-STORAGE is not offered; go-imap would dereference a
+		// nil count if we let the item through.
+		return nil, &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Unknown STATUS data item"}
+	}
+	data := &imap.StatusData{
+		Mailbox:     st.Name,
+		UIDNext:     imap.UID(st.UIDNext),
+		UIDValidity: st.UIDValidity,
+	}
+	if options.NumMessages {
+		data.NumMessages = &st.Messages
+	}
+	if options.NumUnseen {
+		data.NumUnseen = &st.Unseen
+	}
+	if options.NumDeleted {
+		data.NumDeleted = &st.Deleted
+	}
+	if options.Size {
+		data.Size = &st.Size
+	}
+	if options.NumRecent {
+		// \Recent is not kept (it is obsolete in RFC 9051).
+		data.NumRecent = new(uint32)
+	}
+	if options.AppendLimit {
+		limit := sess.AppendLimit()
+		data.AppendLimit = &limit
+	}
+	return data, nil
+}
+
+// specialUses are the RFC 6154 attributes a client may give to CREATE.
+var specialUses = map[imap.MailboxAttr]bool{
+	imap.MailboxAttrAll: true, imap.MailboxAttrArchive: true, imap.MailboxAttrDrafts: true,
+	imap.MailboxAttrFlagged: true, imap.MailboxAttrJunk: true, imap.MailboxAttrSent: true,
+	imap.MailboxAttrTrash: true,
+}
+
+// Create implements imapserver.Session, with CREATE-SPECIAL-USE (RFC 6154
+// §3): one attribute at most, since the store keeps one per mailbox.
+func (sess *session) Create(name string, options *imap.CreateOptions) error {
+	name = delivery.CanonicalMailboxName(name)
+	if err := checkMailboxName(name); err != nil {
+		return err
+	}
+	var use string
+	if options != nil && len(options.SpecialUse) > 0 {
+		if len(options.SpecialUse) > 1 || !specialUses[options.SpecialUse[0]] {
+			return &imap.Error{Type: imap.StatusResponseTypeNo, Code: "USEATTR",
+				Text: "Only one of \\All \\Archive \\Drafts \\Flagged \\Junk \\Sent \\Trash"}
+		}
+		use = string(options.SpecialUse[0])
+	}
+	ctx, cancel := sess.ctx()
+	defer cancel()
+	if _, err := sess.srv.store.CreateMailbox(ctx, sess.user.ID, name, use); err != nil {
+		return sess.mailboxError("CREATE", err)
+	}
+	return nil
+}
+
+// checkMailboxName refuses names the store would refuse, with a response
+// the client understands (the store's validation is not exported).
+func checkMailboxName(name string) error {
+	cannot := func(text string) error {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: text}
+	}
+	if name == "" || len(name) > 512 {
+		return cannot("Invalid mailbox name length")
+	}
+	for _, level := range strings.Split(name, delim) {
+		if level == "" {
+			return cannot("Mailbox name has an empty level")
+		}
+	}
+	for _, r := range name {
+		if r < ' ' || r == 0x7f || r == '*' || r == '%' {
+			return cannot("Mailbox name contains a forbidden character")
+		}
+	}
+	return nil
+}
+
+// Delete implements imapserver.Session. RFC 9051 §6.3.5: INBOX cannot be
+// deleted; children of a deleted mailbox stay.
+func (sess *session) Delete(name string) error {
+	name = delivery.CanonicalMailboxName(name)
+	if name == "INBOX" {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "INBOX cannot be deleted"}
+	}
+	ctx, cancel := sess.ctx()
+	defer cancel()
+	if err := sess.srv.store.DeleteMailbox(ctx, sess.user.ID, name); err != nil {
+		return sess.mailboxError("DELETE", err)
+	}
+	return nil
+}
+
+// Rename implements imapserver.Session; children move along (RFC 9051
+// §6.3.6). Renaming INBOX (which would move its messages) is not offered.
+func (sess *session) Rename(oldName, newName string, _ *imap.RenameOptions) error {
+	oldName, newName = delivery.CanonicalMailboxName(oldName), delivery.CanonicalMailboxName(newName)
+	cannot := func(text string) error {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: text}
+	}
+	if oldName == "INBOX" {
+		return cannot("Renaming INBOX is not supported")
+	}
+	if err := checkMailboxName(newName); err != nil {
+		return err
+	}
+	if newName == oldName || strings.HasPrefix(newName, oldName+delim) {
+		return cannot("Cannot rename a mailbox into itself")
+	}
+	ctx, cancel := sess.ctx()
+	defer cancel()
+	// The store renames children in one UPDATE; a child landing on an
+	// existing name would fail on the unique index, so check first.
+	mbs, err := sess.srv.store.Mailboxes(ctx, sess.user.ID)
+	if err != nil {
+		return sess.internalError("RENAME", err)
+	}
+	exists := make(map[string]bool, len(mbs))
+	for _, mb := range mbs {
+		exists[mb.Name] = true
+	}
+	if !exists[oldName] {
+		return errNoMailbox
+	}
+	for _, mb := range mbs {
+		if rest, ok := strings.CutPrefix(mb.Name, oldName); ok && (rest == "" || rest[0] == delivery.Delimiter) && exists[newName+rest] {
+			return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAlreadyExists,
+				Text: "Target mailbox already exists"}
+		}
+	}
+	if err := sess.srv.store.RenameMailbox(ctx, sess.user.ID, oldName, newName); err != nil {
+		return sess.mailboxError("RENAME", err)
+	}
+	return nil
+}
+
+// Subscribe implements imapserver.Session.
+func (sess *session) Subscribe(name string) error {
+	ctx, cancel := sess.ctx()
+	defer cancel()
+	if err := sess.srv.store.SetSubscribed(ctx, sess.user.ID, name, true); err != nil {
+		return sess.mailboxError("SUBSCRIBE", err)
+	}
+	return nil
+}
+
+// Unsubscribe implements imapserver.Session. Unsubscribing from a name
+// that no longer exists succeeds: the subscription went with the mailbox.
+func (sess *session) Unsubscribe(name string) error {
+	ctx, cancel := sess.ctx()
+	defer cancel()
+	err := sess.srv.store.SetSubscribed(ctx, sess.user.ID, name, false)
+	if err != nil && !errors.Is(err, delivery.ErrNoMailbox) {
+		return sess.internalError("UNSUBSCRIBE", err)
+	}
+	return nil
+}
+
+// Append implements imapserver.Session. go-imap has already refused a
+// literal above AppendLimit with [TOOBIG] (RFC 7889) before reading it.
+func (sess *session) Append(name string, r imap.LiteralReader, options *imap.AppendOptions) (*imap.AppendData, error) {
+	ctx, cancel := sess.ctx()
+	defer cancel()
+	mb, err := sess.srv.store.Mailbox(ctx, sess.user.ID, name)
+	if errors.Is(err, delivery.ErrNoMailbox) {
+		// RFC 9051 §6.3.12: TRYCREATE tells the client to CREATE first.
+		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "No such mailbox"}
+	}
+	if err != nil {
+		return nil, sess.internalError("APPEND", err)
+	}
+	size := r.Size()
+	if size > sess.srv.cfg.AppendLimit {
+		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTooBig, Text: "Message too big"}
+	}
+	if size == 0 {
+		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Text: "Empty message"}
+	}
+	data := make([]byte, size)
+	if _, err := io.ReadFull(r, data); err != nil {
+		return nil, err // the connection is broken; go-imap drops it
+	}
+	flags, err := storeFlags(options.Flags)
+	if err != nil {
+		return nil, err
+	}
+	m, err := sess.srv.store.Append(ctx, mb.ID, data, flags, options.Time)
+	if err != nil {
+		return nil, sess.internalError("APPEND", err)
+	}
+	return &imap.AppendData{UIDValidity: mb.UIDValidity, UID: imap.UID(m.UID)}, nil
+}

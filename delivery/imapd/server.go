@@ -1,0 +1,346 @@
+package imapd
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/delivery/throttle"
+)
+
+// ErrServerClosed is returned by Serve after Close.
+var ErrServerClosed = errors.New("imapd: server closed")
+
+// Server is an IMAP server over a delivery.Store.
+//
+// Connections are handed to one of two go-imap servers: a strict one that
+// refuses authentication before TLS (and says so with LOGINDISABLED,
+// RFC 3501 §6.2.3, so that well-behaved clients never send a password in
+// clear), and, only when AllowPlaintextLoopback is set, a lenient one for
+// plaintext connections from a loopback address. go-imap's InsecureAuth
+// option is global to a server, hence two; Login checks the same rule again
+// per connection.
+type Server struct {
+	// Observer, when set before Serve is first called, is told about
+	// refused logins. Nil is allowed.
+	Observer Observer
+
+	cfg      Config
+	cfgErr   error
+	store    *delivery.Store
+	throttle *throttle.Throttle
+	log      *slog.Logger
+
+	strict, lenient   *imapserver.Server
+	strictL, lenientL *chanListener
+
+	blobs   blobFiles
+	authSem chan struct{}
+	done    chan struct{}
+	start   sync.Once
+	inner   sync.WaitGroup
+	nextID  atomic.Uint64
+
+	mu        sync.Mutex
+	closed    bool
+	listeners map[net.Listener]struct{}
+
+	// sleep waits d unless the server closes first; tests replace it
+	// through setSleep.
+	sleepMu sync.Mutex
+	sleep   func(d time.Duration) bool
+}
+
+// capabilities advertised on top of what go-imap adds by itself (SASL-IR,
+// LITERAL-, STARTTLS, AUTH=PLAIN or LOGINDISABLED, and for IMAP4rev1 clients
+// UNSELECT, ENABLE, IDLE, UTF8=ACCEPT). IMAP4rev2 implies NAMESPACE, UIDPLUS,
+// ESEARCH, SEARCHRES, LIST-EXTENDED, LIST-STATUS, MOVE, STATUS=SIZE, BINARY
+// and CHILDREN, which are listed for IMAP4rev1 clients. APPENDLIMIT comes
+// from the session.
+//
+// Not offered:
+//   - LITERAL+ (RFC 7888): go-imap refuses an APPEND over the limit without
+//     consuming a non-synchronizing literal the client has already sent,
+//     then parses the message as commands. LITERAL- (non-synchronizing up
+//     to 4096 bytes) stays, and AppendLimit is at least 4096 so that the
+//     same cannot happen there.
+//   - CONDSTORE (RFC 7162): go-imap beta.8's server neither parses
+//     CHANGEDSINCE nor writes MODSEQ items.
+//   - ID (RFC 2971): go-imap beta.8's server has no ID command.
+var capabilities = imap.CapSet{
+	imap.CapIMAP4rev1:        {},
+	imap.CapIMAP4rev2:        {},
+	imap.CapNamespace:        {},
+	imap.CapUIDPlus:          {},
+	imap.CapESearch:          {},
+	imap.CapSearchRes:        {},
+	imap.CapListExtended:     {},
+	imap.CapListStatus:       {},
+	imap.CapMove:             {},
+	imap.CapStatusSize:       {},
+	imap.CapBinary:           {},
+	imap.CapChildren:         {},
+	imap.CapSpecialUse:       {},
+	imap.CapCreateSpecialUse: {},
+	imap.CapUnauthenticate:   {},
+}
+
+// New returns a server over store. tlsConfig enables STARTTLS on plain
+// listeners (nil: no STARTTLS, so only loopback clients with
+// AllowPlaintextLoopback can log in there). th may be nil for a throttle
+// with default settings. cfg is validated here; an invalid cfg makes Serve
+// return the error.
+func New(cfg Config, store *delivery.Store, tlsConfig *tls.Config, th *throttle.Throttle, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{
+		store:     store,
+		throttle:  th,
+		log:       log,
+		done:      make(chan struct{}),
+		listeners: make(map[net.Listener]struct{}),
+	}
+	s.cfgErr = cfg.Validate()
+	s.cfg = cfg
+	if s.throttle == nil {
+		var err error
+		if s.throttle, err = throttle.New(throttle.Config{}); err != nil {
+			s.cfgErr = errors.Join(s.cfgErr, err)
+		}
+	}
+	s.authSem = make(chan struct{}, max(cfg.AuthConcurrency, 1))
+	s.sleep = s.pause
+	options := imapserver.Options{
+		NewSession: s.newSession,
+		Caps:       capabilities,
+		Logger:     logAdapter{log},
+		TLSConfig:  tlsConfig,
+	}
+	s.strictL = newChanListener()
+	s.strict = imapserver.New(&options)
+	if cfg.AllowPlaintextLoopback {
+		options.InsecureAuth = true
+		s.lenientL = newChanListener()
+		s.lenient = imapserver.New(&options)
+	}
+	return s
+}
+
+// Serve accepts connections on l until Close. l is either a plain listener
+// (STARTTLS is offered when the server has a TLS configuration) or a
+// tls.NewListener one (IMAPS, RFC 8314); TLS is detected per connection.
+func (s *Server) Serve(l net.Listener) error {
+	if s.cfgErr != nil {
+		return fmt.Errorf("imap config: %w", s.cfgErr)
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
+	s.start.Do(s.startInner)
+
+	var backoff time.Duration
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			select {
+			case <-s.done:
+				return nil
+			default:
+			}
+			if !temporaryAcceptError(err) {
+				return fmt.Errorf("imap accept: %w", err)
+			}
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Warn("imap accept failed; retrying", "err", err, "in", backoff)
+			if !s.pause(backoff) {
+				return nil
+			}
+			continue
+		}
+		backoff = 0
+		target := s.strictL
+		if _, isTLS := c.(*tls.Conn); !isTLS {
+			if s.lenientL != nil && isLoopback(c.RemoteAddr()) {
+				target = s.lenientL
+			}
+			c = &corkConn{Conn: c}
+		}
+		if !target.push(c) {
+			c.Close()
+		}
+	}
+}
+
+func (s *Server) startInner() {
+	run := func(srv *imapserver.Server, l *chanListener) {
+		s.inner.Add(1)
+		go func() {
+			defer s.inner.Done()
+			if err := srv.Serve(l); err != nil && !s.isClosed() {
+				s.log.Error("imap server stopped", "err", err)
+			}
+		}()
+	}
+	run(s.strict, s.strictL)
+	if s.lenient != nil {
+		run(s.lenient, s.lenientL)
+	}
+}
+
+// Close stops the listeners and closes every connection.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	s.closed = true
+	close(s.done)
+	var errs []error
+	for l := range s.listeners {
+		if err := l.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	s.mu.Unlock()
+	s.start.Do(func() {}) // no inner server starts after this
+	s.strictL.Close()
+	errs = append(errs, s.strict.Close())
+	if s.lenient != nil {
+		s.lenientL.Close()
+		errs = append(errs, s.lenient.Close())
+	}
+	s.inner.Wait()
+	return errors.Join(errs...)
+}
+
+func (s *Server) isClosed() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// pause waits d; it returns false when the server closes first.
+func (s *Server) pause(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-s.done:
+		return false
+	}
+}
+
+func (s *Server) setSleep(f func(time.Duration) bool) {
+	s.sleepMu.Lock()
+	s.sleep = f
+	s.sleepMu.Unlock()
+}
+
+// delay waits d before a password check; false when the server closes.
+func (s *Server) delay(d time.Duration) bool {
+	s.sleepMu.Lock()
+	f := s.sleep
+	s.sleepMu.Unlock()
+	return f(d)
+}
+
+func (s *Server) loginFailed(reason string) {
+	if s.Observer != nil {
+		s.Observer.LoginFailed(reason)
+	}
+}
+
+func temporaryAcceptError(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+func remoteIP(a net.Addr) netip.Addr {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ip, _ := netip.AddrFromSlice(ta.IP)
+		return ip.Unmap()
+	}
+	return netip.Addr{}
+}
+
+func isLoopback(a net.Addr) bool { return remoteIP(a).IsLoopback() }
+
+// chanListener feeds connections accepted elsewhere to a go-imap server.
+type chanListener struct {
+	ch     chan net.Conn
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newChanListener() *chanListener {
+	return &chanListener{ch: make(chan net.Conn), closed: make(chan struct{})}
+}
+
+func (l *chanListener) push(c net.Conn) bool {
+	select {
+	case l.ch <- c:
+		return true
+	case <-l.closed:
+		return false
+	}
+}
+
+// Accept implements net.Listener.
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close implements net.Listener.
+func (l *chanListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return nil
+}
+
+// Addr implements net.Listener.
+func (l *chanListener) Addr() net.Addr { return &net.TCPAddr{} }
+
+// logAdapter passes go-imap's log lines to slog.
+type logAdapter struct{ log *slog.Logger }
+
+func (a logAdapter) Printf(format string, args ...any) {
+	a.log.Warn(fmt.Sprintf(format, args...), "component", "imapserver")
+}

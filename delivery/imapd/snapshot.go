@@ -1,0 +1,512 @@
+package imapd
+
+import (
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"github.com/moatmail/moat/delivery"
+)
+
+// Why a diff and not imapserver.MailboxTracker: the tracker expects every
+// writer to queue its changes in process, but here changes come from other
+// processes' writers too (SMTP delivery, quarantine release, later a second
+// node), and the store only says "this mailbox changed" (Store.Watch). So a
+// session re-reads the mailbox when told it changed and compares the
+// listing with what it last showed its client.
+//
+// Memory: a selected mailbox costs 8 bytes a message (UID and an index into
+// a per-session table of distinct flag sets), plus, while the client is
+// busy, the blob key, size and date of each message (about 64 bytes) so
+// that FETCH and SEARCH need no query per message. Those are dropped when
+// IDLE starts and after infoLinger without a command that used them; the
+// next command that needs them reloads them with one query.
+
+// selected is the state of the selected mailbox, as the client knows it:
+// message i has sequence number i+1.
+type selected struct {
+	mb       delivery.Mailbox
+	readOnly bool
+	uids     []uint32
+	flags    []uint32 // index into table.sets
+	table    *flagTable
+	// info is nil or parallel to uids; an entry with an empty key is a
+	// message gone from the store.
+	info []msgInfo
+	// ghosts are messages expunged from the store that the client has not
+	// been told of yet: EXPUNGE may not be sent during FETCH, STORE or
+	// SEARCH (RFC 9051 §7.5.1), so they keep their sequence numbers.
+	ghosts    map[uint32]bool
+	uidNext   uint32
+	searchRes imap.UIDSet // RFC 5182 SEARCHRES, always as UIDs
+	// stale: a change notice was taken but the reload failed.
+	stale bool
+
+	changes <-chan struct{}
+	stop    func()
+}
+
+type msgInfo struct {
+	key  string
+	size int64
+	date int64 // Unix seconds
+}
+
+func infoOf(m *delivery.Message) msgInfo {
+	return msgInfo{key: m.BlobKey, size: m.Size, date: m.InternalDate.Unix()}
+}
+
+// flagSet is one distinct set of flags, as stored (sorted, deduplicated).
+type flagSet struct {
+	key     string // the stored form: flags joined by spaces
+	flags   []imap.Flag
+	seen    bool
+	deleted bool
+}
+
+// has reports whether the set holds flag; IMAP flags compare
+// case-insensitively (RFC 9051 §2.3.2).
+func (fs *flagSet) has(flag imap.Flag) bool {
+	for _, f := range fs.flags {
+		if strings.EqualFold(string(f), string(flag)) {
+			return true
+		}
+	}
+	return false
+}
+
+// flagTable interns flag sets: a mailbox has few distinct ones.
+type flagTable struct {
+	index map[string]uint32
+	sets  []flagSet
+}
+
+func newFlagTable() *flagTable {
+	t := &flagTable{index: make(map[string]uint32)}
+	t.intern(nil)
+	return t
+}
+
+func (t *flagTable) intern(flags []string) uint32 {
+	var key string
+	switch len(flags) {
+	case 0:
+	case 1:
+		key = flags[0]
+	default:
+		key = strings.Join(flags, " ")
+	}
+	if i, ok := t.index[key]; ok {
+		return i
+	}
+	fs := flagSet{key: key, flags: make([]imap.Flag, len(flags))}
+	for i, f := range flags {
+		fs.flags[i] = imap.Flag(f)
+	}
+	fs.seen = fs.has(imap.FlagSeen)
+	fs.deleted = fs.has(imap.FlagDeleted)
+	i := uint32(len(t.sets))
+	t.sets = append(t.sets, fs)
+	t.index[key] = i
+	return i
+}
+
+func (t *flagTable) internSet(fs *flagSet) uint32 {
+	if i, ok := t.index[fs.key]; ok {
+		return i
+	}
+	i := uint32(len(t.sets))
+	t.sets = append(t.sets, *fs)
+	t.index[fs.key] = i
+	return i
+}
+
+func newSelected(mb delivery.Mailbox, readOnly bool, msgs []delivery.Message) *selected {
+	sel := &selected{
+		mb:       mb,
+		readOnly: readOnly,
+		uids:     make([]uint32, len(msgs)),
+		flags:    make([]uint32, len(msgs)),
+		info:     make([]msgInfo, len(msgs)),
+		table:    newFlagTable(),
+		uidNext:  mb.UIDNext,
+	}
+	for i := range msgs {
+		sel.uids[i] = msgs[i].UID
+		sel.flags[i] = sel.table.intern(msgs[i].Flags)
+		sel.info[i] = infoOf(&msgs[i])
+	}
+	if n := len(msgs); n > 0 && msgs[n-1].UID >= sel.uidNext {
+		sel.uidNext = msgs[n-1].UID + 1
+	}
+	return sel
+}
+
+func (sel *selected) set(i int) *flagSet { return &sel.table.sets[sel.flags[i]] }
+
+func (sel *selected) isGhost(i int) bool { return len(sel.ghosts) > 0 && sel.ghosts[sel.uids[i]] }
+
+// indexOf returns the position of uid, or -1.
+func (sel *selected) indexOf(uid uint32) int {
+	i := sort.Search(len(sel.uids), func(i int) bool { return sel.uids[i] >= uid })
+	if i < len(sel.uids) && sel.uids[i] == uid {
+		return i
+	}
+	return -1
+}
+
+// apply brings the snapshot up to date with a fresh listing of the mailbox
+// and tells the client what changed: EXPUNGE in descending sequence order
+// (each number stays valid as the ones above it go), FETCH FLAGS, then
+// EXISTS for new messages. Without allowExpunge, vanished messages stay as
+// ghosts.
+func (sel *selected) apply(w *imapserver.UpdateWriter, fresh []delivery.Message, allowExpunge bool) error {
+	keepInfo := sel.info != nil
+	n := len(fresh) + len(sel.ghosts)
+	table := newFlagTable()
+	uids := make([]uint32, 0, n)
+	flags := make([]uint32, 0, n)
+	var info []msgInfo
+	if keepInfo {
+		info = make([]msgInfo, 0, n)
+	}
+	var ghosts map[uint32]bool
+	var expunged, changed []int
+	j := 0
+	for i, uid := range sel.uids {
+		// A UID below one already shown cannot be given a sequence
+		// number; UIDs are allocated ascending, so this only skips what
+		// cannot happen.
+		for j < len(fresh) && fresh[j].UID < uid {
+			j++
+		}
+		if j < len(fresh) && fresh[j].UID == uid {
+			f := table.intern(fresh[j].Flags)
+			if table.sets[f].key != sel.set(i).key {
+				changed = append(changed, len(uids))
+			}
+			uids = append(uids, uid)
+			flags = append(flags, f)
+			if keepInfo {
+				info = append(info, infoOf(&fresh[j]))
+			}
+			j++
+			continue
+		}
+		if allowExpunge {
+			expunged = append(expunged, i)
+			continue
+		}
+		if ghosts == nil {
+			ghosts = make(map[uint32]bool)
+		}
+		ghosts[uid] = true
+		uids = append(uids, uid)
+		flags = append(flags, table.internSet(sel.set(i)))
+		if keepInfo {
+			info = append(info, msgInfo{})
+		}
+	}
+	known := len(uids)
+	var last uint32
+	if len(sel.uids) > 0 {
+		last = sel.uids[len(sel.uids)-1]
+	}
+	for ; j < len(fresh); j++ {
+		if fresh[j].UID <= last {
+			continue
+		}
+		uids = append(uids, fresh[j].UID)
+		flags = append(flags, table.intern(fresh[j].Flags))
+		if keepInfo {
+			info = append(info, infoOf(&fresh[j]))
+		}
+		sel.uidNext = max(sel.uidNext, fresh[j].UID+1)
+	}
+	sel.uids, sel.flags, sel.table, sel.info, sel.ghosts = uids, flags, table, info, ghosts
+
+	for k := len(expunged) - 1; k >= 0; k-- {
+		if err := w.WriteExpunge(uint32(expunged[k] + 1)); err != nil {
+			return err
+		}
+	}
+	for _, i := range changed {
+		if err := w.WriteMessageFlags(uint32(i+1), imap.UID(uids[i]), table.sets[flags[i]].flags); err != nil {
+			return err
+		}
+	}
+	if len(uids) > known {
+		return w.WriteNumMessages(uint32(len(uids)))
+	}
+	return nil
+}
+
+// remove drops the messages at the given ascending positions.
+func (sel *selected) remove(positions []int) {
+	if len(positions) == 0 {
+		return
+	}
+	drop := make(map[int]bool, len(positions))
+	for _, p := range positions {
+		drop[p] = true
+		delete(sel.ghosts, sel.uids[p])
+	}
+	k := 0
+	for i := range sel.uids {
+		if drop[i] {
+			continue
+		}
+		sel.uids[k], sel.flags[k] = sel.uids[i], sel.flags[i]
+		if sel.info != nil {
+			sel.info[k] = sel.info[i]
+		}
+		k++
+	}
+	sel.uids, sel.flags = sel.uids[:k], sel.flags[:k]
+	if sel.info != nil {
+		sel.info = sel.info[:k]
+	}
+}
+
+// resolve turns a sequence or UID set into ascending snapshot positions.
+// RFC 9051 §9 (seq-number): a sequence number above the message count,
+// "*" in an empty mailbox included, is an error; UIDs that do not exist are
+// ignored, and "*" is the highest UID in use.
+func (sel *selected) resolve(numSet imap.NumSet) ([]int, error) {
+	if imap.IsSearchRes(numSet) {
+		numSet = sel.searchRes
+	}
+	var out []int
+	ranges := 0
+	switch set := numSet.(type) {
+	case imap.SeqSet:
+		n := uint32(len(sel.uids))
+		for _, r := range set {
+			start, stop := dynamic(r.Start, n), dynamic(r.Stop, n)
+			if start > stop {
+				start, stop = stop, start
+			}
+			if start == 0 || stop > n {
+				return nil, &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Invalid message sequence number"}
+			}
+			for s := start; s <= stop; s++ {
+				out = append(out, int(s-1))
+			}
+			ranges++
+		}
+	case imap.UIDSet:
+		if len(sel.uids) == 0 {
+			return nil, nil
+		}
+		top := sel.uids[len(sel.uids)-1]
+		for _, r := range set {
+			start, stop := dynamic(uint32(r.Start), top), dynamic(uint32(r.Stop), top)
+			if start > stop {
+				start, stop = stop, start
+			}
+			lo := sort.Search(len(sel.uids), func(i int) bool { return sel.uids[i] >= start })
+			for i := lo; i < len(sel.uids) && sel.uids[i] <= stop; i++ {
+				out = append(out, i)
+			}
+			ranges++
+		}
+	}
+	if ranges > 1 {
+		sort.Ints(out)
+		k := 0
+		for i, p := range out {
+			if i == 0 || p != out[k-1] {
+				out[k] = p
+				k++
+			}
+		}
+		out = out[:k]
+	}
+	return out, nil
+}
+
+// dynamic replaces "*" (0 in go-imap's sets) with top.
+func dynamic(n, top uint32) uint32 {
+	if n == 0 {
+		return top
+	}
+	return n
+}
+
+// Select implements imapserver.Session (SELECT and EXAMINE).
+func (sess *session) Select(name string, options *imap.SelectOptions) (*imap.SelectData, error) {
+	ctx, cancel := sess.ctx()
+	defer cancel()
+	mb, err := sess.srv.store.Mailbox(ctx, sess.user.ID, name)
+	if err != nil {
+		return nil, sess.mailboxError("SELECT", err)
+	}
+	// Watch before listing, so that no change falls between the two.
+	changes, stop := sess.srv.store.Watch(mb.ID)
+	msgs, err := sess.srv.store.Messages(ctx, mb.ID)
+	if err != nil {
+		stop()
+		return nil, sess.internalError("SELECT", err)
+	}
+	sel := newSelected(mb, options.ReadOnly, msgs)
+	sel.changes, sel.stop = changes, stop
+	sess.mu.Lock()
+	sess.unselect()
+	sess.sel = sel
+	sess.keepInfo()
+	sess.mu.Unlock()
+
+	data := &imap.SelectData{
+		Flags:       mailboxFlags(sel.table),
+		NumMessages: uint32(len(sel.uids)),
+		UIDNext:     imap.UID(sel.uidNext),
+		UIDValidity: mb.UIDValidity,
+	}
+	// RFC 9051 §7.1: PERMANENTFLAGS () on a read-only mailbox.
+	if !sel.readOnly {
+		data.PermanentFlags = append(append([]imap.Flag(nil), data.Flags...), imap.FlagWildcard)
+	}
+	for i := range sel.uids {
+		if !sel.set(i).seen {
+			data.FirstUnseenSeqNum = uint32(i + 1)
+			break
+		}
+	}
+	return data, nil
+}
+
+var systemFlags = []imap.Flag{imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagSeen, imap.FlagDraft}
+
+// mailboxFlags lists the system flags and the keywords in use.
+func mailboxFlags(t *flagTable) []imap.Flag {
+	out := append([]imap.Flag(nil), systemFlags...)
+	seen := make(map[string]bool)
+	for _, fs := range t.sets {
+		for _, f := range fs.flags {
+			k := strings.ToLower(string(f))
+			if !strings.HasPrefix(k, `\`) && !seen[k] {
+				seen[k] = true
+				out = append(out, f)
+			}
+		}
+	}
+	sort.Slice(out[len(systemFlags):], func(i, j int) bool {
+		return out[len(systemFlags)+i] < out[len(systemFlags)+j]
+	})
+	return out
+}
+
+// Unselect implements imapserver.Session (UNSELECT and CLOSE).
+func (sess *session) Unselect() error {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	sess.unselect()
+	return nil
+}
+
+// infoLinger is how long the per-message details of the selected mailbox
+// are kept after the last command that used them.
+const infoLinger = 30 * time.Second
+
+// keepInfo (re)arms the timer that drops the per-message details. Called
+// with mu held.
+func (sess *session) keepInfo() {
+	if sess.infoTimer == nil {
+		sess.infoTimer = time.AfterFunc(infoLinger, sess.dropInfo)
+		return
+	}
+	sess.infoTimer.Reset(infoLinger)
+}
+
+func (sess *session) dropInfo() {
+	sess.mu.Lock()
+	if sess.sel != nil {
+		sess.sel.info = nil
+	}
+	sess.mu.Unlock()
+}
+
+func (sess *session) unselect() {
+	if sess.sel != nil {
+		sess.sel.stop()
+		sess.sel = nil
+	}
+}
+
+// Poll implements imapserver.Session; go-imap calls it after every command.
+// It costs nothing unless the store said the mailbox changed.
+func (sess *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	sel := sess.sel
+	if sel == nil {
+		return nil
+	}
+	select {
+	case <-sel.changes:
+	default:
+		if !sel.stale && (!allowExpunge || len(sel.ghosts) == 0) {
+			return nil
+		}
+	}
+	return sess.refresh(w, allowExpunge)
+}
+
+func (sess *session) refresh(w *imapserver.UpdateWriter, allowExpunge bool) error {
+	sel := sess.sel
+	ctx, cancel := sess.ctx()
+	defer cancel()
+	msgs, err := sess.srv.store.Messages(ctx, sel.mb.ID)
+	if err != nil {
+		sel.stale = true
+		return sess.internalError("poll", err)
+	}
+	sel.stale = false
+	return sel.apply(w, msgs, allowExpunge)
+}
+
+// Idle implements imapserver.Session (RFC 2177): changes to the selected
+// mailbox are pushed as they commit. The per-message details are dropped
+// for the duration, so that an idling client costs little memory.
+func (sess *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
+	timer := time.NewTimer(sess.srv.cfg.IdleTimeout)
+	defer timer.Stop()
+	var changes <-chan struct{}
+	var err error
+	sess.mu.Lock()
+	if sel := sess.sel; sel != nil {
+		changes = sel.changes
+		sel.info = nil
+		if len(sel.ghosts) > 0 || sel.stale {
+			err = sess.refresh(w, true)
+		}
+	}
+	sess.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-stop:
+			return nil
+		case <-sess.srv.done:
+			return nil
+		case <-timer.C:
+			// RFC 9051 §5.4 autologout: the client should have renewed
+			// its IDLE well before (RFC 2177 suggests every 29 minutes).
+			return sess.conn.Bye("IDLE timed out")
+		case <-changes:
+			sess.mu.Lock()
+			if sess.sel != nil {
+				err = sess.refresh(w, true)
+			}
+			sess.mu.Unlock()
+			if err != nil {
+				return err
+			}
+		}
+	}
+}
