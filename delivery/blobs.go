@@ -1,12 +1,14 @@
 package delivery
 
 import (
+	"bytes"
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -75,11 +77,54 @@ func syncDir(dir string) error {
 	return nil
 }
 
-// removeBlob deletes a blob file that never made it into the index.
-func (s *Store) removeBlob(key string) { os.Remove(s.blobPath(key)) }
+// content is a message on its way into the store: inline (data set, key
+// empty) or already in a durable file (key set).
+type content struct {
+	key  string
+	data []byte
+	size int64
+}
+
+// putContent makes a message ready for the index: small messages stay in
+// memory and go into the index transaction; larger ones are written to a
+// durable file first.
+func (s *Store) putContent(parts ...[]byte) (content, error) {
+	var size int
+	for _, p := range parts {
+		size += len(p)
+	}
+	if size <= s.cfg.InlineMax {
+		data := make([]byte, 0, size)
+		for _, p := range parts {
+			data = append(data, p...)
+		}
+		return content{data: data, size: int64(size)}, nil
+	}
+	key, n, err := s.writeBlob(parts...)
+	return content{key: key, size: n}, err
+}
+
+// discard removes the file of a content that never made it into the index.
+func (s *Store) discard(c content) {
+	if c.key != "" {
+		os.Remove(s.blobPath(c.key))
+	}
+}
 
 // ReadMessage returns the whole stored message.
 func (s *Store) ReadMessage(m Message) ([]byte, error) {
+	if m.BlobKey == "" {
+		var data []byte
+		err := s.rdb.QueryRow("SELECT data FROM blobs WHERE id = ? AND data IS NOT NULL", m.BlobID).Scan(&data)
+		if errors.Is(err, sql.ErrNoRows) {
+			// Expunged meanwhile: the same answer as a removed file.
+			return nil, fmt.Errorf("read message %d: %w", m.BlobID, fs.ErrNotExist)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read message: %w", err)
+		}
+		return data, nil
+	}
 	b, err := os.ReadFile(s.blobPath(m.BlobKey))
 	if err != nil {
 		return nil, fmt.Errorf("read message: %w", err)
@@ -87,9 +132,27 @@ func (s *Store) ReadMessage(m Message) ([]byte, error) {
 	return b, nil
 }
 
-// OpenMessage opens the stored message for streaming.
-func (s *Store) OpenMessage(m Message) (io.ReadCloser, error) {
-	f, err := os.Open(s.blobPath(m.BlobKey))
+// MessageReader is an open stored message.
+type MessageReader interface {
+	io.Reader
+	io.ReaderAt
+	io.Closer
+}
+
+type inlineReader struct{ *bytes.Reader }
+
+func (inlineReader) Close() error { return nil }
+
+// OpenMessage opens the stored message for streaming or ranged reads.
+func (s *Store) OpenMessage(m Message) (MessageReader, error) {
+	if m.BlobKey == "" {
+		data, err := s.ReadMessage(m)
+		if err != nil {
+			return nil, err
+		}
+		return inlineReader{bytes.NewReader(data)}, nil
+	}
+	f, err := openRaw(s.blobPath(m.BlobKey))
 	if err != nil {
 		return nil, fmt.Errorf("open message: %w", err)
 	}
@@ -117,7 +180,7 @@ func blobsOf(tx *Tx, query string, args ...any) ([]int64, error) {
 // quarantine record uses any more; their files are removed after commit.
 func dropUnreferenced(tx *Tx, blobIDs []int64) error {
 	for _, id := range blobIDs {
-		var key string
+		var key sql.NullString
 		err := tx.QueryRow(`SELECT key FROM blobs WHERE id = ?
 			AND NOT EXISTS (SELECT 1 FROM messages WHERE blob_id = ?)
 			AND NOT EXISTS (SELECT 1 FROM quarantine WHERE blob_id = ?)`, id, id, id).Scan(&key)
@@ -130,7 +193,9 @@ func dropUnreferenced(tx *Tx, blobIDs []int64) error {
 		if _, err := tx.Exec("DELETE FROM blobs WHERE id = ?", id); err != nil {
 			return fmt.Errorf("drop blob: %w", err)
 		}
-		tx.dropBlobs = append(tx.dropBlobs, key)
+		if key.Valid {
+			tx.dropBlobs = append(tx.dropBlobs, key.String)
+		}
 	}
 	return nil
 }

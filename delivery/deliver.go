@@ -39,13 +39,14 @@ type Delivery struct {
 	Record func(tx *Tx, blobID int64, placed []Placed) error
 }
 
-// Deliver stores a message. When it returns nil the message file, its
-// directory entry and the index rows are all on stable storage.
+// Deliver stores a message. When it returns nil the message (inline in the
+// index, or a file with its directory entry) and the index rows are all on
+// stable storage.
 func (s *Store) Deliver(ctx context.Context, d *Delivery) ([]Placed, error) {
 	if len(d.Targets) == 0 {
 		return nil, errors.New("deliver: no targets")
 	}
-	key, size, err := s.writeBlob(d.Header, d.Body)
+	c, err := s.putContent(d.Header, d.Body)
 	if err != nil {
 		return nil, fmt.Errorf("deliver: %w", err)
 	}
@@ -58,7 +59,7 @@ func (s *Store) Deliver(ctx context.Context, d *Delivery) ([]Placed, error) {
 	var placed []Placed
 	err = s.Update(ctx, func(tx *Tx) error {
 		placed = placed[:0]
-		blobID, err := insertBlob(tx, key, size, s.now())
+		blobID, err := insertBlob(tx, c, s.now())
 		if err != nil {
 			return err
 		}
@@ -70,7 +71,7 @@ func (s *Store) Deliver(ctx context.Context, d *Delivery) ([]Placed, error) {
 			if err != nil {
 				return fmt.Errorf("mailbox %s of user %d: %w", t.Mailbox, t.UserID, err)
 			}
-			uid, err := insertMessage(tx, mb.ID, blobID, flags, date, size)
+			uid, err := insertMessage(tx, mb.ID, blobID, flags, date, c.size)
 			if err != nil {
 				return err
 			}
@@ -82,7 +83,7 @@ func (s *Store) Deliver(ctx context.Context, d *Delivery) ([]Placed, error) {
 		return nil
 	})
 	if err != nil {
-		s.removeBlob(key)
+		s.discard(c)
 		return nil, fmt.Errorf("deliver: %w", err)
 	}
 	return placed, nil

@@ -43,7 +43,7 @@ const (
 	FlagsRemove
 )
 
-const messageCols = "m.mailbox_id, m.uid, m.blob_id, b.key, m.flags, m.internal_date, m.size, m.modseq"
+const messageCols = "m.mailbox_id, m.uid, m.blob_id, coalesce(b.key, ''), m.flags, m.internal_date, m.size, m.modseq"
 
 func scanMessage(r scanner) (Message, error) {
 	var m Message
@@ -64,6 +64,13 @@ func splitFlags(s string) []string {
 	return strings.Fields(s)
 }
 
+// systemFlags maps the RFC 9051 §2.3.2 system flags to their canonical
+// spelling.
+var systemFlags = map[string]string{
+	`\seen`: `\Seen`, `\answered`: `\Answered`, `\flagged`: `\Flagged`,
+	`\deleted`: `\Deleted`, `\draft`: `\Draft`,
+}
+
 // joinFlags normalises a flag list: no duplicates (case-insensitive), no
 // \Recent (a session property, RFC 3501 §2.3.2), sorted.
 func joinFlags(flags []string) string {
@@ -75,6 +82,9 @@ func joinFlags(flags []string) string {
 			continue
 		}
 		seen[k] = true
+		if canon, ok := systemFlags[k]; ok {
+			f = canon // one spelling, so that SQL can match it
+		}
 		out = append(out, f)
 	}
 	sort.Strings(out)
@@ -335,34 +345,38 @@ func (tx *Tx) Mailbox(userID int64, name string, create bool) (Mailbox, error) {
 
 // Append stores a message given by a client (IMAP APPEND) in a mailbox.
 func (s *Store) Append(ctx context.Context, mailboxID int64, data []byte, flags []string, date time.Time) (Message, error) {
-	key, size, err := s.writeBlob(data)
+	c, err := s.putContent(data)
 	if err != nil {
 		return Message{}, fmt.Errorf("append: %w", err)
 	}
 	if date.IsZero() {
 		date = s.now()
 	}
-	m := Message{MailboxID: mailboxID, BlobKey: key, Size: size, InternalDate: date.Truncate(time.Second)}
+	m := Message{MailboxID: mailboxID, BlobKey: c.key, Size: c.size, InternalDate: date.Truncate(time.Second)}
 	err = s.Update(ctx, func(tx *Tx) error {
-		blobID, err := insertBlob(tx, key, size, s.now())
+		blobID, err := insertBlob(tx, c, s.now())
 		if err != nil {
 			return err
 		}
 		joined := joinFlags(flags)
 		m.BlobID = blobID
 		m.Flags = splitFlags(joined)
-		m.UID, err = insertMessage(tx, mailboxID, blobID, joined, m.InternalDate, size)
+		m.UID, err = insertMessage(tx, mailboxID, blobID, joined, m.InternalDate, c.size)
 		return err
 	})
 	if err != nil {
-		s.removeBlob(key)
+		s.discard(c)
 		return Message{}, fmt.Errorf("append: %w", err)
 	}
 	return m, nil
 }
 
-func insertBlob(tx *Tx, key string, size int64, now time.Time) (int64, error) {
-	res, err := tx.Exec("INSERT INTO blobs (key, size, created) VALUES (?, ?, ?)", key, size, now.Unix())
+func insertBlob(tx *Tx, c content, now time.Time) (int64, error) {
+	var key any
+	if c.key != "" {
+		key = c.key
+	}
+	res, err := tx.Exec("INSERT INTO blobs (key, size, created, data) VALUES (?, ?, ?, ?)", key, c.size, now.Unix(), c.data)
 	if err != nil {
 		return 0, fmt.Errorf("insert blob: %w", err)
 	}

@@ -36,6 +36,12 @@ type Config struct {
 	// MaxBatch is the largest number of write jobs committed in one
 	// transaction by the group committer (default 256).
 	MaxBatch int `toml:"max_batch"`
+	// InlineMax is the largest message kept inside the index rather than
+	// as a file (default 128 KiB; -1 keeps every message in a file).
+	// Inline messages become durable with the index commit itself: one
+	// WAL sync shared by a whole batch of deliveries, instead of a file
+	// sync and a folder sync per message.
+	InlineMax int `toml:"inline_max"`
 }
 
 // Validate checks the configuration and fills defaults.
@@ -45,6 +51,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBatch == 0 {
 		c.MaxBatch = 256
+	}
+	if c.InlineMax == 0 {
+		c.InlineMax = 128 << 10
+	}
+	if c.InlineMax < -1 {
+		return fmt.Errorf("inline_max: %d is below -1", c.InlineMax)
 	}
 	if c.MaxBatch < 1 {
 		return fmt.Errorf("max_batch: %d is below 1", c.MaxBatch)
@@ -181,11 +193,14 @@ var schema = []string{
 		subscribed INTEGER NOT NULL DEFAULT 1,
 		UNIQUE (user_id, name)
 	)`,
+	// A blob is either inline (data holds the message, key is NULL) or a
+	// file under blobs/ named by key (data is NULL).
 	`CREATE TABLE blobs (
 		id INTEGER PRIMARY KEY,
-		key TEXT NOT NULL UNIQUE,
+		key TEXT UNIQUE,
 		size INTEGER NOT NULL,
-		created INTEGER NOT NULL
+		created INTEGER NOT NULL,
+		data BLOB
 	)`,
 	`CREATE TABLE messages (
 		mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,

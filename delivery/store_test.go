@@ -81,9 +81,26 @@ func TestVerifyPasswordBcrypt(t *testing.T) {
 	}
 }
 
+// storageModes runs a test with messages inline in the index and with
+// messages in files.
+var storageModes = []struct {
+	name      string
+	inlineMax int
+}{{"inline", 0}, {"files", -1}}
+
 func TestDeliverCopyMoveExpunge(t *testing.T) {
+	for _, mode := range storageModes {
+		t.Run(mode.name, func(t *testing.T) { testDeliverCopyMoveExpunge(t, mode.inlineMax) })
+	}
+}
+
+func testDeliverCopyMoveExpunge(t *testing.T, inlineMax int) {
 	ctx := context.Background()
-	s := openTestStore(t)
+	s, err := Open(Config{Dir: t.TempDir(), InlineMax: inlineMax})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
 	a, _ := s.AddUser(ctx, "a@example.com", "pw", false)
 	b, _ := s.AddUser(ctx, "b@example.com", "pw", false)
 	changes, stop := func() (<-chan struct{}, func()) {
@@ -159,8 +176,18 @@ func TestDeliverCopyMoveExpunge(t *testing.T) {
 	if gone, _ := s.Expunge(ctx, junk.ID, []uint32{jm[0].UID}); len(gone) != 1 {
 		t.Fatalf("expunge last copy: %v", gone)
 	}
-	if _, err := os.Stat(s.blobPath(jm[0].BlobKey)); !os.IsNotExist(err) {
-		t.Errorf("blob file still there after last reference expunged: %v", err)
+	if (jm[0].BlobKey == "") != (inlineMax == 0) {
+		t.Errorf("blob key %q with inline_max %d", jm[0].BlobKey, inlineMax)
+	}
+	if jm[0].BlobKey != "" {
+		if _, err := os.Stat(s.blobPath(jm[0].BlobKey)); !os.IsNotExist(err) {
+			t.Errorf("blob file still there after last reference expunged: %v", err)
+		}
+	}
+	var blobs int
+	s.DB().QueryRow("SELECT count(*) FROM blobs").Scan(&blobs)
+	if blobs != 0 {
+		t.Errorf("%d blobs left after every message was expunged", blobs)
 	}
 }
 
@@ -235,8 +262,18 @@ func TestConcurrentDeliveriesGetDistinctUIDs(t *testing.T) {
 }
 
 func BenchmarkDeliver10KB(b *testing.B) {
+	for _, mode := range storageModes {
+		b.Run(mode.name, func(b *testing.B) { benchmarkDeliver(b, mode.inlineMax) })
+	}
+}
+
+func benchmarkDeliver(b *testing.B, inlineMax int) {
 	ctx := context.Background()
-	s := openTestStore(b)
+	s, err := Open(Config{Dir: b.TempDir(), InlineMax: inlineMax})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
 	u, _ := s.AddUser(ctx, "a@example.com", "pw", false)
 	body := make([]byte, 10*1024)
 	b.SetBytes(int64(len(body)))

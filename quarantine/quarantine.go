@@ -176,10 +176,10 @@ func (q *Quarantine) Get(ctx context.Context, id int64) (Entry, []byte, error) {
 		return Entry{}, nil, fmt.Errorf("quarantine %d: %w", id, err)
 	}
 	var key string
-	if err := q.store.DB().QueryRowContext(ctx, "SELECT key FROM blobs WHERE id = ?", e.BlobID).Scan(&key); err != nil {
+	if err := q.store.DB().QueryRowContext(ctx, "SELECT coalesce(key, '') FROM blobs WHERE id = ?", e.BlobID).Scan(&key); err != nil {
 		return Entry{}, nil, fmt.Errorf("quarantine %d: %w", id, err)
 	}
-	data, err := q.store.ReadMessage(delivery.Message{BlobKey: key})
+	data, err := q.store.ReadMessage(delivery.Message{BlobID: e.BlobID, BlobKey: key})
 	if err != nil {
 		return Entry{}, nil, fmt.Errorf("quarantine %d: %w", id, err)
 	}

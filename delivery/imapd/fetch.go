@@ -114,7 +114,7 @@ func (sess *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, option
 	defer sess.cork.uncork()
 	issued := false
 	for _, i := range positions {
-		if sel.isGhost(i) || (plan.info && sel.info[i].key == "") {
+		if sel.isGhost(i) || (plan.info && sel.info[i].blobID == 0) {
 			issued = true
 			continue
 		}
@@ -222,7 +222,7 @@ func (sess *session) fetchOne(w *imapserver.FetchWriter, i int, o *imap.FetchOpt
 	var c content
 	defer c.release()
 	if plan.file {
-		f, err := sess.srv.blobs.open(sess.srv.store, info.key)
+		f, err := openMessage(sess.srv.store, info)
 		if errors.Is(err, fs.ErrNotExist) {
 			return false, nil
 		}

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"testing"
@@ -59,10 +60,22 @@ func (r *recorder) list() []string {
 	return append([]string(nil), r.reasons...)
 }
 
+// storeInlineMax is the store's inline_max for this run of the tests:
+// TestMain runs them with messages inline in the index, then in files.
+var storeInlineMax int
+
+func TestMain(m *testing.M) {
+	if code := m.Run(); code != 0 {
+		os.Exit(code)
+	}
+	storeInlineMax = -1
+	os.Exit(m.Run())
+}
+
 func newEnv(t testing.TB, cfg Config) *env {
 	t.Helper()
 	ctx := context.Background()
-	st, err := delivery.Open(delivery.Config{Dir: t.TempDir()})
+	st, err := delivery.Open(delivery.Config{Dir: t.TempDir(), InlineMax: storeInlineMax})
 	if err != nil {
 		t.Fatal(err)
 	}

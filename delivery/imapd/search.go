@@ -55,7 +55,7 @@ func (sess *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriter
 	var uids rangeBuilder
 	data := &imap.SearchData{}
 	for i := range sel.uids {
-		if sel.isGhost(i) || (needs.info && sel.info[i].key == "") {
+		if sel.isGhost(i) || (needs.info && sel.info[i].blobID == 0) {
 			continue
 		}
 		m := candidate{sess: sess, i: i}
@@ -140,7 +140,7 @@ func (m *candidate) content() ([]byte, error) {
 	if !m.loaded {
 		m.loaded = true
 		sel := m.sess.sel
-		f, err := m.sess.srv.blobs.open(m.sess.srv.store, sel.info[m.i].key)
+		f, err := openMessage(m.sess.srv.store, sel.info[m.i])
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, nil
 		}

@@ -45,7 +45,6 @@ type Server struct {
 	strict, lenient   *imapserver.Server
 	strictL, lenientL *chanListener
 
-	blobs   blobFiles
 	authSem chan struct{}
 	done    chan struct{}
 	start   sync.Once

@@ -50,13 +50,14 @@ type selected struct {
 }
 
 type msgInfo struct {
-	key  string
-	size int64
-	date int64 // Unix seconds
+	blobID int64 // 0: not loaded
+	key    string
+	size   int64
+	date   int64 // Unix seconds
 }
 
 func infoOf(m *delivery.Message) msgInfo {
-	return msgInfo{key: m.BlobKey, size: m.Size, date: m.InternalDate.Unix()}
+	return msgInfo{blobID: m.BlobID, key: m.BlobKey, size: m.Size, date: m.InternalDate.Unix()}
 }
 
 // flagSet is one distinct set of flags, as stored (sorted, deduplicated).

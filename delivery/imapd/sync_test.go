@@ -225,11 +225,6 @@ func TestNoExpungeDuringFetch(t *testing.T) {
 	if got := strings.Join(ev.take(), ","); got != "EXPUNGE 2" {
 		t.Errorf("NOOP reported %q, want EXPUNGE 2", got)
 	}
-	// Message files were opened without os.Open once their folder was
-	// known (blobfile.go); it must be the store's.
-	if dir := e.srv.blobs.dir.Load(); dir == nil || !strings.HasSuffix(*dir, "blobs") {
-		t.Errorf("message folder learned: %v", dir)
-	}
 }
 
 func TestUserIsolation(t *testing.T) {

@@ -205,19 +205,3 @@ func TestCorkConn(t *testing.T) {
 		t.Errorf("nil corkConn: %v", err)
 	}
 }
-
-func TestValidKey(t *testing.T) {
-	for key, want := range map[string]bool{
-		"0123456789abcdef0123456789abcdef": true,
-		"ab1":                              true,
-		"ab":                               false,
-		"":                                 false,
-		"../../etc/passwd":                 false,
-		"ABCDEF0123":                       false,
-		"ab/cd":                            false,
-	} {
-		if got := validKey(key); got != want {
-			t.Errorf("validKey(%q) = %v, want %v", key, got, want)
-		}
-	}
-}

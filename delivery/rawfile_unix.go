@@ -1,6 +1,6 @@
 //go:build unix
 
-package imapd
+package delivery
 
 import (
 	"io"
@@ -8,12 +8,15 @@ import (
 )
 
 // rawFile is a read-only file descriptor used through bare system calls.
+// os.Open registers every regular file with the network poller (four
+// fcntl and epoll_ctl calls that fail or undo each other): about half of
+// the CPU time of an IMAP FETCH of small messages.
 type rawFile struct {
 	fd  int
 	off int64
 }
 
-func openRaw(path string) (messageFile, error) {
+func openRaw(path string) (MessageReader, error) {
 	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
