@@ -31,7 +31,8 @@ var (
 
 // Config configures the store.
 type Config struct {
-	// Dir is the data folder: index.db and blobs/ live under it.
+	// Dir is the data folder: index.db and blobs/ live under it. In the
+	// configuration file it is data_dir, not a key of [store].
 	Dir string `toml:"dir"`
 	// MaxBatch is the largest number of write jobs committed in one
 	// transaction by the group committer (default 256).

@@ -26,7 +26,7 @@ func openStore(path string) (*Config, *delivery.Store, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err := delivery.Open(delivery.Config{Dir: cfg.DataDir})
+	st, err := delivery.Open(cfg.Store)
 	if err != nil {
 		return nil, nil, err
 	}

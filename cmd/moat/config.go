@@ -11,6 +11,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/moatmail/moat/delivery"
 	"github.com/moatmail/moat/delivery/imapd"
 	"github.com/moatmail/moat/delivery/throttle"
 	"github.com/moatmail/moat/filters/gtube"
@@ -37,6 +38,7 @@ type Config struct {
 	// certificate.
 	DataDir    string            `toml:"data_dir"`
 	Listen     ListenConfig      `toml:"listen"`
+	Store      delivery.Config   `toml:"store"`
 	TLS        gateway.TLSConfig `toml:"tls"`
 	SMTP       gateway.Config    `toml:"smtp"`
 	IMAP       imapd.Config      `toml:"imap"`
@@ -159,6 +161,11 @@ func (c *Config) Validate() error {
 		c.DataDir = abs
 	}
 	add("listen", c.Listen.validate())
+	if c.Store.Dir != "" {
+		errs = append(errs, errors.New("  store.dir: set data_dir instead"))
+	}
+	c.Store.Dir = c.DataDir
+	add("store", c.Store.Validate())
 	add("tls", c.TLS.Validate())
 	add("smtp", c.SMTP.Validate())
 	add("imap", c.IMAP.Validate())

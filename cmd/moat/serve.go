@@ -140,7 +140,7 @@ func start(cfg *Config, log *slog.Logger, out io.Writer) (*app, error) {
 		}
 	}()
 	var err error
-	if a.store, err = delivery.Open(delivery.Config{Dir: cfg.DataDir}); err != nil {
+	if a.store, err = delivery.Open(cfg.Store); err != nil {
 		return nil, err
 	}
 	if a.quar, err = quarantine.New(cfg.Quarantine, a.store); err != nil {
