@@ -23,7 +23,7 @@ const (
 	OnErrorIgnore = "ignore"
 	// OnErrorTempfail also makes the verdict at least tempfail, so that the
 	// client retries later (RFC 5321 §4.2.1, 4yz replies). Use it for checks
-	// that must not be skipped, such as the antivirus.
+	// that must not be skipped (an antivirus, say).
 	OnErrorTempfail = "tempfail"
 )
 
@@ -32,8 +32,8 @@ const (
 //	[rules]
 //	filter_timeout = "10s"          # default 10s
 //
-//	[rules.filters.antivirus]
-//	timeout = "30s"                 # default: filter_timeout
+//	[rules.filters.rdns]
+//	timeout = "5s"                  # default: filter_timeout
 //	on_error = "tempfail"           # "ignore" (default) or "tempfail"
 //
 //	[[rules.rule]]

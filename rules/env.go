@@ -39,7 +39,7 @@ import (
 //
 //	has("GTUBE")
 //	score > 8 && !tls
-//	has("SPF_FAIL") && has("DKIM_NONE") && from endsWith "@bank.example"
+//	has("RDNS_NONE") && has("MISSING_DATE") && lower(from) endsWith "@bank.example"
 //	rcpt == "abuse@example.com"
 //	size > 20000000 && len(headers("Received")) > 30
 //

@@ -172,6 +172,9 @@ func start(cfg *Config, log *slog.Logger, out io.Writer) (*app, error) {
 	}
 	a.imap = imapd.New(cfg.IMAP, a.store, tlsConfig, th, log)
 	a.imap.Observer = loginObserver{a.metrics, "imap"}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", a.metrics.Handler())
+	a.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	for _, l := range []struct {
 		name, addr string
@@ -209,9 +212,6 @@ func start(cfg *Config, log *slog.Logger, out io.Writer) (*app, error) {
 }
 
 func (a *app) serveMetrics(l net.Listener) error {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", a.metrics.Handler())
-	a.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	return a.http.Serve(l)
 }
 

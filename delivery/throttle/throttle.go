@@ -33,9 +33,9 @@ type Config struct {
 	// BaseDelay is the delay once the free failures are used up; it doubles
 	// with each further failure (default 1s).
 	BaseDelay time.Duration `toml:"base_delay"`
-	// MaxDelay caps the delay (default 30s). Keep it below the protocol's
-	// command timeout (30s for IMAP in go-imap), or clients time out
-	// instead of hearing the refusal.
+	// MaxDelay caps the delay (default 30s). Keep it at or below the
+	// protocol's command timeout (30s for IMAP clients built on go-imap),
+	// or clients time out instead of hearing the refusal.
 	MaxDelay time.Duration `toml:"max_delay"`
 	// DecayAfter is the quiet period after which a key's failure count is
 	// halved; it keeps halving for each further quiet period (default 10m).
