@@ -90,6 +90,13 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("create data folder: %w", err)
 	}
 	path := filepath.Join(cfg.Dir, "index.db")
+	// The index holds mail: create it private to moat's user. SQLite gives
+	// its -wal and -shm files the same mode.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open index: %w", err)
+	}
+	f.Close()
 	// synchronous(FULL) in WAL mode fsyncs the WAL on every commit: a
 	// committed delivery survives a power cut, not only a crash.
 	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)" +

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 )
@@ -67,6 +68,22 @@ func TestUsersAndAuth(t *testing.T) {
 	}
 	if _, err := s.LookupUser(ctx, "alice@example.com"); !errors.Is(err, ErrNoUser) {
 		t.Errorf("after DeleteUser: %v", err)
+	}
+}
+
+func TestIndexIsPrivate(t *testing.T) {
+	s := openTestStore(t)
+	if _, err := s.AddUser(context.Background(), "a@example.com", "pw", false); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"index.db", "index.db-wal"} {
+		fi, err := os.Stat(filepath.Join(s.cfg.Dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s has mode %v, want no access for group and others", name, fi.Mode().Perm())
+		}
 	}
 }
 
