@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-smtp"
 )
 
 const gtubeString = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
@@ -71,6 +72,24 @@ func TestEndToEnd(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("implicit-TLS listener delivers", func(t *testing.T) {
+		c, err := smtp.DialTLS(a.Addr("smtps"), tc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		msg := message("bob@example.net", "carol@example.org", "over smtps", "x")
+		if err := c.SendMail("bob@example.net", []string{"carol@example.org"}, strings.NewReader(msg)); err != nil {
+			t.Fatal(err)
+		}
+		ic := imapLogin(t, a.Addr("imap"), tc, "carol@example.org", "pw-carol@example.org")
+		defer ic.Close()
+		msgs := fetchAll(t, ic, "INBOX")
+		if len(msgs) != 1 || !strings.Contains(msgs[0], "with ESMTPS (TLS") || !strings.Contains(msgs[0], "Subject: over smtps") {
+			t.Fatalf("carol's INBOX = %q", msgs)
+		}
+	})
 
 	t.Run("IMAP shows delivered mail with trace headers", func(t *testing.T) {
 		c := imapLogin(t, a.Addr("imap"), tc, "alice@example.com", "pw-alice@example.com")
@@ -150,7 +169,7 @@ func TestEndToEnd(t *testing.T) {
 		defer resp.Body.Close()
 		body, _ := io.ReadAll(resp.Body)
 		for _, want := range []string{
-			`moat_messages_total{action="accept"} 2`,
+			`moat_messages_total{action="accept"} 3`,
 			`moat_messages_total{action="quarantine"} 1`,
 			`moat_messages_total{action="reject"} 1`,
 			`moat_symbol_hits_total{symbol="GTUBE"} 2`,
