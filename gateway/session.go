@@ -122,11 +122,20 @@ var (
 func earlyReply(v rules.Verdict) *smtp.SMTPError {
 	switch v.Action {
 	case policies.ActionReject:
-		return errPolicy
+		return withReply(errPolicy, v.Reply)
 	case policies.ActionTempfail:
-		return errPolicyTemp
+		return withReply(errPolicyTemp, v.Reply)
 	}
 	return nil
+}
+
+// withReply gives a refusal the code a rule asked for (its reply key, such
+// as 554 5.7.0 for a virus), keeping the generic text.
+func withReply(e *smtp.SMTPError, r rules.Reply) *smtp.SMTPError {
+	if r.IsZero() {
+		return e
+	}
+	return &smtp.SMTPError{Code: r.Code, EnhancedCode: smtp.EnhancedCode(r.Enhanced), Message: e.Message}
 }
 
 func (s *session) reply(phase string, err *smtp.SMTPError) error {
@@ -351,11 +360,8 @@ func (s *session) readMessage(r io.Reader) ([]byte, *smtp.SMTPError) {
 // act carries out a data-stage verdict. A nil result means the message is
 // durably stored.
 func (s *session) act(ctx context.Context, queueID string, msg *filters.Message, v rules.Verdict) *smtp.SMTPError {
-	switch v.Action {
-	case policies.ActionReject:
-		return errPolicy
-	case policies.ActionTempfail:
-		return errPolicyTemp
+	if err := earlyReply(v); err != nil {
+		return err
 	}
 	header := s.traceHeader(queueID, v)
 	body := s.rewrite(msg, v)

@@ -82,6 +82,11 @@ type RuleConfig struct {
 	// Reason explains the rule in logs and the quarantine. It is never
 	// sent to the SMTP client.
 	Reason string `toml:"reason"`
+	// Reply, for a reject or tempfail rule, is the SMTP reply code and
+	// enhanced status code the client gets instead of the generic
+	// "550 5.7.1" / "451 4.7.1", e.g. "554 5.7.0" for a virus (RFC 3463).
+	// The text stays generic.
+	Reply string `toml:"reply"`
 }
 
 // Validate checks the configuration without changing it: durations,
@@ -122,6 +127,7 @@ type rule struct {
 	score  float64
 	action policies.Action // ActionAccept when the rule forces nothing
 	reason string
+	reply  Reply
 }
 
 // compileRules compiles every rule, in order.
@@ -173,6 +179,20 @@ func compileRule(i int, rc RuleConfig) (*rule, error) {
 			return nil, fmt.Errorf("%s.action: %q forces nothing (want tag, quarantine, tempfail or reject)", key, rc.Action)
 		}
 		r.action = a
+	}
+	if rc.Reply != "" {
+		rep, err := ParseReply(rc.Reply)
+		if err != nil {
+			return nil, fmt.Errorf("%s.reply: %w", key, err)
+		}
+		want := map[policies.Action]int{policies.ActionReject: 5, policies.ActionTempfail: 4}[r.action]
+		if want == 0 {
+			return nil, fmt.Errorf("%s.reply: only a reject or tempfail rule sets a reply", key)
+		}
+		if rep.Code/100 != want {
+			return nil, fmt.Errorf("%s.reply: %q does not fit action %s (want a %dxx code)", key, rc.Reply, r.action, want)
+		}
+		r.reply = rep
 	}
 	if rc.Score == 0 && r.action == policies.ActionAccept {
 		return nil, fmt.Errorf("%s: sets neither score nor action, so it can have no effect", key)
@@ -234,3 +254,27 @@ func (d *Duration) UnmarshalText(b []byte) error {
 
 // MarshalText formats d as "10s".
 func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Reply is an SMTP reply code with its enhanced status code (RFC 3463).
+type Reply struct {
+	Code     int
+	Enhanced [3]int
+}
+
+// IsZero reports whether no reply is set.
+func (r Reply) IsZero() bool { return r.Code == 0 }
+
+// ParseReply parses "554 5.7.0": a 4yz or 5yz code and an enhanced code
+// of the same class.
+func ParseReply(s string) (Reply, error) {
+	var r Reply
+	n, err := fmt.Sscanf(s, "%d %d.%d.%d", &r.Code, &r.Enhanced[0], &r.Enhanced[1], &r.Enhanced[2])
+	if err != nil || n != 4 || fmt.Sprintf("%d %d.%d.%d", r.Code, r.Enhanced[0], r.Enhanced[1], r.Enhanced[2]) != s {
+		return Reply{}, fmt.Errorf("%q is not like \"554 5.7.0\"", s)
+	}
+	if r.Code < 400 || r.Code > 599 || r.Enhanced[0] != r.Code/100 || r.Enhanced[1] > 999 || r.Enhanced[2] > 999 ||
+		r.Enhanced[1] < 0 || r.Enhanced[2] < 0 {
+		return Reply{}, fmt.Errorf("%q: want a 4yz or 5yz code with an enhanced code of the same class", s)
+	}
+	return r, nil
+}

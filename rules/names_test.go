@@ -35,3 +35,42 @@ func TestRuleNameMustNotShadowFilterSymbols(t *testing.T) {
 		}
 	}
 }
+
+func TestParseReply(t *testing.T) {
+	for in, ok := range map[string]bool{
+		"554 5.7.0": true, "451 4.7.1": true, "550 5.1.1": true,
+		"554 4.7.0": false, "250 2.0.0": false, "554": false, "554 5.7": false, " 554 5.7.0": false,
+		"554 5.7.0 extra": false, "600 6.0.0": false,
+	} {
+		if _, err := ParseReply(in); (err == nil) != ok {
+			t.Errorf("ParseReply(%q) = %v, want ok=%v", in, err, ok)
+		}
+	}
+}
+
+func TestRuleReply(t *testing.T) {
+	cases := []struct {
+		rule RuleConfig
+		ok   bool
+	}{
+		{RuleConfig{Name: "V", Expr: "true", Action: "reject", Reply: "554 5.7.0"}, true},
+		{RuleConfig{Name: "V", Expr: "true", Action: "tempfail", Reply: "451 4.7.1"}, true},
+		{RuleConfig{Name: "V", Expr: "true", Action: "reject", Reply: "451 4.7.1"}, false},
+		{RuleConfig{Name: "V", Expr: "true", Action: "quarantine", Reply: "554 5.7.0"}, false},
+	}
+	for _, tc := range cases {
+		p, err := NewPipeline(Config{Rules: []RuleConfig{tc.rule}}, nil, nil)
+		if (err == nil) != tc.ok {
+			t.Errorf("%+v: err = %v, want ok=%v", tc.rule, err, tc.ok)
+			continue
+		}
+		if err != nil {
+			continue
+		}
+		v := p.Decide(filters.StageData, &filters.Input{}, nil, nil, false)
+		want, _ := ParseReply(tc.rule.Reply)
+		if v.Reply != want {
+			t.Errorf("%+v: verdict reply %+v, want %+v", tc.rule, v.Reply, want)
+		}
+	}
+}

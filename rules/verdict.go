@@ -26,6 +26,9 @@ type Verdict struct {
 	Reasons []string
 	// Policy is the name of the policy applied ("domain:example.com").
 	Policy string
+	// Reply is the SMTP reply a forcing rule asked for (its reply key),
+	// from the rule whose action decided; zero means the generic reply.
+	Reply Reply
 }
 
 // SymbolNames returns the names of the verdict's symbols, in order.
@@ -114,6 +117,9 @@ func (p *Pipeline) Decide(stage filters.Stage, in *filters.Input, symbols []filt
 		if stage < filters.StageData && r.action < policies.ActionTempfail {
 			return // carried as its symbol to the data stage
 		}
+		if r.action > forced || (r.action == forced && v.Reply.IsZero()) {
+			v.Reply = r.reply
+		}
 		forced = max(forced, r.action)
 		reason := "rule " + r.name + " forces " + r.action.String()
 		if r.reason != "" {
@@ -198,6 +204,9 @@ func (p *Pipeline) Decide(stage filters.Stage, in *filters.Input, symbols []filt
 		v.Reasons = append(v.Reasons, "a filter with on_error = tempfail failed")
 	}
 	v.Action = action
+	if action != forced {
+		v.Reply = Reply{} // the rule's reply is not the one that decided
+	}
 	return v
 }
 

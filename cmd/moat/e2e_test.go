@@ -201,6 +201,13 @@ score = 6.0
 reason = "subject asks for it"
 
 [[rules.rule]]
+name = "TEST_CUSTOM_REPLY"
+stage = "mail"
+expr = 'from endsWith "@virus.example"'
+action = "reject"
+reply = "554 5.7.0"
+
+[[rules.rule]]
 name = "TEST_EVIL_SENDER"
 stage = "mail"
 expr = 'from endsWith "@evil.example"'
@@ -217,13 +224,18 @@ reason = "evil sender"
 	if r := send(t, a.Addr("smtp"), tc, "bob@example.net", []string{"alice@example.com"}, forged); r.code != 250 {
 		t.Fatalf("tagged message: %v", r)
 	}
-	for _, tcase := range []struct{ from, at string }{
-		{"x@evil.example", "MAIL"},
-		{"y@blocked.example", "MAIL"},
+	for _, tcase := range []struct {
+		from, at string
+		code     int
+		ecode    string
+	}{
+		{"x@evil.example", "MAIL", 550, "5.7.1"},
+		{"y@blocked.example", "MAIL", 550, "5.7.1"},
+		{"z@virus.example", "MAIL", 554, "5.7.0"},
 	} {
 		r := send(t, a.Addr("smtp"), tc, tcase.from, []string{"alice@example.com"}, message(tcase.from, "alice@example.com", "x", "x"))
-		if r.code != 550 || r.ecode != "5.7.1" || r.at != tcase.at {
-			t.Errorf("from %s: %v, want 550 5.7.1 at %s", tcase.from, r, tcase.at)
+		if r.code != tcase.code || r.ecode != tcase.ecode || r.at != tcase.at {
+			t.Errorf("from %s: %v, want %d %s at %s", tcase.from, r, tcase.code, tcase.ecode, tcase.at)
 		}
 	}
 	c := imapLogin(t, a.Addr("imap"), tc, "alice@example.com", "pw")
