@@ -313,3 +313,49 @@ func (q *Quarantine) Expire(ctx context.Context) (int, error) {
 	}
 	return n, nil
 }
+
+// inQuarantine is true of a blob that some user's Quarantine folder holds.
+const inQuarantine = `EXISTS (SELECT 1 FROM messages m JOIN mailboxes mb ON mb.id = m.mailbox_id
+	WHERE m.blob_id = quarantine.blob_id AND mb.name = '` + delivery.QuarantineMailbox + `')`
+
+// forgetBlob deletes the verdict records of a blob that no Quarantine
+// folder holds any more (every recipient released or deleted it).
+func (q *Quarantine) forgetBlob(ctx context.Context, blobID int64) error {
+	return q.store.Update(ctx, func(tx *delivery.Tx) error {
+		if _, err := tx.Exec("DELETE FROM quarantine WHERE blob_id = ? AND NOT "+inQuarantine, blobID); err != nil {
+			return fmt.Errorf("forget quarantined message: %w", err)
+		}
+		return tx.DropBlobIfUnreferenced(blobID)
+	})
+}
+
+// Tidy deletes the verdict records of messages that users removed from
+// their Quarantine folders, and returns how many went.
+func (q *Quarantine) Tidy(ctx context.Context) (int, error) {
+	n := 0
+	err := q.store.Update(ctx, func(tx *delivery.Tx) error {
+		n = 0
+		blobs, err := tx.Query("DELETE FROM quarantine WHERE NOT " + inQuarantine + " RETURNING blob_id")
+		if err != nil {
+			return fmt.Errorf("tidy quarantine: %w", err)
+		}
+		var ids []int64
+		for blobs.Next() {
+			var id int64
+			if err := blobs.Scan(&id); err != nil {
+				blobs.Close()
+				return fmt.Errorf("tidy quarantine: %w", err)
+			}
+			ids = append(ids, id)
+		}
+		blobs.Close()
+		for _, id := range ids {
+			if err := tx.DropBlobIfUnreferenced(id); err != nil {
+				return err
+			}
+		}
+		n = len(ids)
+		return nil
+	})
+	return n, err
+}

@@ -38,6 +38,7 @@ type app struct {
 	log       *slog.Logger
 	store     *delivery.Store
 	quar      *quarantine.Quarantine
+	review    *quarantine.Review
 	smtp      *gateway.Server
 	imap      *imapd.Server
 	metrics   *metrics.Metrics
@@ -172,6 +173,8 @@ func start(cfg *Config, log *slog.Logger, out io.Writer) (*app, error) {
 	}
 	a.imap = imapd.New(cfg.IMAP, a.store, tlsConfig, th, log)
 	a.imap.Observer = loginObserver{a.metrics, "imap"}
+	a.review = quarantine.NewReview(a.quar, nil, log, a.metrics.Review)
+	a.imap.Reviewer = a.review
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", a.metrics.Handler())
 	a.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
@@ -215,7 +218,8 @@ func (a *app) serveMetrics(l net.Listener) error {
 	return a.http.Serve(l)
 }
 
-// expireLoop deletes expired quarantined mail, at start and every hour.
+// expireLoop deletes expired quarantined mail, and the records of
+// messages users deleted, at start and every hour.
 func (a *app) expireLoop() {
 	defer a.wg.Done()
 	t := time.NewTicker(time.Hour)
@@ -226,6 +230,11 @@ func (a *app) expireLoop() {
 			a.log.Error("quarantine expiry failed", "err", err)
 		} else if n > 0 {
 			a.log.Info("quarantine expired", "messages", n)
+		}
+		if n, err := a.quar.Tidy(ctx); err != nil {
+			a.log.Error("quarantine tidying failed", "err", err)
+		} else if n > 0 {
+			a.log.Info("quarantine records of messages users deleted removed", "records", n)
 		}
 		cancel()
 		select {
@@ -267,6 +276,9 @@ func (a *app) Close(ctx context.Context) error {
 		l.Close()
 	}
 	a.wg.Wait()
+	if a.review != nil {
+		a.review.Close()
+	}
 	if a.store != nil {
 		errs = append(errs, a.store.Close())
 	}

@@ -1,6 +1,7 @@
 package imapd
 
 import (
+	"context"
 	"errors"
 	"strings"
 
@@ -178,11 +179,55 @@ func (sess *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, erro
 	}
 	ctx, cancel := sess.ctx()
 	defer cancel()
+	var before []delivery.Message
+	if sess.srv.Reviewer != nil {
+		before = sess.messagesOf(ctx, sel.mb.ID, uids)
+	}
 	res, err := sess.srv.store.Copy(ctx, sel.mb.ID, uids, dst.ID)
 	if err != nil {
 		return nil, sess.internalError("COPY", err)
 	}
+	sess.review(before, res, dst, false)
 	return copyData(res), nil
+}
+
+// messagesOf returns the messages of a mailbox with the given UIDs, for
+// the Reviewer; an error leaves the review out, not the command.
+func (sess *session) messagesOf(ctx context.Context, mailboxID int64, uids []uint32) []delivery.Message {
+	all, err := sess.srv.store.Messages(ctx, mailboxID)
+	if err != nil {
+		sess.log.Warn("review: listing messages failed", "err", err)
+		return nil
+	}
+	want := make(map[uint32]bool, len(uids))
+	for _, u := range uids {
+		want[u] = true
+	}
+	out := make([]delivery.Message, 0, len(uids))
+	for _, m := range all {
+		if want[m.UID] {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// review tells the Reviewer which of before were copied or moved.
+func (sess *session) review(before []delivery.Message, res delivery.CopyResult, dst delivery.Mailbox, move bool) {
+	if sess.srv.Reviewer == nil || len(res.SourceUIDs) == 0 {
+		return
+	}
+	done := make(map[uint32]bool, len(res.SourceUIDs))
+	for _, u := range res.SourceUIDs {
+		done[u] = true
+	}
+	msgs := before[:0:0]
+	for _, m := range before {
+		if done[m.UID] {
+			msgs = append(msgs, m)
+		}
+	}
+	sess.srv.Reviewer.Moved(sess.user, sess.sel.mb, dst, msgs, move)
 }
 
 // Move implements imapserver.SessionMove (RFC 6851): COPYUID first, then
@@ -210,11 +255,16 @@ func (sess *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest str
 		return nil
 	}
 	ctx, cancel := sess.ctx()
+	var before []delivery.Message
+	if sess.srv.Reviewer != nil {
+		before = sess.messagesOf(ctx, sel.mb.ID, uids)
+	}
 	res, err := sess.srv.store.Move(ctx, sel.mb.ID, uids, dst.ID)
 	cancel()
 	if err != nil {
 		return sess.internalError("MOVE", err)
 	}
+	sess.review(before, res, dst, true)
 	if data := copyData(res); data != nil {
 		if err := w.WriteCopyData(data); err != nil {
 			return err
@@ -268,6 +318,9 @@ func (sess *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) err
 		}
 	}
 	ctx, cancel := sess.ctx()
+	if sess.srv.Reviewer != nil && sel.mb.Name == delivery.QuarantineMailbox {
+		sess.reviewExpunge(ctx, only)
+	}
 	removed, err := sess.srv.store.Expunge(ctx, sel.mb.ID, only)
 	cancel()
 	if err != nil {
@@ -293,4 +346,31 @@ func (sess *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) err
 		}
 	}
 	return nil
+}
+
+// reviewExpunge tells the Reviewer which messages of the Quarantine folder
+// an EXPUNGE is about to remove: those flagged \Deleted (among only, when
+// only is not nil).
+func (sess *session) reviewExpunge(ctx context.Context, only []uint32) {
+	all, err := sess.srv.store.Messages(ctx, sess.sel.mb.ID)
+	if err != nil {
+		sess.log.Warn("review: listing messages failed", "err", err)
+		return
+	}
+	var want map[uint32]bool
+	if only != nil {
+		want = make(map[uint32]bool, len(only))
+		for _, u := range only {
+			want[u] = true
+		}
+	}
+	var msgs []delivery.Message
+	for _, m := range all {
+		if m.HasFlag(`\Deleted`) && (want == nil || want[m.UID]) {
+			msgs = append(msgs, m)
+		}
+	}
+	if len(msgs) > 0 {
+		sess.srv.Reviewer.Expunging(sess.user, sess.sel.mb, msgs)
+	}
 }

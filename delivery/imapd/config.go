@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/moatmail/moat/delivery"
 )
 
 // Config configures the IMAP server. Zero fields take their defaults in
@@ -89,3 +91,18 @@ const (
 	// ReasonInternal: the store failed.
 	ReasonInternal = "internal"
 )
+
+// Reviewer follows what users do with their mail, so that the classifier
+// learns from it and the quarantine keeps its records right (releasing a
+// message by moving it out of Quarantine, reporting spam by moving it to
+// Junk). Calls are made after the store change is committed; a Reviewer
+// must not block for long (queue slow work). Nil is allowed.
+type Reviewer interface {
+	// Moved says that msgs (as they were in from) were copied or, with
+	// move, moved to the mailbox to of the same user.
+	Moved(user delivery.User, from, to delivery.Mailbox, msgs []delivery.Message, move bool)
+	// Expunging says that msgs of mailbox mb are about to be expunged;
+	// their content is still readable. It is called only for the
+	// Quarantine folder.
+	Expunging(user delivery.User, mb delivery.Mailbox, msgs []delivery.Message)
+}

@@ -35,6 +35,9 @@ type Server struct {
 	// Observer, when set before Serve is first called, is told about
 	// refused logins. Nil is allowed.
 	Observer Observer
+	// Reviewer, when set before Serve is first called, is told of moves,
+	// copies and quarantine expunges. Nil is allowed.
+	Reviewer Reviewer
 
 	cfg      Config
 	cfgErr   error

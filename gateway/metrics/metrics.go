@@ -28,6 +28,7 @@ type Metrics struct {
 	score         prometheus.Histogram
 	storeErrors   *prometheus.CounterVec
 	loginFailures *prometheus.CounterVec
+	reviews       *prometheus.CounterVec
 }
 
 // New registers every collector, plus the Go and process collectors.
@@ -72,9 +73,13 @@ func New() *Metrics {
 			Name: "moat_login_failures_total",
 			Help: "Failed logins by protocol and reason.",
 		}, []string{"protocol", "reason"}),
+		reviews: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "moat_review_events_total",
+			Help: "Training events from users' moves in IMAP, by kind (ham, spam, dropped, unlearned).",
+		}, []string{"kind"}),
 	}
 	m.reg.MustRegister(m.connections, m.replies, m.messages, m.symbols, m.filterSeconds, m.filterErrors,
-		m.score, m.storeErrors, m.loginFailures,
+		m.score, m.storeErrors, m.loginFailures, m.reviews,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -122,4 +127,9 @@ func (m *Metrics) ObserveFilter(filter string, stage filters.Stage, d time.Durat
 // LoginFailed counts a failed login.
 func (m *Metrics) LoginFailed(protocol, reason string) {
 	m.loginFailures.WithLabelValues(protocol, reason).Inc()
+}
+
+// Review counts a training event from a user's review.
+func (m *Metrics) Review(kind string) {
+	m.reviews.WithLabelValues(kind).Inc()
 }

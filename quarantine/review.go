@@ -1,0 +1,154 @@
+package quarantine
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/moatmail/moat/delivery"
+)
+
+// Learner is taught by what users do with their mail: a message moved out
+// of Quarantine or out of Junk is ham, one moved to Junk or deleted from
+// Quarantine is spam.
+type Learner interface {
+	Learn(ctx context.Context, user string, raw []byte, spam bool) error
+}
+
+// Review turns users' IMAP moves into quarantine bookkeeping and training.
+// It implements imapd.Reviewer.
+//
+//   - out of Quarantine to any folder but Junk or Trash: the message is
+//     released (it is there once, the move put it there) and learned as
+//     ham; the verdict record goes once no recipient holds it in
+//     Quarantine any more;
+//   - out of Quarantine to Junk or Trash, or expunged from Quarantine:
+//     learned as spam;
+//   - into Junk from elsewhere: spam; out of Junk to a folder other than
+//     Trash: ham.
+//
+// Learning runs on a background worker with a bounded queue, so that a
+// bulk move in a mail client is not held up by the classifier.
+type Review struct {
+	q       *Quarantine
+	learner Learner
+	log     *slog.Logger
+	jobs    chan learnJob
+	wg      sync.WaitGroup
+	counts  func(kind string)
+}
+
+type learnJob struct {
+	user string
+	raw  []byte
+	spam bool
+}
+
+// NewReview starts a review worker. learner may be nil (nothing is
+// learned, the quarantine bookkeeping still happens); count, when not nil,
+// is told of every training event by kind: "ham", "spam", "dropped" (the
+// queue was full) or "unlearned" (no learner).
+func NewReview(q *Quarantine, learner Learner, log *slog.Logger, count func(kind string)) *Review {
+	if count == nil {
+		count = func(string) {}
+	}
+	r := &Review{q: q, learner: learner, log: log, jobs: make(chan learnJob, 1024), counts: count}
+	r.wg.Add(1)
+	go r.work()
+	return r
+}
+
+// Close finishes the queued training and stops the worker.
+func (r *Review) Close() {
+	close(r.jobs)
+	r.wg.Wait()
+}
+
+func (r *Review) work() {
+	defer r.wg.Done()
+	for j := range r.jobs {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		if err := r.learner.Learn(ctx, j.user, j.raw, j.spam); err != nil {
+			r.log.Warn("learning from a user's review failed", "user", j.user, "spam", j.spam, "err", err)
+		}
+		cancel()
+	}
+}
+
+func isJunk(mb delivery.Mailbox) bool {
+	return mb.SpecialUse == `\Junk` || mb.Name == "Junk"
+}
+
+func isTrash(mb delivery.Mailbox) bool {
+	return mb.SpecialUse == `\Trash` || mb.Name == "Trash"
+}
+
+func isQuarantine(mb delivery.Mailbox) bool { return mb.Name == delivery.QuarantineMailbox }
+
+// Moved implements imapd.Reviewer.
+func (r *Review) Moved(user delivery.User, from, to delivery.Mailbox, msgs []delivery.Message, move bool) {
+	var spam, ham bool
+	switch {
+	case isQuarantine(from):
+		spam = isJunk(to) || isTrash(to)
+		ham = !spam
+		if move {
+			r.forget(msgs)
+		}
+	case isJunk(to) && !isJunk(from):
+		spam = true
+	case isJunk(from) && !isTrash(to) && !isQuarantine(to):
+		ham = true
+	}
+	if spam || ham {
+		r.learn(user, msgs, spam)
+	}
+}
+
+// Expunging implements imapd.Reviewer: mail deleted from Quarantine is
+// spam. Its verdict records go at the next Tidy.
+func (r *Review) Expunging(user delivery.User, mb delivery.Mailbox, msgs []delivery.Message) {
+	if isQuarantine(mb) {
+		r.learn(user, msgs, true)
+	}
+}
+
+// learn reads the messages now (an expunge may follow at once) and queues
+// their training.
+func (r *Review) learn(user delivery.User, msgs []delivery.Message, spam bool) {
+	kind := "ham"
+	if spam {
+		kind = "spam"
+	}
+	for _, m := range msgs {
+		if r.learner == nil {
+			r.counts("unlearned")
+			continue
+		}
+		raw, err := r.q.store.ReadMessage(m)
+		if err != nil {
+			r.log.Warn("review: reading a message failed", "user", user.Address, "err", err)
+			continue
+		}
+		select {
+		case r.jobs <- learnJob{user: user.Address, raw: raw, spam: spam}:
+			r.counts(kind)
+		default:
+			r.counts("dropped")
+			r.log.Warn("review: training queue full; a user's verdict is not learned", "user", user.Address)
+		}
+	}
+}
+
+// forget removes the verdict records of released messages that no
+// recipient holds in Quarantine any more.
+func (r *Review) forget(msgs []delivery.Message) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, m := range msgs {
+		if err := r.q.forgetBlob(ctx, m.BlobID); err != nil {
+			r.log.Warn("review: dropping a released message's record failed", "err", err)
+		}
+	}
+}
