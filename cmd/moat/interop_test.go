@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -122,4 +124,81 @@ func splitAddr(t *testing.T, addr string) (string, string) {
 		t.Fatalf("bad address %q", addr)
 	}
 	return addr[:i], addr[i+1:]
+}
+
+// pythonReview moves the first message of Quarantine to INBOX with UID
+// MOVE, as a mail client does when a user releases a message.
+const pythonReview = `
+import imaplib, ssl, sys
+host, port, cafile, user, password = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+m = imaplib.IMAP4(host, port)
+m.starttls(ssl_context=ssl.create_default_context(cafile=cafile))
+m.login(user, password)
+typ, data = m.select("Quarantine")
+print("quarantine-before:", data[0].decode())
+typ, data = m.uid("SEARCH", None, "ALL")
+uid = data[0].split()[0].decode()
+typ, data = m.uid("MOVE", uid, "INBOX")
+print("move:", typ)
+typ, data = m.select("Quarantine")
+print("quarantine-after:", data[0].decode())
+typ, data = m.select("INBOX")
+print("inbox-after:", data[0].decode())
+m.logout()
+`
+
+// TestQuarantineReleaseByIMAPClient: a message quarantined by the pipeline
+// is moved to INBOX by Python's imaplib; it appears once in INBOX, leaves
+// Quarantine, its verdict record goes, and the move is a training event.
+func TestQuarantineReleaseByIMAPClient(t *testing.T) {
+	python := needTool(t, "python3")
+	a := startTest(t, e2ePolicies)
+	if _, err := a.store.AddUser(context.Background(), "quarantine@example.com", "pw", false); err != nil {
+		t.Fatal(err)
+	}
+	tc := clientTLS(t, a.cfg.DataDir)
+	if r := send(t, a.Addr("smtp"), tc, "bob@example.net", []string{"quarantine@example.com"},
+		message("bob@example.net", "quarantine@example.com", "held", gtubeString)); r.code != 250 {
+		t.Fatal(r)
+	}
+	script := filepath.Join(t.TempDir(), "review.py")
+	if err := os.WriteFile(script, []byte(pythonReview), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	host, port := splitAddr(t, a.Addr("imap"))
+	out, err := exec.Command(python, script, host, port, filepath.Join(a.cfg.DataDir, "tls", "cert.pem"),
+		"quarantine@example.com", "pw").CombinedOutput()
+	if err != nil {
+		t.Fatalf("imaplib: %v\n%s", err, out)
+	}
+	for _, want := range []string{"quarantine-before: 1", "move: OK", "quarantine-after: 0", "inbox-after: 1"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("imaplib output lacks %q:\n%s", want, out)
+		}
+	}
+	if entries, err := a.quar.List(context.Background(), ""); err != nil || len(entries) != 0 {
+		t.Errorf("quarantine records after release: %v, %v", entries, err)
+	}
+	a.review.Close() // flush the training queue
+	a.review = nil
+	if got := metricValue(t, a, `moat_review_events_total{kind="unlearned"}`); got != "1" {
+		t.Errorf("review events = %q, want 1", got)
+	}
+}
+
+// metricValue reads one sample from /metrics.
+func metricValue(t *testing.T, a *app, series string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + a.Addr("metrics") + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, series+" ") {
+			return strings.TrimPrefix(line, series+" ")
+		}
+	}
+	return ""
 }
