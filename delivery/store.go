@@ -239,4 +239,7 @@ var schema = []string{
 	)`,
 	`CREATE INDEX quarantine_blob ON quarantine (blob_id)`,
 	`CREATE INDEX quarantine_created ON quarantine (created)`,
+	// state keeps small named values that must survive restarts (the
+	// time of the last quarantine digest).
+	`CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL)`,
 }

@@ -25,6 +25,12 @@ type Config struct {
 	// ExpireAfter is how long a quarantined message is kept before it is
 	// deleted (default 720h, 30 days).
 	ExpireAfter time.Duration `toml:"expire_after"`
+	// Digest turns the quarantine digest on or off (default on): every
+	// DigestInterval, each user with newly quarantined mail gets a summary
+	// of it in their INBOX.
+	Digest *bool `toml:"digest"`
+	// DigestInterval is the time between digests (default 24h).
+	DigestInterval time.Duration `toml:"digest_interval"`
 }
 
 // Validate checks the configuration and fills defaults.
@@ -34,6 +40,16 @@ func (c *Config) Validate() error {
 	}
 	if c.ExpireAfter < time.Hour {
 		return fmt.Errorf("expire_after: %v is below 1h", c.ExpireAfter)
+	}
+	if c.Digest == nil {
+		on := true
+		c.Digest = &on
+	}
+	if c.DigestInterval == 0 {
+		c.DigestInterval = 24 * time.Hour
+	}
+	if c.DigestInterval < time.Hour {
+		return fmt.Errorf("digest_interval: %v is below 1h", c.DigestInterval)
 	}
 	return nil
 }

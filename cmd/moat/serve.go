@@ -218,8 +218,9 @@ func (a *app) serveMetrics(l net.Listener) error {
 	return a.http.Serve(l)
 }
 
-// expireLoop deletes expired quarantined mail, and the records of
-// messages users deleted, at start and every hour.
+// expireLoop deletes expired quarantined mail, sends the digests that are
+// due, and drops the records of messages users deleted: at start and
+// every hour.
 func (a *app) expireLoop() {
 	defer a.wg.Done()
 	t := time.NewTicker(time.Hour)
@@ -230,6 +231,13 @@ func (a *app) expireLoop() {
 			a.log.Error("quarantine expiry failed", "err", err)
 		} else if n > 0 {
 			a.log.Info("quarantine expired", "messages", n)
+		}
+		if *a.cfg.Quarantine.Digest {
+			if n, err := a.quar.SendDigests(ctx, "postmaster@"+a.cfg.SMTP.Hostname, a.cfg.Quarantine.DigestInterval); err != nil {
+				a.log.Error("quarantine digest failed", "err", err)
+			} else if n > 0 {
+				a.log.Info("quarantine digests delivered", "users", n)
+			}
 		}
 		if n, err := a.quar.Tidy(ctx); err != nil {
 			a.log.Error("quarantine tidying failed", "err", err)
