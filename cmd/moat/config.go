@@ -14,6 +14,7 @@ import (
 	"github.com/moatmail/moat/delivery"
 	"github.com/moatmail/moat/delivery/imapd"
 	"github.com/moatmail/moat/delivery/throttle"
+	"github.com/moatmail/moat/filters/antivirus"
 	"github.com/moatmail/moat/filters/gtube"
 	"github.com/moatmail/moat/filters/headers"
 	"github.com/moatmail/moat/filters/rdns"
@@ -67,9 +68,13 @@ type ListenConfig struct {
 type FiltersConfig struct {
 	// Disabled names filters that never run.
 	Disabled []string       `toml:"disabled"`
-	RDNS     rdns.Config    `toml:"rdns"`
-	Headers  headers.Config `toml:"headers"`
-	GTUBE    gtube.Config   `toml:"gtube"`
+	RDNS      rdns.Config      `toml:"rdns"`
+	Headers   headers.Config   `toml:"headers"`
+	GTUBE     gtube.Config     `toml:"gtube"`
+	Antivirus antivirus.Config `toml:"antivirus"`
+	// VirusAction is what happens to a message clamd finds a virus in:
+	// "reject" (default, 554 5.7.0 in the dialogue) or "quarantine".
+	VirusAction string `toml:"virus_action"`
 }
 
 // LogConfig configures logging.
@@ -107,7 +112,8 @@ func parseConfig(text, name string) (*Config, error) {
 		Filters: FiltersConfig{
 			RDNS:    rdns.DefaultConfig(),
 			Headers: headers.DefaultConfig(),
-			GTUBE:   gtube.DefaultConfig(),
+			GTUBE:     gtube.DefaultConfig(),
+			Antivirus: antivirus.DefaultConfig(),
 		},
 	}
 	md, err := toml.Decode(text, &cfg)
@@ -172,6 +178,7 @@ func (c *Config) Validate() error {
 	add("auth_throttle", c.Auth.Validate())
 	add("dns", c.DNS.Validate())
 	add("filters", c.Filters.validate())
+	c.addBuiltinRules()
 	add("rules", c.Rules.Validate())
 	if err := c.Policies.Validate(); err != nil {
 		add("policies", err)
@@ -221,10 +228,17 @@ func (l *ListenConfig) validate() error {
 }
 
 // filterNames lists the filters in pipeline order.
-var filterNames = []string{"rdns", "headers", "gtube"}
+var filterNames = []string{"rdns", "headers", "gtube", "antivirus"}
 
 func (f *FiltersConfig) validate() error {
 	var errs []error
+	switch f.VirusAction {
+	case "":
+		f.VirusAction = "reject"
+	case "reject", "quarantine":
+	default:
+		errs = append(errs, fmt.Errorf("virus_action: %q is not reject or quarantine", f.VirusAction))
+	}
 	for i, n := range f.Disabled {
 		if !contains(filterNames, n) {
 			errs = append(errs, fmt.Errorf("disabled[%d]: unknown filter %q (known: %s)", i, n, strings.Join(filterNames, ", ")))
@@ -233,7 +247,8 @@ func (f *FiltersConfig) validate() error {
 	for _, v := range []struct {
 		key string
 		fn  func() error
-	}{{"rdns", f.RDNS.Validate}, {"headers", f.Headers.Validate}, {"gtube", f.GTUBE.Validate}} {
+	}{{"rdns", f.RDNS.Validate}, {"headers", f.Headers.Validate}, {"gtube", f.GTUBE.Validate},
+		{"antivirus", f.Antivirus.Validate}} {
 		if err := v.fn(); err != nil {
 			errs = append(errs, fmt.Errorf("%s.%w", v.key, err))
 		}
@@ -257,4 +272,35 @@ func (l *LogConfig) validate() error {
 		return fmt.Errorf("format: %q is not text or json", l.Format)
 	}
 	return nil
+}
+
+// virusRule is the name of the rule moat adds to act on the antivirus
+// verdict.
+const virusRule = "VIRUS_FOUND"
+
+// addBuiltinRules adds what the antivirus needs to the rules, unless the
+// file says otherwise: a clamd fault defers the message (451 4.7.1, so
+// that nothing passes unscanned and nothing is refused for good), and a
+// virus is refused with 554 5.7.0 (RFC 3463 X.7.0) or quarantined.
+func (c *Config) addBuiltinRules() {
+	if contains(c.Filters.Disabled, "antivirus") {
+		return
+	}
+	if _, set := c.Rules.Filters["antivirus"]; !set {
+		if c.Rules.Filters == nil {
+			c.Rules.Filters = map[string]rules.FilterConfig{}
+		}
+		c.Rules.Filters["antivirus"] = rules.FilterConfig{OnError: rules.OnErrorTempfail}
+	}
+	for _, r := range c.Rules.Rules {
+		if r.Name == virusRule {
+			return // the file defines it
+		}
+	}
+	r := rules.RuleConfig{Name: virusRule, Expr: `has("VIRUS")`, Action: c.Filters.VirusAction,
+		Reason: "clamd found a virus"}
+	if r.Action == "reject" {
+		r.Reply = "554 5.7.0"
+	}
+	c.Rules.Rules = append(c.Rules.Rules, r)
 }

@@ -31,6 +31,11 @@ func TestMain(m *testing.M) {
 // testConfig is a configuration for tests: every listener on a random
 // loopback port, data under dir.
 func testConfig(dir, extra string) string {
+	return testConfigWith(dir, `"rdns", "antivirus"`, extra)
+}
+
+// testConfigWith is testConfig with its own list of disabled filters.
+func testConfigWith(dir, disabled, extra string) string {
 	return fmt.Sprintf(`
 data_dir = %q
 [listen]
@@ -44,10 +49,10 @@ hostname = "mx.example.com"
 local_domains = ["example.com", "example.org"]
 max_message_bytes = 65536
 [filters]
-disabled = ["rdns"]
+disabled = [%s]
 [log]
 level = "warn"
-%s`, dir, extra)
+%s`, dir, disabled, extra)
 }
 
 // startTest starts moat in-process and stops it when the test ends.

@@ -21,6 +21,7 @@ import (
 	"github.com/moatmail/moat/delivery/imapd"
 	"github.com/moatmail/moat/delivery/throttle"
 	"github.com/moatmail/moat/filters"
+	"github.com/moatmail/moat/filters/antivirus"
 	"github.com/moatmail/moat/filters/gtube"
 	"github.com/moatmail/moat/filters/headers"
 	"github.com/moatmail/moat/filters/rdns"
@@ -73,6 +74,13 @@ func buildFilters(cfg *Config) ([]filters.Filter, error) {
 	}
 	if enabled("gtube") {
 		f, err := gtube.New(cfg.Filters.GTUBE)
+		if err != nil {
+			return nil, err
+		}
+		fs = append(fs, f)
+	}
+	if enabled("antivirus") {
+		f, err := antivirus.New(cfg.Filters.Antivirus)
 		if err != nil {
 			return nil, err
 		}

@@ -1,263 +1,30 @@
 package antivirus
 
 // Integration tests against Debian's clamav-daemon, started by each test
-// with a signature database written into its temporary folder: EICAR (an
-// MD5 signature made by sigtool) and a body signature of our own
-// (testdata/clamd/moat-test.ndb). No network and no freshclam: start-up
-// takes a fraction of a second.
+// through clamdtest.
 
 import (
 	"bytes"
 	"context"
 	"encoding/base64"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
-	"text/template"
 	"time"
 
 	"github.com/moatmail/moat/filters"
+	"github.com/moatmail/moat/filters/antivirus/clamdtest"
 )
 
-// eicar is the EICAR anti-virus test file
-// (https://www.eicar.org/download-anti-malware-testfile/).
-const eicar = `X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*`
-
-// eicarSigName is the name sigtool gives the EICAR signature: the name of
-// the file it hashed. clamd appends ".UNOFFICIAL" to names from unsigned
-// databases.
-const eicarSigName = "Moat.Test.EICAR"
-
-// marker is what testdata/clamd/moat-test.ndb matches, anywhere in any
-// file; markerSigName is that signature's name.
 const (
-	marker        = "MOAT-AV-TEST-MARKER-5d1c0b6e"
-	markerSigName = "Moat.Test.Marker-1"
+	eicar          = clamdtest.EICAR
+	eicarSigName   = clamdtest.EICARSignature
+	marker         = clamdtest.Marker
+	markerSigName  = clamdtest.MarkerSignature
+	clamdStreamMax = clamdtest.StreamMax
 )
-
-// testdataDir holds clamd.conf.tmpl and moat-test.ndb.
-const testdataDir = "../../testdata/clamd"
-
-// clamdStreamMax is StreamMaxLength in clamd.conf.tmpl.
-const clamdStreamMax = 1 << 20
-
-// testClamd is a clamd started by a test.
-type testClamd struct {
-	cmd  *exec.Cmd
-	unix string // "unix:/..." address
-	tcp  string // "tcp:127.0.0.1:PORT" address
-	out  *syncBuffer
-	done chan struct{} // closed when the process has exited
-}
-
-// syncBuffer collects clamd's output from its two pipes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// needProgram returns the path of a ClamAV program, or skips the test
-// (fails it under CI=true, where clamav-daemon must be installed). clamd is
-// in /usr/sbin, which a user's PATH may lack.
-func needProgram(t testing.TB, name string) string {
-	t.Helper()
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	for _, dir := range []string{"/usr/sbin", "/usr/bin"} {
-		p := filepath.Join(dir, name)
-		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
-			return p
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is not installed; CI must install it (apt-get install clamav-daemon clamav)", name)
-	}
-	t.Skipf("%s is not installed: skipping the clamd tests (apt-get install clamav-daemon clamav)", name)
-	return ""
-}
-
-// startClamd starts clamd on a fresh database in a temporary folder,
-// listening on a unix socket and on a loopback TCP port, and waits until
-// it answers PING. It is stopped when the test ends.
-func startClamd(t testing.TB) *testClamd {
-	t.Helper()
-	clamdPath := needProgram(t, "clamd")
-	sigtool := needProgram(t, "sigtool")
-
-	dir := t.TempDir()
-	db := filepath.Join(dir, "db")
-	tmp := filepath.Join(dir, "tmp")
-	for _, d := range []string{db, tmp} {
-		if err := os.Mkdir(d, 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	// EICAR: an MD5 signature of the file, made the way a ClamAV user
-	// makes one (sigtool --md5 FILE > DB/test.hdb).
-	eicarFile := filepath.Join(dir, eicarSigName)
-	if err := os.WriteFile(eicarFile, []byte(eicar), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(sigtool, "--md5", eicarSigName)
-	cmd.Dir = dir
-	hdb, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("sigtool --md5: %v", err)
-	}
-	if !bytes.Contains(hdb, []byte(":"+strconv.Itoa(len(eicar))+":"+eicarSigName)) {
-		t.Fatalf("sigtool --md5 wrote %q, want md5:%d:%s", hdb, len(eicar), eicarSigName)
-	}
-	if err := os.WriteFile(filepath.Join(db, "test.hdb"), hdb, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ndb, err := os.ReadFile(filepath.Join(testdataDir, "moat-test.ndb"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(db, "moat-test.ndb"), ndb, 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	port := freePort(t)
-	socket := filepath.Join(dir, "clamd.sock")
-	tmpl, err := template.ParseFiles(filepath.Join(testdataDir, "clamd.conf.tmpl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var conf bytes.Buffer
-	if err := tmpl.Execute(&conf, map[string]any{
-		"Socket": socket, "Port": port, "DB": db, "Tmp": tmp, "Dir": dir,
-	}); err != nil {
-		t.Fatal(err)
-	}
-	confFile := filepath.Join(dir, "clamd.conf")
-	if err := os.WriteFile(confFile, conf.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	c := &testClamd{
-		unix: "unix:" + socket,
-		tcp:  "tcp:127.0.0.1:" + strconv.Itoa(port),
-		out:  &syncBuffer{},
-		done: make(chan struct{}),
-	}
-	c.cmd = exec.Command(clamdPath, "-c", confFile)
-	c.cmd.Stdout, c.cmd.Stderr = c.out, c.out
-	if err := c.cmd.Start(); err != nil {
-		t.Fatalf("start clamd: %v", err)
-	}
-	go func() {
-		_ = c.cmd.Wait()
-		close(c.done)
-	}()
-	t.Cleanup(func() {
-		c.stop()
-		if t.Failed() {
-			t.Logf("clamd output:\n%s", c.out)
-		}
-	})
-
-	// Bounded poll: clamd with two signatures is up in well under a
-	// second; give it ten.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err1 := ping(c.unix)
-		err2 := ping(c.tcp)
-		if err1 == nil && err2 == nil {
-			return c
-		}
-		select {
-		case <-c.done:
-			t.Fatalf("clamd exited before answering (%v, %v):\n%s", err1, err2, c.out)
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("clamd did not answer PING within 10s (%v, %v):\n%s", err1, err2, c.out)
-		}
-	}
-}
-
-// stop ends clamd (SIGTERM, then SIGKILL) and waits for it.
-func (c *testClamd) stop() {
-	select {
-	case <-c.done:
-		return
-	default:
-	}
-	_ = c.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-c.done:
-	case <-time.After(5 * time.Second):
-		_ = c.cmd.Process.Kill()
-		<-c.done
-	}
-}
-
-// kill ends clamd at once, as a crash would, and waits for it. Its socket
-// file stays behind.
-func (c *testClamd) kill(t testing.TB) {
-	t.Helper()
-	if err := c.cmd.Process.Kill(); err != nil {
-		t.Fatalf("kill clamd: %v", err)
-	}
-	<-c.done
-}
-
-// ping sends zPING and wants PONG.
-func ping(address string) error {
-	network, addr, err := ParseAddress(address)
-	if err != nil {
-		return err
-	}
-	conn, err := net.DialTimeout(network, addr, time.Second)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(time.Second))
-	if _, err := conn.Write([]byte("zPING\x00")); err != nil {
-		return err
-	}
-	reply, err := readReply(conn)
-	if err != nil {
-		return err
-	}
-	if reply != "PONG" {
-		return fmt.Errorf("PING: got %q", reply)
-	}
-	return nil
-}
-
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // mimeMessage builds a multipart message with a text part and one base64
 // attachment holding payload.
@@ -300,7 +67,7 @@ func readClean(t testing.TB) []byte {
 }
 
 func TestClamdScan(t *testing.T) {
-	c := startClamd(t)
+	c := clamdtest.Start(t)
 	clean := readClean(t)
 	eicarMsg := mimeMessage([]byte(eicar))
 	markerMsg := mimeMessage([]byte("header bytes " + marker + " trailer bytes"))
@@ -324,7 +91,7 @@ func TestClamdScan(t *testing.T) {
 		{name: "custom signature in text", raw: append(bytes.Clone(clean), []byte(marker+"\r\n")...), wantSym: SymVirus, wantSig: markerSigName},
 		{name: "over clamd StreamMaxLength", raw: big, wantSym: SymSkippedSize, wantSize: true},
 	}
-	for _, addr := range []string{c.unix, c.tcp} {
+	for _, addr := range []string{c.Unix, c.TCP} {
 		cfg := DefaultConfig()
 		cfg.Address = addr
 		cfg.VirusScore = 777
@@ -370,9 +137,9 @@ func TestClamdScan(t *testing.T) {
 
 // TestClamdConcurrent scans from many goroutines at once, as sessions do.
 func TestClamdConcurrent(t *testing.T) {
-	c := startClamd(t)
+	c := clamdtest.Start(t)
 	cfg := DefaultConfig()
-	cfg.Address = c.unix
+	cfg.Address = c.Unix
 	f, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -409,10 +176,10 @@ func TestClamdConcurrent(t *testing.T) {
 // TestClamdKilled kills clamd between two scans: the second is an error,
 // neither a clean verdict nor a symbol.
 func TestClamdKilled(t *testing.T) {
-	c := startClamd(t)
+	c := clamdtest.Start(t)
 	in := &filters.Input{Msg: filters.ParseMessage(mimeMessage([]byte(eicar)))}
 	var fs []*Filter
-	for _, addr := range []string{c.unix, c.tcp} {
+	for _, addr := range []string{c.Unix, c.TCP} {
 		cfg := DefaultConfig()
 		cfg.Address = addr
 		f, err := New(cfg)
@@ -431,7 +198,7 @@ func TestClamdKilled(t *testing.T) {
 			t.Fatalf("%s before the kill: %+v, %v; want VIRUS", f.clamd, syms, err)
 		}
 	}
-	c.kill(t)
+	c.Kill(t)
 	for _, f := range fs {
 		syms, err := scan(f)
 		if err == nil || syms != nil {
@@ -444,8 +211,8 @@ func TestClamdKilled(t *testing.T) {
 }
 
 func BenchmarkScan10KB(b *testing.B) {
-	c := startClamd(b)
-	cl, err := NewClamd(c.unix)
+	c := clamdtest.Start(b)
+	cl, err := NewClamd(c.Unix)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/moatmail/moat/filters/antivirus/clamdtest"
 )
 
 // fakeClamd is a server on a unix socket or loopback TCP port that hands
@@ -306,7 +308,7 @@ func TestInstreamHangingServer(t *testing.T) {
 
 // TestInstreamUnreachable: nothing listening is an error, at once.
 func TestInstreamUnreachable(t *testing.T) {
-	dead := freePort(t)
+	dead := clamdtest.FreePort(t)
 	for _, addr := range []string{
 		"unix:" + filepath.Join(t.TempDir(), "absent.sock"),
 		fmt.Sprintf("tcp:127.0.0.1:%d", dead),

@@ -1,0 +1,318 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/moatmail/moat/filters/bayes"
+)
+
+// cmdBayes runs `moat bayes train|eval|stats|report`.
+//
+//	moat bayes train --spam PATH --ham PATH [--user U] [-config FILE]
+//	moat bayes eval --spam PATH --ham PATH [--folds 10] [--only-folds 0,1]
+//	                [--scores FILE] [--workers N] [-config FILE]
+//	moat bayes stats [-config FILE]
+//	moat bayes report --scores FILE [--name NAME] [--threshold P]
+//
+// PATH is an mbox file, a Maildir or a folder of message files.
+func cmdBayes(args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return usageError{"bayes: want train, eval, stats or report"}
+	}
+	sub := args[0]
+	var (
+		spam, ham, user, scores, only, name string
+		folds, workers                      int
+		threshold                           float64
+	)
+	path, rest, err := flags("bayes "+sub, args[1:], func(fs *flag.FlagSet) {
+		switch sub {
+		case "train", "eval":
+			fs.StringVar(&spam, "spam", "", "spam: an mbox file, a Maildir or a folder of messages")
+			fs.StringVar(&ham, "ham", "", "ham: an mbox file, a Maildir or a folder of messages")
+		}
+		switch sub {
+		case "train":
+			fs.StringVar(&user, "user", "", "learn into this user's model (and the global one)")
+		case "eval":
+			fs.IntVar(&folds, "folds", 10, "k of k-fold cross-validation")
+			fs.StringVar(&only, "only-folds", "", "run only these folds of the same split (0-based, comma separated)")
+			fs.StringVar(&scores, "scores", "", "write each test message's score to this file (TSV)")
+			fs.IntVar(&workers, "workers", 0, "classify with this many goroutines (default: CPUs)")
+		case "report":
+			fs.StringVar(&scores, "scores", "", "a TSV of scores: fold, spam|ham, probability, name")
+			fs.StringVar(&name, "name", "", "the system's name in the table")
+		}
+		if sub == "eval" || sub == "report" {
+			fs.Float64Var(&threshold, "threshold", 0, "call spam at or above this probability (default: the weakest spam band)")
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if len(rest) != 0 {
+		return usageError{fmt.Sprintf("bayes %s: unexpected argument %q", sub, rest[0])}
+	}
+	if sub == "report" {
+		if scores == "" {
+			return usageError{"bayes report: --scores is required"}
+		}
+		return bayesReport(stdout, scores, name, threshold)
+	}
+	dataDir, bcfg, err := bayesConfig(path)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	switch sub {
+	case "train":
+		if spam == "" && ham == "" {
+			return usageError{"bayes train: want --spam and/or --ham"}
+		}
+		return bayesTrain(ctx, stdout, bcfg, dataDir, spam, ham, user)
+	case "eval":
+		if spam == "" || ham == "" {
+			return usageError{"bayes eval: --spam and --ham are required"}
+		}
+		opt := bayes.EvalOptions{Folds: folds, Workers: workers}
+		for _, f := range strings.FieldsFunc(only, func(r rune) bool { return r == ',' }) {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil {
+				return usageError{fmt.Sprintf("bayes eval: --only-folds: %q is not a number", f)}
+			}
+			opt.OnlyFolds = append(opt.OnlyFolds, n)
+		}
+		if threshold == 0 {
+			threshold = weakestSpamBand(bcfg)
+		}
+		return bayesEval(ctx, stdout, bcfg, spam, ham, opt, scores, threshold)
+	case "stats":
+		return bayesStats(ctx, stdout, bcfg, dataDir)
+	}
+	return usageError{fmt.Sprintf("bayes: unknown subcommand %q", sub)}
+}
+
+// bayesConfig returns the data folder and the [filters.bayes] section of
+// a configuration file (the embedded default when path is empty).
+func bayesConfig(path string) (string, bayes.Config, error) {
+	cfg, err := loadConfig(path)
+	if err != nil {
+		return "", bayes.Config{}, err
+	}
+	var sect struct {
+		Filters struct {
+			Bayes bayes.Config `toml:"bayes"`
+		} `toml:"filters"`
+	}
+	sect.Filters.Bayes = bayes.DefaultConfig()
+	if path != "" {
+		if _, err := toml.DecodeFile(path, &sect); err != nil {
+			return "", bayes.Config{}, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	if err := sect.Filters.Bayes.Validate(); err != nil {
+		return "", bayes.Config{}, fmt.Errorf("config: filters.bayes.%w", err)
+	}
+	return cfg.DataDir, sect.Filters.Bayes, nil
+}
+
+func weakestSpamBand(c bayes.Config) float64 {
+	t := 1.0
+	for _, b := range c.SpamBands {
+		t = min(t, b.Probability)
+	}
+	if len(c.SpamBands) == 0 {
+		t = 0.5
+	}
+	return t
+}
+
+func bayesTrain(ctx context.Context, w io.Writer, cfg bayes.Config, dataDir, spam, ham, user string) error {
+	c, err := bayes.Open(cfg, dataDir)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	for _, set := range []struct {
+		path  string
+		class bayes.Class
+	}{{spam, bayes.Spam}, {ham, bayes.Ham}} {
+		if set.path == "" {
+			continue
+		}
+		t0 := time.Now()
+		samples, err := bayes.ReadCorpus(set.path)
+		if err != nil {
+			return err
+		}
+		n, err := c.LearnBatch(ctx, user, samples, set.class)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "%s: %d messages read, %d learned (others were already learned as %s) in %.1fs\n",
+			set.class, len(samples), n, set.class, time.Since(t0).Seconds())
+	}
+	if _, err := c.Prune(ctx); err != nil {
+		return err
+	}
+	return bayesStats(ctx, w, cfg, dataDir)
+}
+
+func bayesStats(ctx context.Context, w io.Writer, cfg bayes.Config, dataDir string) error {
+	c, err := bayes.Open(cfg, dataDir)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	st, err := c.Store().Stats(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "database %s, %.1f MB\n", bayes.DatabasePath(cfg, dataDir), float64(st.Bytes)/1e6)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "MODEL\tSPAM\tHAM\tFEATURES\tTRAINED")
+	for _, m := range st.Models {
+		model := m.User
+		if model == "" {
+			model = "(global)"
+		}
+		trained := m.Spam >= int64(cfg.MinSpam) && m.Ham >= int64(cfg.MinHam)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%v\n", model, m.Spam, m.Ham, m.Features, trained)
+	}
+	return tw.Flush()
+}
+
+func bayesEval(ctx context.Context, w io.Writer, cfg bayes.Config, spamPath, hamPath string, opt bayes.EvalOptions, scoresPath string, threshold float64) error {
+	spam, err := bayes.ReadCorpus(spamPath)
+	if err != nil {
+		return err
+	}
+	ham, err := bayes.ReadCorpus(hamPath)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "moat bayes eval: %d spam, %d ham, %d-fold cross-validation\n", len(spam), len(ham), opt.Folds)
+	t0 := time.Now()
+	opt.Progress = func(fold int, m bayes.Metrics) {
+		fmt.Fprintf(w, "  fold %d: spam recall %.2f %%, ham FP %d/%d, AUC %.5f (%.0fs)\n",
+			fold, 100*m.Recall, m.FP, m.Ham, m.AUC, time.Since(t0).Seconds())
+	}
+	rep, err := bayes.CrossValidate(ctx, cfg, spam, ham, opt)
+	if err != nil {
+		return err
+	}
+	if scoresPath != "" {
+		if err := writeScores(scoresPath, rep.Scores); err != nil {
+			return err
+		}
+	}
+	m := bayes.Measure(rep.Scores, threshold)
+	fmt.Fprintf(w, "folds run: %v of %d; classification with %d workers\n", rep.RunFolds, rep.Folds, rep.Workers)
+	printMetrics(w, "moat", m, rep.ClassifyPerSec)
+	fmt.Fprintf(w, "learning: %.0f msg/s (batch, features precomputed)\n", rep.TrainPerSec)
+	return nil
+}
+
+// printMetrics prints one system's figures as a small table.
+func printMetrics(w io.Writer, name string, m bayes.Metrics, perSec float64) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "SYSTEM\tSPAM RECALL\tHAM FP RATE\tACCURACY\tROC AUC\tMSG/S\n")
+	rate := "-"
+	if perSec > 0 {
+		rate = fmt.Sprintf("%.0f", perSec)
+	}
+	fmt.Fprintf(tw, "%s\t%.2f %% (%d/%d)\t%.2f %% (%d/%d)\t%.2f %%\t%.5f\t%s\n", name,
+		100*m.Recall, m.TP, m.Spam, 100*m.FPRate, m.FP, m.Ham, 100*m.Accuracy, m.AUC, rate)
+	tw.Flush()
+	fmt.Fprintf(w, "  spam called at probability >= %.2f\n", m.Threshold)
+	for _, op := range m.RecallAtFP {
+		fmt.Fprintf(w, "  at ham FP <= %.1f %%: spam recall %.2f %% (FP %.2f %%, probability >= %.6g)\n",
+			100*op.MaxFPRate, 100*op.Recall, 100*op.FPRate, op.Threshold)
+	}
+}
+
+// writeScores writes one line per test message: fold, spam|ham,
+// probability, name. `moat bayes report` reads the same format, so that
+// the peers' scores are measured by the same code.
+func writeScores(path string, scores []bayes.Scored) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("scores: %w", err)
+	}
+	bw := bufio.NewWriter(f)
+	for _, s := range scores {
+		class := "ham"
+		if s.Spam {
+			class = "spam"
+		}
+		fmt.Fprintf(bw, "%d\t%s\t%.9f\t%s\n", s.Fold, class, s.Probability, s.Name)
+	}
+	if err := bw.Flush(); err != nil {
+		f.Close()
+		return fmt.Errorf("scores: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("scores: %w", err)
+	}
+	return nil
+}
+
+func readScores(path string) ([]bayes.Scored, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("scores: %w", err)
+	}
+	defer f.Close()
+	var out []bayes.Scored
+	sc := bufio.NewScanner(f)
+	for line := 1; sc.Scan(); line++ {
+		t := strings.TrimSpace(sc.Text())
+		if t == "" || strings.HasPrefix(t, "#") {
+			continue
+		}
+		fs := strings.Split(t, "\t")
+		if len(fs) < 3 {
+			return nil, fmt.Errorf("scores %s:%d: want fold, class, probability", path, line)
+		}
+		fold, err1 := strconv.Atoi(fs[0])
+		p, err2 := strconv.ParseFloat(fs[2], 64)
+		if err1 != nil || err2 != nil || (fs[1] != "spam" && fs[1] != "ham") {
+			return nil, fmt.Errorf("scores %s:%d: malformed line", path, line)
+		}
+		s := bayes.Scored{Fold: fold, Spam: fs[1] == "spam", Probability: p}
+		if len(fs) > 3 {
+			s.Name = fs[3]
+		}
+		out = append(out, s)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("scores: %w", err)
+	}
+	return out, nil
+}
+
+func bayesReport(w io.Writer, path, name string, threshold float64) error {
+	scores, err := readScores(path)
+	if err != nil {
+		return err
+	}
+	if name == "" {
+		name = path
+	}
+	if threshold == 0 {
+		threshold = weakestSpamBand(bayes.DefaultConfig())
+	}
+	printMetrics(w, name, bayes.Measure(scores, threshold), 0)
+	return nil
+}
