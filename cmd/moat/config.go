@@ -67,7 +67,7 @@ type ListenConfig struct {
 // lists them.
 type FiltersConfig struct {
 	// Disabled names filters that never run.
-	Disabled []string       `toml:"disabled"`
+	Disabled  []string         `toml:"disabled"`
 	RDNS      rdns.Config      `toml:"rdns"`
 	Headers   headers.Config   `toml:"headers"`
 	GTUBE     gtube.Config     `toml:"gtube"`
@@ -110,8 +110,8 @@ func parseConfig(text, name string) (*Config, error) {
 	cfg := Config{
 		DNS: resolver.DefaultConfig(),
 		Filters: FiltersConfig{
-			RDNS:    rdns.DefaultConfig(),
-			Headers: headers.DefaultConfig(),
+			RDNS:      rdns.DefaultConfig(),
+			Headers:   headers.DefaultConfig(),
 			GTUBE:     gtube.DefaultConfig(),
 			Antivirus: antivirus.DefaultConfig(),
 		},
