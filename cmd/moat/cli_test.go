@@ -102,3 +102,43 @@ func TestCLI(t *testing.T) {
 		t.Errorf("user delete: exit %d, %q", code, errOut)
 	}
 }
+
+func TestImportMaildir(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "moat.toml")
+	if err := os.WriteFile(cfgPath, []byte(testConfig(filepath.Join(dir, "data"), "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	md := filepath.Join(dir, "Maildir")
+	for _, sub := range []string{"cur", "new", "tmp"} {
+		os.MkdirAll(filepath.Join(md, sub), 0o700)
+	}
+	os.WriteFile(filepath.Join(md, "cur", "1700000001.a.host:2,FS"), []byte("Subject: one\n\nfirst\n"), 0o600)
+	os.WriteFile(filepath.Join(md, "new", "1700000002.b.host"), []byte("Subject: two\r\n\r\nsecond\r\n"), 0o600)
+	if code, _, errOut := cli(t, "pw\n", "user", "add", "-config", cfgPath, "alice@example.com"); code != 0 {
+		t.Fatal(errOut)
+	}
+	code, out, errOut := cli(t, "", "import", "-config", cfgPath, "alice@example.com", md)
+	if code != 0 || !strings.Contains(out, "imported 2 messages into INBOX of alice@example.com") {
+		t.Fatalf("import: exit %d, %q, %q", code, out, errOut)
+	}
+	cfg, _ := loadConfig(cfgPath)
+	st, err := delivery.Open(cfg.Store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	u, _ := st.LookupUser(context.Background(), "alice@example.com")
+	mb, _ := st.Mailbox(context.Background(), u.ID, "INBOX")
+	msgs, _ := st.Messages(context.Background(), mb.ID)
+	if len(msgs) != 2 {
+		t.Fatalf("INBOX holds %d", len(msgs))
+	}
+	first, _ := st.ReadMessage(msgs[0])
+	if string(first) != "Subject: one\r\n\r\nfirst\r\n" || !msgs[0].HasFlag(`\Seen`) || !msgs[0].HasFlag(`\Flagged`) {
+		t.Errorf("first message %q flags %v", first, msgs[0].Flags)
+	}
+	if len(msgs[1].Flags) != 0 {
+		t.Errorf("message from new/ has flags %v", msgs[1].Flags)
+	}
+}

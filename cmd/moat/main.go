@@ -5,6 +5,7 @@
 //	moat check-config [-config FILE]
 //	moat user add|passwd|list|delete [-config FILE] [ADDRESS]
 //	moat quarantine list|show|release|delete [-config FILE] [ID]
+//	moat import [-config FILE] [-mailbox NAME] ADDRESS MAILDIR
 //	moat version
 package main
 
@@ -40,6 +41,7 @@ commands:
   quarantine show ID          print a quarantined message and its verdict
   quarantine release ID       deliver a quarantined message to its recipients' INBOX
   quarantine delete ID        delete a quarantined message
+  import ADDRESS MAILDIR      copy a Maildir folder into a user's mailbox (-mailbox NAME)
   version                     print the version
 
 every command but version takes -config FILE
@@ -65,6 +67,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdUser(rest, stdin, stdout)
 	case "quarantine":
 		err = cmdQuarantine(rest, stdout)
+	case "import":
+		err = cmdImport(rest, stdout)
 	case "version":
 		fmt.Fprintln(stdout, "moat", versionString())
 	case "help", "-h", "-help", "--help":
