@@ -1,0 +1,202 @@
+// Package bayes is moat's statistical spam classifier: a data-stage filter
+// that scores a message by the tokens it shares with mail users have
+// called spam or ham before.
+//
+// A message becomes a set of features (tokenize.go): words of the
+// readable text and orthogonal sparse bigrams over a window of five words
+// (OSB, as CRM114 and rspamd use them), subject and sender words, selected
+// header values and counts, and the hosts and registered domains of its
+// links. Each feature is a 64-bit hash; the store keeps, per model, how
+// many learned spam and ham messages held it.
+//
+// Classification (classify.go) follows Gary Robinson: each feature gets
+// a smoothed spam probability f(w) (strength s = 1, assumed probability
+// x = 0.5), the features furthest from 0.5 are combined with Fisher's
+// inverse chi-square method, and the result is a spam probability in
+// [0, 1] that maps to BAYES_SPAM or BAYES_HAM by probability band.
+//
+// Models: a global one, and, when users train their own mail, one per
+// user. A user's model is used for that user's mail once it is trained
+// (Config.MinSpam and Config.MinHam learned messages of each class);
+// until then the global model speaks. Learning as a user also teaches the
+// global model. Learning is idempotent per message: a digest of each
+// learned message is kept, so learning it again does nothing, and
+// learning it as the other class moves its counts.
+package bayes
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"time"
+)
+
+// The symbol names the filter returns.
+const (
+	// SymSpam is a spam probability in one of the spam bands.
+	SymSpam = "BAYES_SPAM"
+	// SymHam is a spam probability in one of the ham bands.
+	SymHam = "BAYES_HAM"
+	// SymUntrained says the model has not learned enough mail to judge.
+	SymUntrained = "BAYES_UNTRAINED"
+)
+
+// Symbols lists every symbol name the filter can return.
+var Symbols = []string{SymSpam, SymHam, SymUntrained}
+
+// Band maps a range of spam probability to a score.
+type Band struct {
+	// Probability is the bound of the band: a spam band holds
+	// probabilities at or above it, a ham band those at or below it.
+	Probability float64 `toml:"probability"`
+	// Score is added to the verdict when the probability is in the band.
+	Score float64 `toml:"score"`
+}
+
+// Config configures the classifier and the filter. Start from
+// DefaultConfig; the defaults are:
+//
+//	path                  ""        the token database; empty means
+//	                                <data_dir>/bayes.db (see Open)
+//	min_spam              200       spam messages a model must have learned
+//	min_ham               200       ham messages a model must have learned
+//	max_tokens            1000000   token rows kept, all models together
+//	prune_age             720h      a token seen once and not learned for
+//	                                this long is pruned first
+//	per_user              false     use a recipient's own model (single
+//	                                recipient transactions only)
+//	untrained_score       0         score of BAYES_UNTRAINED
+//	spam_bands            p >= 0.99: 5.0, >= 0.95: 3.5, >= 0.80: 2.0
+//	ham_bands             p <= 0.01: -3.0, <= 0.05: -1.5
+//	autolearn             false     learn from confident verdicts
+//	autolearn_spam_score  12.0      learn as spam at or above this score
+//	autolearn_ham_score   -1.0      learn as ham at or below this score
+//	max_significant       150       most features combined per message
+//	min_strength          0.1       a feature counts when |f(w)-0.5| >= this
+//
+// A probability between the weakest spam band and the weakest ham band
+// gives no symbol.
+type Config struct {
+	Path           string        `toml:"path"`
+	MinSpam        int           `toml:"min_spam"`
+	MinHam         int           `toml:"min_ham"`
+	MaxTokens      int           `toml:"max_tokens"`
+	PruneAge       time.Duration `toml:"prune_age"`
+	PerUser        bool          `toml:"per_user"`
+	UntrainedScore float64       `toml:"untrained_score"`
+	SpamBands      []Band        `toml:"spam_bands"`
+	HamBands       []Band        `toml:"ham_bands"`
+	// Autolearn teaches the global model from verdicts the rest of the
+	// pipeline is sure of; see Classifier.Autolearn. Off by default: with
+	// few other filters, "no other symbol fired" is weak evidence of ham.
+	Autolearn          bool    `toml:"autolearn"`
+	AutolearnSpamScore float64 `toml:"autolearn_spam_score"`
+	AutolearnHamScore  float64 `toml:"autolearn_ham_score"`
+	MaxSignificant     int     `toml:"max_significant"`
+	MinStrength        float64 `toml:"min_strength"`
+}
+
+// DefaultConfig returns the configuration documented on Config.
+func DefaultConfig() Config {
+	return Config{
+		MinSpam:        200,
+		MinHam:         200,
+		MaxTokens:      1_000_000,
+		PruneAge:       30 * 24 * time.Hour,
+		UntrainedScore: 0,
+		SpamBands: []Band{
+			{Probability: 0.99, Score: 5.0},
+			{Probability: 0.95, Score: 3.5},
+			{Probability: 0.80, Score: 2.0},
+		},
+		HamBands: []Band{
+			{Probability: 0.01, Score: -3.0},
+			{Probability: 0.05, Score: -1.5},
+		},
+		AutolearnSpamScore: 12.0,
+		AutolearnHamScore:  -1.0,
+		MaxSignificant:     150,
+		MinStrength:        0.1,
+	}
+}
+
+// Validate reports every setting that is out of range. It changes
+// nothing.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(key string, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
+	}
+	if c.MinSpam < 0 {
+		bad("min_spam", "%d is negative", c.MinSpam)
+	}
+	if c.MinHam < 0 {
+		bad("min_ham", "%d is negative", c.MinHam)
+	}
+	if c.MaxTokens < 1000 {
+		bad("max_tokens", "%d is below 1000", c.MaxTokens)
+	}
+	if c.PruneAge < 0 {
+		bad("prune_age", "%v is negative", c.PruneAge)
+	}
+	if !finite(c.UntrainedScore) {
+		bad("untrained_score", "%v is not a finite number", c.UntrainedScore)
+	}
+	for i, b := range c.SpamBands {
+		key := fmt.Sprintf("spam_bands[%d]", i)
+		if !(b.Probability > 0.5 && b.Probability <= 1) {
+			bad(key+".probability", "%v is not in (0.5, 1]", b.Probability)
+		}
+		if !finite(b.Score) {
+			bad(key+".score", "%v is not a finite number", b.Score)
+		}
+	}
+	for i, b := range c.HamBands {
+		key := fmt.Sprintf("ham_bands[%d]", i)
+		if !(b.Probability >= 0 && b.Probability < 0.5) {
+			bad(key+".probability", "%v is not in [0, 0.5)", b.Probability)
+		}
+		if !finite(b.Score) {
+			bad(key+".score", "%v is not a finite number", b.Score)
+		}
+	}
+	if !finite(c.AutolearnSpamScore) {
+		bad("autolearn_spam_score", "%v is not a finite number", c.AutolearnSpamScore)
+	}
+	if !finite(c.AutolearnHamScore) {
+		bad("autolearn_ham_score", "%v is not a finite number", c.AutolearnHamScore)
+	}
+	if c.Autolearn && c.AutolearnHamScore >= c.AutolearnSpamScore {
+		bad("autolearn_ham_score", "%v is not below autolearn_spam_score %v", c.AutolearnHamScore, c.AutolearnSpamScore)
+	}
+	if c.MaxSignificant < 1 {
+		bad("max_significant", "%d is below 1", c.MaxSignificant)
+	}
+	if !(c.MinStrength >= 0 && c.MinStrength < 0.5) {
+		bad("min_strength", "%v is not in [0, 0.5)", c.MinStrength)
+	}
+	return errors.Join(errs...)
+}
+
+func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
+
+// band returns the symbol and score for a spam probability: the
+// strongest matching band wins, whatever the order in the configuration.
+func (c *Config) band(p float64) (name string, score float64, ok bool) {
+	best := -1.0
+	for _, b := range c.SpamBands {
+		if p >= b.Probability && b.Probability > best {
+			best, name, score, ok = b.Probability, SymSpam, b.Score, true
+		}
+	}
+	if ok {
+		return name, score, true
+	}
+	best = 2
+	for _, b := range c.HamBands {
+		if p <= b.Probability && b.Probability < best {
+			best, name, score, ok = b.Probability, SymHam, b.Score, true
+		}
+	}
+	return name, score, ok
+}

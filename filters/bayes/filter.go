@@ -1,0 +1,71 @@
+package bayes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/moatmail/moat/filters"
+)
+
+// Filter is the Bayes check, a data-stage filter over a Classifier. It is
+// safe for concurrent use.
+type Filter struct {
+	c *Classifier
+}
+
+var (
+	_ filters.Filter         = (*Filter)(nil)
+	_ filters.SymbolDeclarer = (*Filter)(nil)
+)
+
+// NewFilter returns the filter over c. The caller keeps ownership of c
+// (and closes it).
+func NewFilter(c *Classifier) *Filter { return &Filter{c: c} }
+
+// Name implements filters.Filter.
+func (f *Filter) Name() string { return "bayes" }
+
+// Stage implements filters.Filter.
+func (f *Filter) Stage() filters.Stage { return filters.StageData }
+
+// Symbols implements filters.SymbolDeclarer.
+func (f *Filter) Symbols() []string { return Symbols }
+
+var errNoMessage = errors.New("bayes: no message (not at the data stage)")
+
+// Check implements filters.Filter. With Config.PerUser and a single
+// recipient, that recipient's model is used once it is trained.
+func (f *Filter) Check(ctx context.Context, in *filters.Input) ([]filters.Symbol, error) {
+	if in == nil || in.Msg == nil {
+		return nil, errNoMessage
+	}
+	user := ""
+	if f.c.cfg.PerUser && in.Env != nil && len(in.Env.Rcpts) == 1 {
+		user = strings.ToLower(in.Env.Rcpts[0])
+	}
+	r, err := f.c.Classify(ctx, user, in.Msg)
+	if err != nil {
+		return nil, err
+	}
+	return f.c.Symbols(r), nil
+}
+
+// Symbols maps a classification to the filter's symbols: none for a
+// probability between the bands.
+func (c *Classifier) Symbols(r Result) []filters.Symbol {
+	if !r.Trained {
+		return []filters.Symbol{{Name: SymUntrained, Score: c.cfg.UntrainedScore, Reason: "too few messages learned"}}
+	}
+	name, score, ok := c.cfg.band(r.Probability)
+	if !ok {
+		return nil
+	}
+	model := "global"
+	if r.User != "" {
+		model = "user"
+	}
+	return []filters.Symbol{{Name: name, Score: score,
+		Reason: fmt.Sprintf("spam probability %.4f (%s model, %d features)", r.Probability, model, r.Significant)}}
+}

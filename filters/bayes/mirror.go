@@ -1,0 +1,177 @@
+package bayes
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// mirror is the in-memory copy of the models a SQLiteStore has been asked
+// about. A message has thousands of features, most of them never seen
+// before; probing SQLite's B-tree for each costs about 3 µs (pure Go
+// SQLite), a map probe about 50 ns. So a model is read whole on first use
+// (a million features take some 30 MB and a second or two) and kept in
+// step with the database:
+//
+//   - this store's own training applies the same changes to the mirror
+//     right after its transaction commits;
+//   - the database's generation counter (meta.gen, bumped by every
+//     training transaction and prune) is compared at most once a second:
+//     when another process trained (`moat bayes train` beside `moat
+//     serve`), the mirror is dropped and models reload on next use.
+type mirror struct {
+	mu      sync.RWMutex
+	gen     int64 // the database generation the models reflect; -1: none
+	checked time.Time
+	models  map[int64]*memModel
+	loadMu  sync.Mutex // one model load at a time
+}
+
+type memModel struct {
+	totals Totals
+	counts map[uint64]Counts
+}
+
+// refreshEvery bounds how stale a mirror may be after another process
+// trained the database.
+const refreshEvery = time.Second
+
+func (m *mirror) drop() {
+	m.mu.Lock()
+	m.models = make(map[int64]*memModel)
+	m.mu.Unlock()
+}
+
+// apply mirrors a committed training transaction that made generation
+// gen.
+func (m *mirror) apply(gen int64, deltas map[tokenKey]tokenDelta, totals map[int64]Totals) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.gen != gen-1 {
+		// Another writer came between: the mirror cannot be patched.
+		m.models = make(map[int64]*memModel)
+		m.gen = gen
+		return
+	}
+	m.gen = gen
+	for id, t := range totals {
+		if mm := m.models[id]; mm != nil {
+			mm.totals.Spam = max(0, mm.totals.Spam+t.Spam)
+			mm.totals.Ham = max(0, mm.totals.Ham+t.Ham)
+		}
+	}
+	for k, d := range deltas {
+		mm := m.models[k.model]
+		if mm == nil || d.spam == 0 && d.ham == 0 {
+			continue
+		}
+		c := mm.counts[k.hash]
+		c.Spam = uint32(max(0, int64(c.Spam)+int64(d.spam)))
+		c.Ham = uint32(max(0, int64(c.Ham)+int64(d.ham)))
+		if c.Spam == 0 && c.Ham == 0 {
+			delete(mm.counts, k.hash)
+		} else {
+			mm.counts[k.hash] = c
+		}
+	}
+}
+
+// refresh drops the mirror when the database moved on without it.
+func (s *SQLiteStore) refresh(ctx context.Context) error {
+	s.mir.mu.RLock()
+	fresh := time.Since(s.mir.checked) < refreshEvery
+	s.mir.mu.RUnlock()
+	if fresh {
+		return nil
+	}
+	var gen int64
+	if err := s.rdb.QueryRowContext(ctx, `SELECT gen FROM meta`).Scan(&gen); err != nil {
+		return fmt.Errorf("bayes generation: %w", err)
+	}
+	s.mir.mu.Lock()
+	defer s.mir.mu.Unlock()
+	s.mir.checked = time.Now()
+	if gen != s.mir.gen {
+		s.mir.models = make(map[int64]*memModel)
+		s.mir.gen = gen
+	}
+	return nil
+}
+
+// loaded returns the mirrored model of a user, loading it if needed; nil
+// when the user has no model.
+func (s *SQLiteStore) loaded(ctx context.Context, user string) (*memModel, error) {
+	id, err := s.modelID(ctx, user)
+	if err != nil || id < 0 {
+		return nil, err
+	}
+	if err := s.refresh(ctx); err != nil {
+		return nil, err
+	}
+	s.mir.mu.RLock()
+	m := s.mir.models[id]
+	s.mir.mu.RUnlock()
+	if m != nil {
+		return m, nil
+	}
+	s.mir.loadMu.Lock()
+	defer s.mir.loadMu.Unlock()
+	s.mir.mu.RLock()
+	m = s.mir.models[id]
+	s.mir.mu.RUnlock()
+	if m != nil {
+		return m, nil
+	}
+	m, gen, err := s.load(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	s.mir.mu.Lock()
+	if gen != s.mir.gen {
+		// The database moved between the mirror's generation and the
+		// snapshot just read: keep only what is consistent with it.
+		s.mir.models = make(map[int64]*memModel)
+		s.mir.gen = gen
+	}
+	s.mir.models[id] = m
+	s.mir.mu.Unlock()
+	return m, nil
+}
+
+// load reads one model whole, with the generation of the same snapshot.
+func (s *SQLiteStore) load(ctx context.Context, id int64) (*memModel, int64, error) {
+	tx, err := s.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, 0, fmt.Errorf("bayes load: %w", err)
+	}
+	defer tx.Rollback()
+	var gen, n int64
+	m := &memModel{}
+	if err := tx.QueryRowContext(ctx, `SELECT gen FROM meta`).Scan(&gen); err != nil {
+		return nil, 0, fmt.Errorf("bayes load: %w", err)
+	}
+	if err := tx.QueryRowContext(ctx, `SELECT spam, ham, (SELECT count(*) FROM tokens WHERE model = ?) FROM models WHERE id = ?`,
+		id, id).Scan(&m.totals.Spam, &m.totals.Ham, &n); err != nil {
+		return nil, 0, fmt.Errorf("bayes load: %w", err)
+	}
+	m.counts = make(map[uint64]Counts, n)
+	rows, err := tx.QueryContext(ctx, `SELECT hash, spam, ham FROM tokens WHERE model = ?`, id)
+	if err != nil {
+		return nil, 0, fmt.Errorf("bayes load: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var h int64
+		var c Counts
+		if err := rows.Scan(&h, &c.Spam, &c.Ham); err != nil {
+			return nil, 0, fmt.Errorf("bayes load: %w", err)
+		}
+		m.counts[uint64(h)] = c
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, fmt.Errorf("bayes load: %w", err)
+	}
+	return m, gen, nil
+}

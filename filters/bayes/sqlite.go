@@ -1,0 +1,466 @@
+package bayes
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver (pure Go, no cgo)
+)
+
+// SQLiteStore is the embedded Store: one SQLite database file of its own
+// (not the mail index), so that training never waits on deliveries.
+//
+// Tables: models (one row per model: user, learned spam and ham),
+// tokens (model, feature hash, spam and ham counts, last-learned time;
+// a WITHOUT ROWID table keyed by model and hash, so that a lookup is one
+// B-tree probe) and learned (model, message digest, class).
+type SQLiteStore struct {
+	wdb, rdb *sql.DB
+	path     string
+
+	mu     sync.Mutex
+	models map[string]int64 // user → model id, for models known to exist
+
+	mir mirror
+}
+
+var _ Store = (*SQLiteStore)(nil)
+
+const sqliteSchemaVersion = 1
+
+var sqliteSchema = []string{
+	`CREATE TABLE models (
+		id   INTEGER PRIMARY KEY,
+		user TEXT NOT NULL UNIQUE,
+		spam INTEGER NOT NULL DEFAULT 0,
+		ham  INTEGER NOT NULL DEFAULT 0
+	)`,
+	`INSERT INTO models (id, user) VALUES (0, '')`,
+	// gen counts committed training transactions: a reader whose mirror
+	// is of an older generation reloads (another process trained).
+	`CREATE TABLE meta (gen INTEGER NOT NULL)`,
+	`INSERT INTO meta (gen) VALUES (0)`,
+	`CREATE TABLE tokens (
+		model INTEGER NOT NULL,
+		hash  INTEGER NOT NULL,
+		spam  INTEGER NOT NULL,
+		ham   INTEGER NOT NULL,
+		seen  INTEGER NOT NULL,
+		PRIMARY KEY (model, hash)
+	) WITHOUT ROWID`,
+	`CREATE TABLE learned (
+		model  INTEGER NOT NULL,
+		digest BLOB NOT NULL,
+		class  INTEGER NOT NULL,
+		at     INTEGER NOT NULL,
+		PRIMARY KEY (model, digest)
+	) WITHOUT ROWID`,
+}
+
+// OpenSQLite opens (creating if needed) the token database at path. The
+// file is created private to moat's user: it holds what users' mail
+// looks like.
+func OpenSQLite(path string) (*SQLiteStore, error) {
+	// synchronous(NORMAL) in WAL mode: a crash of moat loses nothing, a
+	// power cut may lose the last training events, which users repeat.
+	return openSQLite(path, "journal_mode(WAL)&_pragma=synchronous(NORMAL)")
+}
+
+// openScratch opens a database for a throw-away model (cross-validation
+// folds): no journal, no sync.
+func openScratch(path string) (*SQLiteStore, error) {
+	return openSQLite(path, "journal_mode(OFF)&_pragma=synchronous(OFF)")
+}
+
+func openSQLite(path, durability string) (*SQLiteStore, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open bayes database: %w", err)
+	}
+	f.Close()
+	wdb, err := sql.Open("sqlite", "file:"+path+"?_pragma="+durability+
+		"&_pragma=busy_timeout(10000)&_pragma=cache_size(-65536)&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("open bayes database: %w", err)
+	}
+	wdb.SetMaxOpenConns(1)
+	wdb.SetConnMaxIdleTime(0)
+	if err := migrateSQLite(wdb); err != nil {
+		wdb.Close()
+		return nil, fmt.Errorf("open bayes database %s: %w", path, err)
+	}
+	rdb, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=query_only(1)&_pragma=cache_size(-65536)")
+	if err != nil {
+		wdb.Close()
+		return nil, fmt.Errorf("open bayes database: %w", err)
+	}
+	rdb.SetMaxOpenConns(8)
+	rdb.SetMaxIdleConns(8)
+	rdb.SetConnMaxIdleTime(0)
+	s := &SQLiteStore{wdb: wdb, rdb: rdb, path: path, models: map[string]int64{"": 0}}
+	s.mir.models = make(map[int64]*memModel)
+	s.mir.gen = -1
+	return s, nil
+}
+
+func migrateSQLite(db *sql.DB) error {
+	var v int
+	if err := db.QueryRow("PRAGMA user_version").Scan(&v); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if v > sqliteSchemaVersion {
+		return fmt.Errorf("schema version %d is newer than this moat (%d)", v, sqliteSchemaVersion)
+	}
+	if v == sqliteSchemaVersion {
+		return nil
+	}
+	tx, err := db.Begin()
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer tx.Rollback()
+	for _, stmt := range sqliteSchema {
+		if _, err := tx.Exec(stmt); err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+	}
+	if _, err := tx.Exec(fmt.Sprintf("PRAGMA user_version = %d", sqliteSchemaVersion)); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	return tx.Commit()
+}
+
+// Close closes the database.
+func (s *SQLiteStore) Close() error {
+	return errors.Join(s.rdb.Close(), s.wdb.Close())
+}
+
+// modelID returns the id of a user's model, or -1 when it does not exist.
+func (s *SQLiteStore) modelID(ctx context.Context, user string) (int64, error) {
+	s.mu.Lock()
+	id, ok := s.models[user]
+	s.mu.Unlock()
+	if ok {
+		return id, nil
+	}
+	err := s.rdb.QueryRowContext(ctx, `SELECT id FROM models WHERE user = ?`, user).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return -1, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("bayes model of %q: %w", user, err)
+	}
+	s.mu.Lock()
+	s.models[user] = id
+	s.mu.Unlock()
+	return id, nil
+}
+
+// Totals implements Store.
+func (s *SQLiteStore) Totals(ctx context.Context, user string) (Totals, error) {
+	m, err := s.loaded(ctx, user)
+	if err != nil || m == nil {
+		return Totals{}, err
+	}
+	s.mir.mu.RLock()
+	defer s.mir.mu.RUnlock()
+	return m.totals, nil
+}
+
+// Lookup implements Store, from the in-memory mirror of the model
+// (mirror.go): a message's features cost map probes, not B-tree walks.
+func (s *SQLiteStore) Lookup(ctx context.Context, user string, features []uint64, out []Counts) error {
+	if len(out) != len(features) {
+		return fmt.Errorf("bayes lookup: %d slots for %d features", len(out), len(features))
+	}
+	m, err := s.loaded(ctx, user)
+	if err != nil {
+		return err
+	}
+	if m == nil {
+		clear(out)
+		return nil
+	}
+	s.mir.mu.RLock()
+	for i, f := range features {
+		out[i] = m.counts[f]
+	}
+	s.mir.mu.RUnlock()
+	return nil
+}
+
+type tokenKey struct {
+	model int64
+	hash  uint64
+}
+
+type tokenDelta struct {
+	spam, ham int32
+	seen      int64
+}
+
+type learnedKey struct {
+	model  int64
+	digest Digest
+}
+
+// Train implements Store. The events' effects are summed per feature in
+// memory first, so that a batch (`moat bayes train` of a whole folder)
+// writes each feature row once.
+func (s *SQLiteStore) Train(ctx context.Context, events []Event) (int, error) {
+	tx, err := s.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("bayes train: %w", err)
+	}
+	defer tx.Rollback()
+	ids := make(map[string]int64)
+	state := make(map[learnedKey]Class) // Forget means "not learned"
+	deltas := make(map[tokenKey]tokenDelta)
+	totals := make(map[int64]Totals)
+	changed := 0
+	for _, ev := range events {
+		id, ok := ids[ev.User]
+		if !ok {
+			if id, err = ensureModel(ctx, tx, ev.User, ev.Class != Forget); err != nil {
+				return 0, err
+			}
+			ids[ev.User] = id
+		}
+		if id < 0 {
+			continue // forgetting in a model that does not exist
+		}
+		k := learnedKey{id, ev.Digest}
+		prev, ok := state[k]
+		if !ok {
+			var c int
+			err := tx.QueryRowContext(ctx, `SELECT class FROM learned WHERE model = ? AND digest = ?`, id, ev.Digest[:]).Scan(&c)
+			switch {
+			case errors.Is(err, sql.ErrNoRows):
+				prev = Forget
+			case err != nil:
+				return 0, fmt.Errorf("bayes train: %w", err)
+			default:
+				prev = Class(c)
+			}
+		}
+		if prev == ev.Class {
+			state[k] = prev
+			continue
+		}
+		changed++
+		state[k] = ev.Class
+		var ds, dh int32
+		switch prev {
+		case Spam:
+			ds--
+		case Ham:
+			dh--
+		}
+		switch ev.Class {
+		case Spam:
+			ds++
+		case Ham:
+			dh++
+		}
+		t := totals[id]
+		t.Spam += int64(ds)
+		t.Ham += int64(dh)
+		totals[id] = t
+		seen := ev.Time.Unix()
+		for _, f := range ev.Features {
+			tk := tokenKey{id, f}
+			d := deltas[tk]
+			d.spam += ds
+			d.ham += dh
+			if ev.Class != Forget && seen > d.seen {
+				d.seen = seen
+			}
+			deltas[tk] = d
+		}
+	}
+	if changed == 0 {
+		return 0, nil
+	}
+	if err := writeLearned(ctx, tx, state); err != nil {
+		return 0, err
+	}
+	if err := writeDeltas(ctx, tx, deltas); err != nil {
+		return 0, err
+	}
+	for id, t := range totals {
+		if _, err := tx.ExecContext(ctx, `UPDATE models SET spam = max(0, spam + ?), ham = max(0, ham + ?) WHERE id = ?`,
+			t.Spam, t.Ham, id); err != nil {
+			return 0, fmt.Errorf("bayes train: %w", err)
+		}
+	}
+	var gen int64
+	if err := tx.QueryRowContext(ctx, `UPDATE meta SET gen = gen + 1 RETURNING gen`).Scan(&gen); err != nil {
+		return 0, fmt.Errorf("bayes train: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("bayes train: %w", err)
+	}
+	s.mir.apply(gen, deltas, totals)
+	return changed, nil
+}
+
+func ensureModel(ctx context.Context, tx *sql.Tx, user string, create bool) (int64, error) {
+	var id int64
+	err := tx.QueryRowContext(ctx, `SELECT id FROM models WHERE user = ?`, user).Scan(&id)
+	if err == nil {
+		return id, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("bayes model of %q: %w", user, err)
+	}
+	if !create {
+		return -1, nil
+	}
+	res, err := tx.ExecContext(ctx, `INSERT INTO models (user) VALUES (?)`, user)
+	if err != nil {
+		return 0, fmt.Errorf("bayes model of %q: %w", user, err)
+	}
+	if id, err = res.LastInsertId(); err != nil {
+		return 0, fmt.Errorf("bayes model of %q: %w", user, err)
+	}
+	return id, nil
+}
+
+func writeLearned(ctx context.Context, tx *sql.Tx, state map[learnedKey]Class) error {
+	put, err := tx.PrepareContext(ctx, `INSERT INTO learned (model, digest, class, at) VALUES (?, ?, ?, ?)
+		ON CONFLICT (model, digest) DO UPDATE SET class = excluded.class, at = excluded.at`)
+	if err != nil {
+		return fmt.Errorf("bayes train: %w", err)
+	}
+	defer put.Close()
+	del, err := tx.PrepareContext(ctx, `DELETE FROM learned WHERE model = ? AND digest = ?`)
+	if err != nil {
+		return fmt.Errorf("bayes train: %w", err)
+	}
+	defer del.Close()
+	now := time.Now().Unix()
+	for k, c := range state {
+		if c == Forget {
+			_, err = del.ExecContext(ctx, k.model, k.digest[:])
+		} else {
+			_, err = put.ExecContext(ctx, k.model, k.digest[:], int(c), now)
+		}
+		if err != nil {
+			return fmt.Errorf("bayes train: %w", err)
+		}
+	}
+	return nil
+}
+
+func writeDeltas(ctx context.Context, tx *sql.Tx, deltas map[tokenKey]tokenDelta) error {
+	// A row that does not exist counts as zero; counts never go below
+	// zero (a row pruned while its message was learned); a row that
+	// reaches zero and zero goes. The mirror (mirror.go) applies the same
+	// rules.
+	up, err := tx.PrepareContext(ctx, `INSERT INTO tokens (model, hash, spam, ham, seen) VALUES (?1, ?2, max(0, ?3), max(0, ?4), ?5)
+		ON CONFLICT (model, hash) DO UPDATE SET spam = max(0, spam + ?3), ham = max(0, ham + ?4), seen = max(seen, ?5)`)
+	if err != nil {
+		return fmt.Errorf("bayes train: %w", err)
+	}
+	defer up.Close()
+	gone, err := tx.PrepareContext(ctx, `DELETE FROM tokens WHERE model = ? AND hash = ? AND spam = 0 AND ham = 0`)
+	if err != nil {
+		return fmt.Errorf("bayes train: %w", err)
+	}
+	defer gone.Close()
+	// In key order: B-tree inserts then append to the same pages.
+	keys := make([]tokenKey, 0, len(deltas))
+	for k := range deltas {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b tokenKey) int {
+		if a.model != b.model {
+			return cmp.Compare(a.model, b.model)
+		}
+		return cmp.Compare(int64(a.hash), int64(b.hash))
+	})
+	for _, k := range keys {
+		d := deltas[k]
+		if d.spam == 0 && d.ham == 0 {
+			continue
+		}
+		_, err = up.ExecContext(ctx, k.model, int64(k.hash), d.spam, d.ham, d.seen)
+		if err == nil && (d.spam < 0 || d.ham < 0) {
+			_, err = gone.ExecContext(ctx, k.model, int64(k.hash))
+		}
+		if err != nil {
+			return fmt.Errorf("bayes train: %w", err)
+		}
+	}
+	return nil
+}
+
+// Prune implements Store.
+func (s *SQLiteStore) Prune(ctx context.Context, maxRows int, olderThan time.Time) (int, error) {
+	var n int
+	if err := s.wdb.QueryRowContext(ctx, `SELECT count(*) FROM tokens`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("bayes prune: %w", err)
+	}
+	if n <= maxRows {
+		return 0, nil
+	}
+	removed := 0
+	res, err := s.wdb.ExecContext(ctx, `DELETE FROM tokens WHERE spam + ham <= 1 AND seen < ?`, olderThan.Unix())
+	if err != nil {
+		return 0, fmt.Errorf("bayes prune: %w", err)
+	}
+	k, _ := res.RowsAffected()
+	removed += int(k)
+	// Still too many: drop the rarest, oldest rows down to 90 % of the
+	// bound, so that pruning does not run again at the next message.
+	if over := n - removed - maxRows*9/10; n-removed > maxRows && over > 0 {
+		res, err := s.wdb.ExecContext(ctx, `DELETE FROM tokens WHERE (model, hash) IN
+			(SELECT model, hash FROM tokens ORDER BY spam + ham, seen LIMIT ?)`, over)
+		if err != nil {
+			return removed, fmt.Errorf("bayes prune: %w", err)
+		}
+		k, _ := res.RowsAffected()
+		removed += int(k)
+	}
+	if removed > 0 {
+		if _, err := s.wdb.ExecContext(ctx, `UPDATE meta SET gen = gen + 1`); err != nil {
+			return removed, fmt.Errorf("bayes prune: %w", err)
+		}
+		s.mir.drop()
+	}
+	return removed, nil
+}
+
+// Stats implements Store.
+func (s *SQLiteStore) Stats(ctx context.Context) (Stats, error) {
+	var st Stats
+	rows, err := s.rdb.QueryContext(ctx, `SELECT m.user, m.spam, m.ham,
+		(SELECT count(*) FROM tokens t WHERE t.model = m.id) FROM models m ORDER BY m.user`)
+	if err != nil {
+		return st, fmt.Errorf("bayes stats: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var m ModelStats
+		if err := rows.Scan(&m.User, &m.Spam, &m.Ham, &m.Features); err != nil {
+			return st, fmt.Errorf("bayes stats: %w", err)
+		}
+		st.Models = append(st.Models, m)
+	}
+	if err := rows.Err(); err != nil {
+		return st, fmt.Errorf("bayes stats: %w", err)
+	}
+	for _, p := range []string{s.path, s.path + "-wal"} {
+		if fi, err := os.Stat(p); err == nil {
+			st.Bytes += fi.Size()
+		}
+	}
+	return st, nil
+}
