@@ -139,7 +139,17 @@ func CrossValidate(ctx context.Context, cfg Config, spam, ham []Sample, opt Eval
 			st.Close()
 			return nil, err
 		}
+		// Bound the model as `moat bayes train` and the gateway do.
+		if _, err := c.Prune(ctx); err != nil {
+			st.Close()
+			return nil, err
+		}
 		trainTime += time.Since(t0)
+		// Load the model before the clock starts: a running gateway has.
+		if _, err := c.ClassifyFeatures(ctx, "", nil); err != nil {
+			st.Close()
+			return nil, err
+		}
 		trained += len(events)
 		scores := make([]Scored, len(test))
 		var firstErr atomic.Value

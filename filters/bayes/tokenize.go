@@ -342,12 +342,16 @@ func (t *tokenizer) chunk(prefix, c string) {
 		if start >= 0 && isJoiner(r) {
 			continue
 		}
+		if start < 0 && r == '$' {
+			start = i // a price: "$#.#"
+			continue
+		}
 		if start >= 0 {
 			t.word(prefix, c[start:i])
 			start = -1
 		}
-		if r == '!' || r == '$' {
-			t.word(prefix, string(r))
+		if r == '!' {
+			t.word(prefix, "!")
 		}
 	}
 	if start >= 0 {

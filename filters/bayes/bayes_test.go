@@ -1,0 +1,81 @@
+package bayes
+
+import (
+	"math"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(*Config)
+		want string // substring of the error; "" for none
+	}{
+		{"default", func(*Config) {}, ""},
+		{"negative min_spam", func(c *Config) { c.MinSpam = -1 }, "min_spam"},
+		{"negative min_ham", func(c *Config) { c.MinHam = -1 }, "min_ham"},
+		{"tiny max_tokens", func(c *Config) { c.MaxTokens = 10 }, "max_tokens"},
+		{"negative prune_age", func(c *Config) { c.PruneAge = -1 }, "prune_age"},
+		{"NaN untrained score", func(c *Config) { c.UntrainedScore = math.NaN() }, "untrained_score"},
+		{"spam band below 0.5", func(c *Config) { c.SpamBands[0].Probability = 0.3 }, "spam_bands[0].probability"},
+		{"ham band above 0.5", func(c *Config) { c.HamBands[1].Probability = 0.7 }, "ham_bands[1].probability"},
+		{"infinite band score", func(c *Config) { c.HamBands[0].Score = math.Inf(-1) }, "ham_bands[0].score"},
+		{"autolearn thresholds crossed", func(c *Config) {
+			c.Autolearn = true
+			c.AutolearnHamScore = 20
+		}, "autolearn_ham_score"},
+		{"crossed but off", func(c *Config) { c.AutolearnHamScore = 20 }, ""},
+		{"max_significant 0", func(c *Config) { c.MaxSignificant = 0 }, "max_significant"},
+		{"min_strength 0.5", func(c *Config) { c.MinStrength = 0.5 }, "min_strength"},
+	} {
+		c := DefaultConfig()
+		tc.edit(&c)
+		before := c
+		err := c.Validate()
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: error %v, want one naming %s", tc.name, err, tc.want)
+		}
+		if c.Path != before.Path || c.MinSpam != before.MinSpam {
+			t.Errorf("%s: Validate changed the config", tc.name)
+		}
+	}
+}
+
+func TestBands(t *testing.T) {
+	c := DefaultConfig()
+	// Bands in any order: the strongest matching one wins.
+	c.SpamBands[0], c.SpamBands[2] = c.SpamBands[2], c.SpamBands[0]
+	for _, tc := range []struct {
+		p     float64
+		name  string
+		score float64
+	}{
+		{1, SymSpam, 5}, {0.995, SymSpam, 5}, {0.99, SymSpam, 5}, {0.97, SymSpam, 3.5},
+		{0.8, SymSpam, 2}, {0.79, "", 0}, {0.5, "", 0}, {0.06, "", 0},
+		{0.05, SymHam, -1.5}, {0.02, SymHam, -1.5}, {0.01, SymHam, -3}, {0, SymHam, -3},
+	} {
+		name, score, ok := c.band(tc.p)
+		if name != tc.name || score != tc.score || ok != (tc.name != "") {
+			t.Errorf("band(%v) = %q %v %v, want %q %v", tc.p, name, score, ok, tc.name, tc.score)
+		}
+	}
+}
+
+func TestDatabasePath(t *testing.T) {
+	for _, tc := range []struct{ path, want string }{
+		{"", "/var/lib/moat/bayes.db"},
+		{"tokens.db", "/var/lib/moat/tokens.db"},
+		{"/srv/bayes.db", "/srv/bayes.db"},
+	} {
+		c := DefaultConfig()
+		c.Path = tc.path
+		if got := DatabasePath(c, "/var/lib/moat"); got != filepath.FromSlash(tc.want) {
+			t.Errorf("DatabasePath(%q) = %q, want %q", tc.path, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,412 @@
+package bayes
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moatmail/moat/filters"
+)
+
+func TestChi2Q(t *testing.T) {
+	for _, tc := range []struct {
+		x2   float64
+		v    int
+		want float64
+	}{
+		{0, 2, 1},
+		{2, 2, math.Exp(-1)},           // v=2: Q = e^(-x/2)
+		{10, 2, math.Exp(-5)},          //
+		{4, 4, math.Exp(-2) * (1 + 2)}, // v=4: e^-m (1 + m)
+		{6, 6, math.Exp(-3) * (1 + 3 + 4.5)},
+		{2000, 2, 0},   // underflows to 0, not NaN
+		{1e-9, 300, 1}, // tiny evidence
+	} {
+		got := chi2Q(tc.x2, tc.v)
+		if math.Abs(got-tc.want) > 1e-12 {
+			t.Errorf("chi2Q(%v, %d) = %v, want %v", tc.x2, tc.v, got, tc.want)
+		}
+	}
+}
+
+func TestFisher(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		probs  []float64
+		lo, hi float64
+	}{
+		{"none", nil, 0.5, 0.5},
+		{"balanced", []float64{0.99, 0.01}, 0.45, 0.55},
+		{"spammy", []float64{0.99, 0.98, 0.97, 0.95, 0.9}, 0.99, 1},
+		{"hammy", []float64{0.01, 0.02, 0.03, 0.05, 0.1}, 0, 0.01},
+		{"mostly spammy", []float64{0.99, 0.99, 0.99, 0.99, 0.2}, 0.9, 1},
+		{"extreme", []float64{1, 1, 1, 0, 0}, 0.4, 0.6},
+	} {
+		got := fisher(tc.probs)
+		if !(got >= tc.lo && got <= tc.hi) || math.IsNaN(got) {
+			t.Errorf("%s: fisher(%v) = %v, want in [%v, %v]", tc.name, tc.probs, got, tc.lo, tc.hi)
+		}
+	}
+}
+
+func TestCombineRobinson(t *testing.T) {
+	c := &Classifier{cfg: DefaultConfig()}
+	tot := Totals{Spam: 100, Ham: 100}
+	// A feature seen in one spam message only: f = (0.5 + 1) / 2 = 0.75.
+	p, n := c.combine([]Counts{{Spam: 1}}, tot)
+	if n != 1 {
+		t.Fatalf("significant = %d, want 1", n)
+	}
+	want := fisher([]float64{0.75})
+	if math.Abs(p-want) > 1e-12 {
+		t.Errorf("p = %v, want %v", p, want)
+	}
+	// Seen equally in both classes: f = 0.5, not significant.
+	if _, n := c.combine([]Counts{{Spam: 10, Ham: 10}, {}}, tot); n != 0 {
+		t.Errorf("significant = %d, want 0", n)
+	}
+	// Class sizes are normalised: 10 of 100 spam vs 10 of 1000 ham is spammy.
+	p, _ = c.combine([]Counts{{Spam: 10, Ham: 10}}, Totals{Spam: 100, Ham: 1000})
+	if p <= 0.5 {
+		t.Errorf("unbalanced classes: p = %v, want > 0.5", p)
+	}
+	// max_significant keeps the strongest.
+	c.cfg.MaxSignificant = 2
+	_, n = c.combine([]Counts{{Spam: 50}, {Ham: 50}, {Spam: 2, Ham: 1}, {Spam: 30}}, tot)
+	if n != 2 {
+		t.Errorf("significant = %d, want 2", n)
+	}
+}
+
+func TestClassifySynthetic(t *testing.T) {
+	c := trainedClassifier(t, DefaultConfig(), 220, 230)
+	ctx := context.Background()
+	spam, ham := synthCorpus(99, 20, 20, 1500) // unseen messages
+	for _, s := range spam {
+		r, err := c.Classify(ctx, "", filters.ParseMessage(s.Raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !r.Trained || r.Probability < 0.99 {
+			t.Errorf("%s: %+v, want trained and p >= 0.99", s.Name, r)
+		}
+		if syms := c.Symbols(r); len(syms) != 1 || syms[0].Name != SymSpam || syms[0].Score != 5.0 {
+			t.Errorf("%s: symbols %v, want BAYES_SPAM 5.0", s.Name, syms)
+		}
+	}
+	for _, s := range ham {
+		r, err := c.Classify(ctx, "", filters.ParseMessage(s.Raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !r.Trained || r.Probability > 0.01 {
+			t.Errorf("%s: %+v, want trained and p <= 0.01", s.Name, r)
+		}
+		if syms := c.Symbols(r); len(syms) != 1 || syms[0].Name != SymHam || syms[0].Score != -3.0 {
+			t.Errorf("%s: symbols %v, want BAYES_HAM -3.0", s.Name, syms)
+		}
+	}
+}
+
+func TestUntrained(t *testing.T) {
+	cfg := DefaultConfig()
+	c := trainedClassifier(t, cfg, 250, 150) // ham below min_ham
+	spam, _ := synthCorpus(5, 1, 0, 1000)
+	r, err := c.Classify(context.Background(), "", filters.ParseMessage(spam[0].Raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Trained || r.Probability != 0.5 {
+		t.Errorf("result %+v, want untrained at 0.5", r)
+	}
+	syms := c.Symbols(r)
+	if len(syms) != 1 || syms[0].Name != SymUntrained || syms[0].Score != 0 {
+		t.Errorf("symbols %v, want BAYES_UNTRAINED 0", syms)
+	}
+}
+
+func TestLearnIdempotentAndMove(t *testing.T) {
+	c := newTestClassifier(t, DefaultConfig())
+	ctx := context.Background()
+	raw := synthMessage(rand.New(rand.NewPCG(1, 2)), true, 1, 800)
+	msg := filters.ParseMessage(raw)
+	feats := Features(msg, Content(msg))
+	counts := func() (Totals, Counts) {
+		t.Helper()
+		tot, err := c.store.Totals(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := make([]Counts, 1)
+		if err := c.store.Lookup(ctx, "", feats[:1], out); err != nil {
+			t.Fatal(err)
+		}
+		return tot, out[0]
+	}
+	steps := []struct {
+		name        string
+		do          func() (bool, error)
+		changed     bool
+		tot         Totals
+		first       Counts
+		withNewLine bool
+	}{
+		{"learn spam", func() (bool, error) { return c.LearnMessage(ctx, "", msg, Spam) }, true, Totals{1, 0}, Counts{1, 0}, false},
+		{"again", func() (bool, error) { return c.LearnMessage(ctx, "", msg, Spam) }, false, Totals{1, 0}, Counts{1, 0}, false},
+		{"CRLF to LF is the same message", func() (bool, error) {
+			return c.LearnMessage(ctx, "", filters.ParseMessage([]byte(strings.ReplaceAll(string(raw), "\r\n", "\n"))), Spam)
+		}, false, Totals{1, 0}, Counts{1, 0}, false},
+		{"moved to ham", func() (bool, error) { return c.LearnMessage(ctx, "", msg, Ham) }, true, Totals{0, 1}, Counts{0, 1}, false},
+		{"unlearned", func() (bool, error) { return c.LearnMessage(ctx, "", msg, Forget) }, true, Totals{0, 0}, Counts{0, 0}, false},
+		{"unlearned again", func() (bool, error) { return c.LearnMessage(ctx, "", msg, Forget) }, false, Totals{0, 0}, Counts{0, 0}, false},
+	}
+	for _, st := range steps {
+		changed, err := st.do()
+		if err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		tot, first := counts()
+		if changed != st.changed || tot != st.tot || first != st.first {
+			t.Errorf("%s: changed %v totals %+v counts %+v, want %v %+v %+v", st.name, changed, tot, first, st.changed, st.tot, st.first)
+		}
+	}
+	// The database agrees with the mirror once reloaded.
+	s := c.store.(*SQLiteStore)
+	s.mir.drop()
+	if tot, first := counts(); tot != (Totals{}) || first != (Counts{}) {
+		t.Errorf("after reload: totals %+v counts %+v, want zero", tot, first)
+	}
+	st, err := s.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Models) != 1 || st.Models[0].Features != 0 {
+		t.Errorf("stats %+v, want one empty model", st)
+	}
+}
+
+func TestLearnRawAndUnlearn(t *testing.T) {
+	c := newTestClassifier(t, DefaultConfig())
+	ctx := context.Background()
+	spam, ham := synthCorpus(3, 2, 1, 500)
+	for _, s := range spam {
+		if err := c.Learn(ctx, "", s.Raw, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Learn(ctx, "", ham[0].Raw, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Unlearn(ctx, "", spam[0].Raw); err != nil {
+		t.Fatal(err)
+	}
+	tot, err := c.store.Totals(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tot != (Totals{Spam: 1, Ham: 1}) {
+		t.Errorf("totals %+v, want 1 spam 1 ham", tot)
+	}
+}
+
+func TestPerUserModel(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MinSpam, cfg.MinHam = 5, 5
+	c := newTestClassifier(t, cfg)
+	ctx := context.Background()
+	spam, ham := synthCorpus(11, 20, 20, 800)
+	// The global model learns spam as spam and ham as ham.
+	if _, err := c.LearnBatch(ctx, "", spam[:10], Spam); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.LearnBatch(ctx, "", ham[:10], Ham); err != nil {
+		t.Fatal(err)
+	}
+	probe := filters.ParseMessage(spam[15].Raw)
+	r, err := c.Classify(ctx, "bob@example.com", probe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.User != "" || r.Probability < 0.9 {
+		t.Fatalf("untrained user: %+v, want the global model's spam verdict", r)
+	}
+	// bob likes the "spam": he learns it as ham, and some ham as spam.
+	if n, err := c.LearnBatch(ctx, "bob@example.com", spam[10:15], Ham); err != nil || n != 5 {
+		t.Fatalf("learn as bob: %d, %v", n, err)
+	}
+	if _, err := c.LearnBatch(ctx, "bob@example.com", ham[10:15], Spam); err != nil {
+		t.Fatal(err)
+	}
+	r, err = c.Classify(ctx, "bob@example.com", probe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.User != "bob@example.com" || r.Probability > 0.1 {
+		t.Errorf("trained user: %+v, want bob's model's ham verdict", r)
+	}
+	// Others still get the global model, which also learned bob's mail.
+	r, err = c.Classify(ctx, "carol@example.com", probe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.User != "" {
+		t.Errorf("other user: model %q, want global", r.User)
+	}
+	if tot, _ := c.store.Totals(ctx, ""); tot != (Totals{Spam: 15, Ham: 15}) {
+		t.Errorf("global totals %+v, want 15/15", tot)
+	}
+}
+
+func TestAutolearn(t *testing.T) {
+	spam, _ := synthCorpus(4, 1, 0, 500)
+	msg := filters.ParseMessage(spam[0].Raw)
+	for _, tc := range []struct {
+		name  string
+		on    bool
+		score float64
+		syms  []filters.Symbol
+		want  Class
+	}{
+		{"off", false, 100, nil, Forget},
+		{"spam", true, 12, nil, Spam},
+		{"in between", true, 5, nil, Forget},
+		{"ham", true, -1, nil, Ham},
+		{"bayes's own score does not count", true, 13, []filters.Symbol{{Name: SymSpam, Score: 5}}, Forget},
+		{"nor does its ham score", true, -3.5, []filters.Symbol{{Name: SymHam, Score: -3}}, Forget},
+	} {
+		cfg := DefaultConfig()
+		cfg.Autolearn = tc.on
+		c := newTestClassifier(t, cfg)
+		got, err := c.Autolearn(context.Background(), msg, tc.score, tc.syms)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tot, _ := c.store.Totals(context.Background(), "")
+		wantTot := Totals{}
+		switch tc.want {
+		case Spam:
+			wantTot.Spam = 1
+		case Ham:
+			wantTot.Ham = 1
+		}
+		if got != tc.want || tot != wantTot {
+			t.Errorf("%s: learned %v totals %+v, want %v %+v", tc.name, got, tot, tc.want, wantTot)
+		}
+	}
+}
+
+func TestPrune(t *testing.T) {
+	c := newTestClassifier(t, DefaultConfig())
+	ctx := context.Background()
+	s := c.store.(*SQLiteStore)
+	old := time.Now().Add(-60 * 24 * time.Hour)
+	mk := func(class Class, at time.Time, id byte, feats ...uint64) Event {
+		return Event{Digest: Digest{id}, Features: feats, Class: class, Time: at}
+	}
+	// Features 1-3: once, long ago; 4-5: once, recently; 6: twice, long ago.
+	events := []Event{
+		mk(Spam, old, 1, 1, 2, 3, 6),
+		mk(Ham, time.Now(), 2, 4, 5),
+		mk(Ham, old, 3, 6),
+	}
+	if _, err := s.Train(ctx, events); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		max, removed int
+		left         []uint64
+	}{
+		{10, 0, []uint64{1, 2, 3, 4, 5, 6}},
+		{5, 3, []uint64{4, 5, 6}}, // the old singletons go first
+		{2, 2, []uint64{6}},       // then the rarest, oldest, down to 90 % of 2
+	} {
+		n, err := s.Prune(ctx, tc.max, time.Now().Add(-30*24*time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := make([]Counts, 6)
+		if err := s.Lookup(ctx, "", []uint64{1, 2, 3, 4, 5, 6}, out); err != nil {
+			t.Fatal(err)
+		}
+		var left []uint64
+		for i, c := range out {
+			if c != (Counts{}) {
+				left = append(left, uint64(i+1))
+			}
+		}
+		if n != tc.removed || !equalU64(left, tc.left) {
+			t.Errorf("prune to %d: removed %d, left %v; want %d, %v", tc.max, n, left, tc.removed, tc.left)
+		}
+	}
+}
+
+func equalU64(a, b []uint64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// A second store on the same file (another process: `moat bayes train`
+// beside `moat serve`) sees the first one's training once its mirror is
+// due for a check.
+func TestMirrorSeesOtherWriter(t *testing.T) {
+	c := newTestClassifier(t, DefaultConfig())
+	ctx := context.Background()
+	a := c.store.(*SQLiteStore)
+	b, err := OpenSQLite(a.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	feats := []uint64{42}
+	out := make([]Counts, 1)
+	if err := b.Lookup(ctx, "", feats, out); err != nil || out[0] != (Counts{}) {
+		t.Fatalf("before: %+v %v", out[0], err)
+	}
+	if _, err := a.Train(ctx, []Event{{Digest: Digest{9}, Features: feats, Class: Spam, Time: time.Now()}}); err != nil {
+		t.Fatal(err)
+	}
+	b.mir.mu.Lock()
+	b.mir.checked = time.Time{} // the second has passed
+	b.mir.mu.Unlock()
+	if err := b.Lookup(ctx, "", feats, out); err != nil || out[0] != (Counts{Spam: 1}) {
+		t.Errorf("after: %+v %v, want 1 spam", out[0], err)
+	}
+	// The writer's own mirror was patched in place.
+	if err := a.Lookup(ctx, "", feats, out); err != nil || out[0] != (Counts{Spam: 1}) {
+		t.Errorf("writer: %+v %v, want 1 spam", out[0], err)
+	}
+}
+
+func TestFilterCheck(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.PerUser = true
+	c := trainedClassifier(t, cfg, 200, 200)
+	f := NewFilter(c)
+	if f.Name() != "bayes" || f.Stage() != filters.StageData || len(f.Symbols()) != 3 {
+		t.Fatalf("filter identity: %s %v %v", f.Name(), f.Stage(), f.Symbols())
+	}
+	if _, err := f.Check(context.Background(), &filters.Input{}); err == nil {
+		t.Error("no message: want an error")
+	}
+	spam, _ := synthCorpus(77, 1, 0, 1200)
+	syms, err := f.Check(context.Background(), &filters.Input{
+		Msg: filters.ParseMessage(spam[0].Raw),
+		Env: &filters.Envelope{Rcpts: []string{"Bob@Example.com"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(syms) != 1 || syms[0].Name != SymSpam || !strings.Contains(syms[0].Reason, "global model") {
+		t.Errorf("symbols %v, want BAYES_SPAM from the global model", syms)
+	}
+}
