@@ -1,0 +1,291 @@
+package pop3d
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/delivery/throttle"
+)
+
+// ErrServerClosed is returned by Serve and Close after Close.
+var ErrServerClosed = errors.New("pop3d: server closed")
+
+// Server is a POP3 server over a delivery.Store.
+type Server struct {
+	// Observer, when set before Serve is first called, is told about
+	// refused logins. Nil is allowed.
+	Observer Observer
+
+	cfg       Config
+	cfgErr    error
+	store     *delivery.Store
+	tlsConfig *tls.Config
+	throttle  *throttle.Throttle
+	log       *slog.Logger
+
+	authSem chan struct{}
+	done    chan struct{}
+	conns   sync.WaitGroup
+	nextID  atomic.Uint64
+	// panics counts sessions ended by a recovered panic (tests assert
+	// that it stays zero).
+	panics atomic.Int64
+
+	mu        sync.Mutex
+	closed    bool
+	listeners map[net.Listener]struct{}
+	active    map[net.Conn]struct{}
+
+	// locked holds the users whose maildrop a session has open.
+	lockMu sync.Mutex
+	locked map[int64]struct{}
+
+	// sleep waits d unless the server closes first; tests replace it
+	// through setSleep.
+	sleepMu sync.Mutex
+	sleep   func(d time.Duration) bool
+
+	// authenticate is store.Authenticate; the fuzz test replaces it with
+	// a check that costs less than argon2id.
+	authenticate func(ctx context.Context, address, password string) (delivery.User, error)
+}
+
+// New returns a server over store. tlsConfig enables STLS on plain
+// listeners (nil: no STLS, so only loopback clients with
+// AllowPlaintextLoopback can log in there). th may be nil for a throttle
+// with default settings. cfg is validated here; an invalid cfg makes Serve
+// return the error.
+func New(cfg Config, store *delivery.Store, tlsConfig *tls.Config, th *throttle.Throttle, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{
+		store:     store,
+		tlsConfig: tlsConfig,
+		throttle:  th,
+		log:       log,
+		done:      make(chan struct{}),
+		listeners: make(map[net.Listener]struct{}),
+		active:    make(map[net.Conn]struct{}),
+		locked:    make(map[int64]struct{}),
+	}
+	s.cfgErr = cfg.Validate()
+	s.cfg = cfg
+	if s.throttle == nil {
+		var err error
+		if s.throttle, err = throttle.New(throttle.Config{}); err != nil {
+			s.cfgErr = errors.Join(s.cfgErr, err)
+		}
+	}
+	s.authSem = make(chan struct{}, max(cfg.AuthConcurrency, 1))
+	s.sleep = s.pause
+	if store != nil {
+		s.authenticate = store.Authenticate
+	}
+	return s
+}
+
+// Serve accepts connections on l until Close. l is either a plain listener
+// (STLS is offered when the server has a TLS configuration) or a
+// tls.NewListener one (POP3S, RFC 8314 §3.3); TLS is detected per
+// connection.
+func (s *Server) Serve(l net.Listener) error {
+	if s.cfgErr != nil {
+		return fmt.Errorf("pop3 config: %w", s.cfgErr)
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
+
+	var backoff time.Duration
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if s.isClosed() {
+				return nil
+			}
+			if !temporaryAcceptError(err) {
+				return fmt.Errorf("pop3 accept: %w", err)
+			}
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Warn("pop3 accept failed; retrying", "err", err, "in", backoff)
+			if !s.pause(backoff) {
+				return nil
+			}
+			continue
+		}
+		backoff = 0
+		if !s.track(c) {
+			c.Close()
+			return nil
+		}
+		go s.handle(c)
+	}
+}
+
+// track registers a connection for Close; false once the server is closed.
+func (s *Server) track(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.active[c] = struct{}{}
+	s.conns.Add(1)
+	return true
+}
+
+// handle runs one connection to its end.
+func (s *Server) handle(c net.Conn) {
+	defer func() {
+		s.mu.Lock()
+		delete(s.active, c)
+		s.mu.Unlock()
+		s.conns.Done()
+	}()
+	sess := newSession(s, c)
+	defer func() {
+		// A bug must cost one connection, not the process; the
+		// maildrop lock is released and nothing is deleted.
+		if v := recover(); v != nil {
+			s.panics.Add(1)
+			sess.log.Error("pop3 session panicked", "panic", v, "stack", string(debug.Stack()))
+		}
+		sess.end()
+	}()
+	sess.serve()
+}
+
+// Close stops the listeners and closes every connection. Sessions that
+// had not reached the UPDATE state delete nothing (RFC 1939 §6).
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	s.closed = true
+	close(s.done)
+	var errs []error
+	for l := range s.listeners {
+		if err := l.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	for c := range s.active {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.conns.Wait()
+	return errors.Join(errs...)
+}
+
+func (s *Server) isClosed() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// pause waits d; it returns false when the server closes first.
+func (s *Server) pause(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-s.done:
+		return false
+	}
+}
+
+func (s *Server) setSleep(f func(time.Duration) bool) {
+	s.sleepMu.Lock()
+	s.sleep = f
+	s.sleepMu.Unlock()
+}
+
+// delay waits d before a password check; false when the server closes.
+func (s *Server) delay(d time.Duration) bool {
+	s.sleepMu.Lock()
+	f := s.sleep
+	s.sleepMu.Unlock()
+	return f(d)
+}
+
+func (s *Server) loginFailed(reason string) {
+	if s.Observer != nil {
+		s.Observer.LoginFailed(reason)
+	}
+}
+
+// lockMaildrop takes the POP3 lock on a user's maildrop. RFC 1939 §4: the
+// server acquires an exclusive-access lock on the maildrop at login, so
+// that no two sessions mark and delete from one message list. The lock is
+// per process; IMAP sessions do not take it (their changes show up as
+// messages RETR can no longer read).
+func (s *Server) lockMaildrop(userID int64) bool {
+	s.lockMu.Lock()
+	defer s.lockMu.Unlock()
+	if _, held := s.locked[userID]; held {
+		return false
+	}
+	s.locked[userID] = struct{}{}
+	return true
+}
+
+func (s *Server) unlockMaildrop(userID int64) {
+	s.lockMu.Lock()
+	delete(s.locked, userID)
+	s.lockMu.Unlock()
+}
+
+// opTimeout bounds one store operation made for a command.
+const opTimeout = time.Minute
+
+func opContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), opTimeout)
+}
+
+func temporaryAcceptError(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+func remoteIP(a net.Addr) netip.Addr {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ip, _ := netip.AddrFromSlice(ta.IP)
+		return ip.Unmap()
+	}
+	return netip.Addr{}
+}
