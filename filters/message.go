@@ -4,8 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"sync"
 
 	"github.com/emersion/go-message/textproto"
+
+	"github.com/moatmail/moat/filters/content"
 )
 
 // Message is a received message, read once and parsed once, shared read-only
@@ -20,6 +23,12 @@ type Message struct {
 	HeaderErr error
 	// BodyOffset is the index in Raw where the body starts.
 	BodyOffset int
+	// Limits bound the MIME walk behind Content; zero fields take
+	// content.DefaultLimits. Set it before the first call to Content.
+	Limits content.Limits
+
+	contentOnce sync.Once
+	content     *content.Content
 }
 
 // ParseMessage parses the top-level header of raw. It never fails: a broken
@@ -50,4 +59,15 @@ func ParseMessage(raw []byte) *Message {
 // the header).
 func (m *Message) Body() []byte {
 	return m.Raw[m.BodyOffset:]
+}
+
+// Content returns the decoded view of the message (text, links,
+// attachments, structural anomalies), walking its MIME structure on the
+// first call only: every content filter shares the one walk. It is safe
+// for concurrent use, and never nil.
+func (m *Message) Content() *content.Content {
+	m.contentOnce.Do(func() {
+		m.content = content.Walk(m.Raw, m.Limits)
+	})
+	return m.content
 }

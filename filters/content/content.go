@@ -4,8 +4,18 @@
 //
 // The walk is bounded: a message nested too deep, with too many parts, or
 // that decodes to too much, is cut short and says so in Anomalies (a MIME
-// bomb is a symbol, not an outage).
+// bomb is a symbol, not an outage). Walk never fails and never panics: a
+// broken message gives what could be read, and anomalies that say what was
+// wrong.
+//
+// The filter that turns the anomalies into symbols is in the subpackage
+// mimecheck (it imports package filters, which imports this package).
 package content
+
+import (
+	"errors"
+	"fmt"
+)
 
 // Limits bound the walk. Zero fields take the defaults of DefaultLimits.
 type Limits struct {
@@ -22,6 +32,50 @@ type Limits struct {
 	MaxTextBytes int `toml:"max_text_bytes"`
 }
 
+// MaxDepthLimit is the largest MaxDepth Validate accepts: each level of
+// nesting costs a scan of what it encloses, so depth multiplies the work.
+const MaxDepthLimit = 100
+
+// Validate reports a negative limit, or a MaxDepth above MaxDepthLimit.
+// It only checks: a zero field is valid and means its default.
+func (l Limits) Validate() error {
+	var errs []error
+	if l.MaxDepth < 0 {
+		errs = append(errs, fmt.Errorf("max_depth: %d is negative", l.MaxDepth))
+	} else if l.MaxDepth > MaxDepthLimit {
+		errs = append(errs, fmt.Errorf("max_depth: %d is above %d", l.MaxDepth, MaxDepthLimit))
+	}
+	if l.MaxParts < 0 {
+		errs = append(errs, fmt.Errorf("max_parts: %d is negative", l.MaxParts))
+	}
+	if l.MaxDecodedBytes < 0 {
+		errs = append(errs, fmt.Errorf("max_decoded_bytes: %d is negative", l.MaxDecodedBytes))
+	}
+	if l.MaxTextBytes < 0 {
+		errs = append(errs, fmt.Errorf("max_text_bytes: %d is negative", l.MaxTextBytes))
+	}
+	return errors.Join(errs...)
+}
+
+// withDefaults returns l with every zero or negative field set to its
+// default, so that Walk needs no valid configuration to be safe.
+func (l Limits) withDefaults() Limits {
+	d := DefaultLimits()
+	if l.MaxDepth <= 0 {
+		l.MaxDepth = d.MaxDepth
+	}
+	if l.MaxParts <= 0 {
+		l.MaxParts = d.MaxParts
+	}
+	if l.MaxDecodedBytes <= 0 {
+		l.MaxDecodedBytes = d.MaxDecodedBytes
+	}
+	if l.MaxTextBytes <= 0 {
+		l.MaxTextBytes = d.MaxTextBytes
+	}
+	return l
+}
+
 // DefaultLimits returns the limits used where none are configured.
 func DefaultLimits() Limits {
 	return Limits{MaxDepth: 20, MaxParts: 1000, MaxDecodedBytes: 64 << 20, MaxTextBytes: 1 << 20}
@@ -32,13 +86,20 @@ type Content struct {
 	// Text is the readable text of the message: text/plain parts decoded
 	// to UTF-8, and text/html parts turned into text (tags dropped, links
 	// kept as their URLs), in order, separated by newlines, cut at
-	// Limits.MaxTextBytes.
+	// Limits.MaxTextBytes. Line ends are "\n".
+	//
+	// Of a multipart/alternative, only the alternative a reader is shown
+	// gives text: the last one that is text/plain, text/html or a
+	// multipart (RFC 2046 §5.1.4: the last is the sender's preferred
+	// form), so that the same words are not counted twice. Links and
+	// attachments come from every alternative.
 	Text string
 	// HTML is true when some text came from an HTML part.
 	HTML bool
 	// URLs are the links found in text and HTML parts (href and src
 	// attributes, and bare http(s):// URLs in text), in order, without
-	// duplicates.
+	// duplicates. Only http, https, ftp and mailto links are kept; at most
+	// MaxURLs, each cut at MaxURLBytes.
 	URLs []string
 	// Attachments lists every non-text leaf part and every part with a
 	// filename, in walk order.
@@ -53,19 +114,30 @@ type Attachment struct {
 	// Filename from Content-Disposition or Content-Type's name parameter,
 	// RFC 2231 / RFC 2047 decoded; may be empty.
 	Filename string
+	// OtherNames are further, different file names the part declares:
+	// Content-Type's name beside Content-Disposition's filename, or a
+	// repeated parameter. Mail clients differ in which one they show, so
+	// a check on names should look at Filename and all of these.
+	OtherNames []string
 	// DeclaredType is the media type the message claims, lower case.
 	DeclaredType string
-	// Size is the decoded size in bytes.
+	// Size is the decoded size in bytes; when Data is nil because of the
+	// limits, an upper bound of it computed from the encoded size.
 	Size int64
-	// Data is the decoded content, nil when it was cut by the limits.
+	// Data is the decoded content, nil when it was cut by the limits. It
+	// may share memory with the raw message: read it, never write it.
 	Data []byte
-	// Depth is the nesting depth of the part (1 for a top-level part).
+	// Depth is the nesting depth of the part: 0 for the body of a
+	// single-part message, 1 for a part of the top-level multipart, one
+	// more for each multipart or message/rfc822 around it.
 	Depth int
 }
 
 // Anomaly is a fixed kind of structural problem, with a detail for logs.
 type Anomaly struct {
-	Kind   AnomalyKind
+	// Kind is what went wrong.
+	Kind AnomalyKind
+	// Detail says where, for logs; printable ASCII.
 	Detail string
 }
 
@@ -73,7 +145,8 @@ type Anomaly struct {
 // become symbol names and metric labels.
 type AnomalyKind string
 
-// The anomalies the walk reports.
+// The anomalies the walk reports. Each kind is reported at most once per
+// message, with the detail of its first occurrence.
 const (
 	TooDeep          AnomalyKind = "MIME_TOO_DEEP"
 	TooManyParts     AnomalyKind = "MIME_TOO_MANY_PARTS"
@@ -84,4 +157,19 @@ const (
 	MissingBoundary  AnomalyKind = "MIME_MISSING_BOUNDARY"
 	TextTruncated    AnomalyKind = "MIME_TEXT_TRUNCATED"
 	AttachmentCutOff AnomalyKind = "MIME_ATTACHMENT_CUT"
+)
+
+// AnomalyKinds lists every kind, in a fixed order.
+var AnomalyKinds = []AnomalyKind{
+	TooDeep, TooManyParts, TooLarge, BadEncoding, UnknownCharset,
+	MalformedMIME, MissingBoundary, TextTruncated, AttachmentCutOff,
+}
+
+// Bounds on URLs that Limits does not configure: a link filter is not
+// meant to look up more.
+const (
+	// MaxURLs is the most URLs kept in Content.URLs.
+	MaxURLs = 1000
+	// MaxURLBytes is the longest URL kept; a longer one is cut.
+	MaxURLBytes = 2048
 )
