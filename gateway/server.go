@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/filters/content"
 	"github.com/moatmail/moat/policies"
 	"github.com/moatmail/moat/quarantine"
 	"github.com/moatmail/moat/rules"
@@ -47,6 +48,8 @@ func (nopObserver) StoreError(string)         {}
 type Judge struct {
 	Pipeline *rules.Pipeline
 	Policies *policies.Set
+	// Content bounds the MIME walk of each message (zero: defaults).
+	Content content.Limits
 }
 
 // Deps are the parts the SMTP front hands messages to.

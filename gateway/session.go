@@ -299,6 +299,7 @@ func (s *session) Data(r io.Reader) error {
 	ctx, cancel := context.WithTimeout(context.Background(), stageTimeout)
 	defer cancel()
 	msg := filters.ParseMessage(raw)
+	msg.Limits = s.j.Content
 	in := &filters.Input{Conn: &s.info, Env: &s.env, Msg: msg}
 	res := s.j.Pipeline.Run(ctx, filters.StageData, in, s.policy.Runs)
 	syms := append(s.symbolsSoFar(), res.Symbols...)

@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/moatmail/moat/filters/antivirus/clamdtest"
@@ -67,4 +69,43 @@ address = %q
 	if len(msgs) != 2 {
 		t.Fatalf("INBOX holds %d messages, want the 2 clean ones acknowledged with 250", len(msgs))
 	}
+}
+
+// TestAttachmentPolicyThroughSMTP: a Windows executable named like a PDF
+// scores past the reject threshold; a real PDF passes.
+func TestAttachmentPolicyThroughSMTP(t *testing.T) {
+	a := startTest(t, "")
+	if _, err := a.store.AddUser(context.Background(), "alice@example.com", "pw", false); err != nil {
+		t.Fatal(err)
+	}
+	tc := clientTLS(t, a.cfg.DataDir)
+	exe := append([]byte("MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff"), make([]byte, 200)...)
+	withName := func(subject, name string, payload []byte) string {
+		return strings.Replace(withAttachment(subject, payload), `filename="file.bin"`, `filename="`+name+`"`, 1)
+	}
+	pdf := []byte("%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n")
+	if r := send(t, a.Addr("smtp"), tc, "bob@example.net", []string{"alice@example.com"},
+		withName("invoice", "invoice.pdf.exe", exe)); r.code != 550 || r.ecode != "5.7.1" {
+		t.Fatalf("invoice.pdf.exe: %v, want 550 5.7.1", r)
+	}
+	if r := send(t, a.Addr("smtp"), tc, "bob@example.net", []string{"alice@example.com"},
+		withName("report", "report.pdf", pdf)); r.code != 250 {
+		t.Fatalf("report.pdf: %v, want 250", r)
+	}
+	body, _ := io.ReadAll(mustGet(t, "http://"+a.Addr("metrics")+"/metrics"))
+	for _, want := range []string{`moat_symbol_hits_total{symbol="ATTACH_EXECUTABLE"} 1`, `moat_symbol_hits_total{symbol="ATTACH_DOUBLE_EXT"} 1`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+func mustGet(t *testing.T, url string) io.Reader {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp.Body
 }

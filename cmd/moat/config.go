@@ -15,6 +15,9 @@ import (
 	"github.com/moatmail/moat/delivery/imapd"
 	"github.com/moatmail/moat/delivery/throttle"
 	"github.com/moatmail/moat/filters/antivirus"
+	"github.com/moatmail/moat/filters/attachments"
+	"github.com/moatmail/moat/filters/content"
+	"github.com/moatmail/moat/filters/content/mimecheck"
 	"github.com/moatmail/moat/filters/gtube"
 	"github.com/moatmail/moat/filters/headers"
 	"github.com/moatmail/moat/filters/rdns"
@@ -67,11 +70,15 @@ type ListenConfig struct {
 // lists them.
 type FiltersConfig struct {
 	// Disabled names filters that never run.
-	Disabled  []string         `toml:"disabled"`
-	RDNS      rdns.Config      `toml:"rdns"`
-	Headers   headers.Config   `toml:"headers"`
-	GTUBE     gtube.Config     `toml:"gtube"`
-	Antivirus antivirus.Config `toml:"antivirus"`
+	Disabled []string `toml:"disabled"`
+	// Content bounds the MIME walk shared by the content filters.
+	Content     content.Limits     `toml:"content"`
+	RDNS        rdns.Config        `toml:"rdns"`
+	Headers     headers.Config     `toml:"headers"`
+	MIME        mimecheck.Config   `toml:"mime"`
+	GTUBE       gtube.Config       `toml:"gtube"`
+	Attachments attachments.Config `toml:"attachments"`
+	Antivirus   antivirus.Config   `toml:"antivirus"`
 	// VirusAction is what happens to a message clamd finds a virus in:
 	// "reject" (default, 554 5.7.0 in the dialogue) or "quarantine".
 	VirusAction string `toml:"virus_action"`
@@ -110,10 +117,12 @@ func parseConfig(text, name string) (*Config, error) {
 	cfg := Config{
 		DNS: resolver.DefaultConfig(),
 		Filters: FiltersConfig{
-			RDNS:      rdns.DefaultConfig(),
-			Headers:   headers.DefaultConfig(),
-			GTUBE:     gtube.DefaultConfig(),
-			Antivirus: antivirus.DefaultConfig(),
+			RDNS:        rdns.DefaultConfig(),
+			Headers:     headers.DefaultConfig(),
+			MIME:        mimecheck.DefaultConfig(),
+			GTUBE:       gtube.DefaultConfig(),
+			Attachments: attachments.DefaultConfig(),
+			Antivirus:   antivirus.DefaultConfig(),
 		},
 	}
 	md, err := toml.Decode(text, &cfg)
@@ -228,7 +237,7 @@ func (l *ListenConfig) validate() error {
 }
 
 // filterNames lists the filters in pipeline order.
-var filterNames = []string{"rdns", "headers", "gtube", "antivirus"}
+var filterNames = []string{"rdns", "headers", "mime", "gtube", "attachments", "antivirus"}
 
 func (f *FiltersConfig) validate() error {
 	var errs []error
@@ -247,7 +256,8 @@ func (f *FiltersConfig) validate() error {
 	for _, v := range []struct {
 		key string
 		fn  func() error
-	}{{"rdns", f.RDNS.Validate}, {"headers", f.Headers.Validate}, {"gtube", f.GTUBE.Validate},
+	}{{"content", f.Content.Validate}, {"rdns", f.RDNS.Validate}, {"headers", f.Headers.Validate},
+		{"mime", f.MIME.Validate}, {"gtube", f.GTUBE.Validate}, {"attachments", f.Attachments.Validate},
 		{"antivirus", f.Antivirus.Validate}} {
 		if err := v.fn(); err != nil {
 			errs = append(errs, fmt.Errorf("%s.%w", v.key, err))

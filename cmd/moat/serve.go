@@ -22,6 +22,8 @@ import (
 	"github.com/moatmail/moat/delivery/throttle"
 	"github.com/moatmail/moat/filters"
 	"github.com/moatmail/moat/filters/antivirus"
+	"github.com/moatmail/moat/filters/attachments"
+	"github.com/moatmail/moat/filters/content/mimecheck"
 	"github.com/moatmail/moat/filters/gtube"
 	"github.com/moatmail/moat/filters/headers"
 	"github.com/moatmail/moat/filters/rdns"
@@ -72,8 +74,22 @@ func buildFilters(cfg *Config) ([]filters.Filter, error) {
 		}
 		fs = append(fs, f)
 	}
+	if enabled("mime") {
+		f, err := mimecheck.New(cfg.Filters.MIME)
+		if err != nil {
+			return nil, err
+		}
+		fs = append(fs, f)
+	}
 	if enabled("gtube") {
 		f, err := gtube.New(cfg.Filters.GTUBE)
+		if err != nil {
+			return nil, err
+		}
+		fs = append(fs, f)
+	}
+	if enabled("attachments") {
+		f, err := attachments.New(cfg.Filters.Attachments)
 		if err != nil {
 			return nil, err
 		}
@@ -104,7 +120,7 @@ func buildJudge(cfg *Config, obs rules.Observer) (*gateway.Judge, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &gateway.Judge{Pipeline: pipeline, Policies: pols}, nil
+	return &gateway.Judge{Pipeline: pipeline, Policies: pols, Content: cfg.Filters.Content}, nil
 }
 
 // reload applies a new configuration file to a running moat: filters,
