@@ -13,6 +13,7 @@ import (
 
 	"github.com/moatmail/moat/delivery"
 	"github.com/moatmail/moat/delivery/imapd"
+	"github.com/moatmail/moat/delivery/pop3d"
 	"github.com/moatmail/moat/delivery/throttle"
 	"github.com/moatmail/moat/filters/antivirus"
 	"github.com/moatmail/moat/filters/attachments"
@@ -46,6 +47,7 @@ type Config struct {
 	TLS        gateway.TLSConfig `toml:"tls"`
 	SMTP       gateway.Config    `toml:"smtp"`
 	IMAP       imapd.Config      `toml:"imap"`
+	POP3       pop3d.Config      `toml:"pop3"`
 	Auth       throttle.Config   `toml:"auth_throttle"`
 	DNS        resolver.Config   `toml:"dns"`
 	Filters    FiltersConfig     `toml:"filters"`
@@ -63,6 +65,8 @@ type ListenConfig struct {
 	SMTPS   string `toml:"smtps"`   // MX over implicit TLS
 	IMAP    string `toml:"imap"`    // IMAP with STARTTLS (143)
 	IMAPS   string `toml:"imaps"`   // IMAP over implicit TLS (993)
+	POP3    string `toml:"pop3"`    // POP3 with STLS (110)
+	POP3S   string `toml:"pop3s"`   // POP3 over implicit TLS (995)
 	Metrics string `toml:"metrics"` // Prometheus /metrics over HTTP
 }
 
@@ -184,6 +188,7 @@ func (c *Config) Validate() error {
 	add("tls", c.TLS.Validate())
 	add("smtp", c.SMTP.Validate())
 	add("imap", c.IMAP.Validate())
+	add("pop3", c.POP3.Validate())
 	add("auth_throttle", c.Auth.Validate())
 	add("dns", c.DNS.Validate())
 	add("filters", c.Filters.validate())
@@ -221,7 +226,8 @@ func contains(list []string, s string) bool {
 func (l *ListenConfig) validate() error {
 	var errs []error
 	for _, f := range []struct{ key, addr string }{
-		{"smtp", l.SMTP}, {"smtps", l.SMTPS}, {"imap", l.IMAP}, {"imaps", l.IMAPS}, {"metrics", l.Metrics},
+		{"smtp", l.SMTP}, {"smtps", l.SMTPS}, {"imap", l.IMAP}, {"imaps", l.IMAPS},
+		{"pop3", l.POP3}, {"pop3s", l.POP3S}, {"metrics", l.Metrics},
 	} {
 		if f.addr == "" {
 			continue

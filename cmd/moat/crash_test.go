@@ -47,10 +47,10 @@ func startProcess(t *testing.T, cfgPath string) *serverProcess {
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
-		if len(f) >= 2 && (f[0] == "smtp" || f[0] == "imap" || f[0] == "smtps" || f[0] == "imaps" || f[0] == "metrics") {
+		if len(f) >= 2 && strings.Contains(f[1], ":") && !strings.HasSuffix(f[0], ":") {
 			p.addrs[f[0]] = f[1]
 		}
-		if strings.HasPrefix(sc.Text(), "try:") || len(p.addrs) == 5 {
+		if strings.HasPrefix(sc.Text(), "try:") || p.addrs["metrics"] != "" {
 			break
 		}
 	}

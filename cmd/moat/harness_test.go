@@ -43,6 +43,8 @@ smtp = "127.0.0.1:0"
 smtps = "127.0.0.1:0"
 imap = "127.0.0.1:0"
 imaps = "127.0.0.1:0"
+pop3 = "127.0.0.1:0"
+pop3s = "127.0.0.1:0"
 metrics = "127.0.0.1:0"
 [smtp]
 hostname = "mx.example.com"

@@ -202,3 +202,57 @@ func metricValue(t *testing.T, a *app, series string) string {
 	}
 	return ""
 }
+
+// pythonPOP3 reads and deletes every message over POP3 with STLS.
+const pythonPOP3 = `
+import poplib, ssl, sys
+host, port, cafile, user, password = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+p = poplib.POP3(host, port)
+p.stls(context=ssl.create_default_context(cafile=cafile))
+p.user(user); p.pass_(password)
+count, size = p.stat()
+print("stat:", count)
+for i in range(1, count + 1):
+    resp, lines, octets = p.retr(i)
+    print("subject:", [l.decode() for l in lines if l.startswith(b"Subject:")][0])
+    p.dele(i)
+print("uidl-lines:", len(p.uidl()[1]))
+p.quit()
+`
+
+// TestPythonPOP3 delivers over SMTP, reads and deletes over POP3 with
+// Python's poplib, and checks over IMAP that the deletions were applied.
+func TestPythonPOP3(t *testing.T) {
+	python := needTool(t, "python3")
+	a := startTest(t, "")
+	if _, err := a.store.AddUser(context.Background(), "alice@example.com", "pw", false); err != nil {
+		t.Fatal(err)
+	}
+	tc := clientTLS(t, a.cfg.DataDir)
+	for _, subj := range []string{"pop-one", "pop-two"} {
+		if r := send(t, a.Addr("smtp"), tc, "bob@example.net", []string{"alice@example.com"},
+			message("bob@example.net", "alice@example.com", subj, "body")); r.code != 250 {
+			t.Fatal(r)
+		}
+	}
+	script := filepath.Join(t.TempDir(), "pop.py")
+	if err := os.WriteFile(script, []byte(pythonPOP3), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	host, port := splitAddr(t, a.Addr("pop3"))
+	out, err := exec.Command(python, script, host, port, filepath.Join(a.cfg.DataDir, "tls", "cert.pem"),
+		"alice@example.com", "pw").CombinedOutput()
+	if err != nil {
+		t.Fatalf("poplib: %v\n%s", err, out)
+	}
+	for _, want := range []string{"stat: 2", "subject: Subject: pop-one", "subject: Subject: pop-two", "uidl-lines: 0"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("poplib output lacks %q:\n%s", want, out)
+		}
+	}
+	c := imapLogin(t, a.Addr("imap"), tc, "alice@example.com", "pw")
+	defer c.Close()
+	if msgs := fetchAll(t, c, "INBOX"); len(msgs) != 0 {
+		t.Errorf("INBOX holds %d after POP3 DELE and QUIT, want 0", len(msgs))
+	}
+}

@@ -171,7 +171,7 @@ func printQuickStart(w io.Writer, a *app) {
 	fmt.Fprintf(w, "moat %s is running; data in %s\n", version, a.cfg.DataDir)
 	for _, l := range []struct{ name, note string }{
 		{"smtp", "(STARTTLS)"}, {"smtps", "(implicit TLS)"}, {"imap", "(STARTTLS)"},
-		{"imaps", "(implicit TLS)"}, {"metrics", "(/metrics)"},
+		{"imaps", "(implicit TLS)"}, {"pop3", "(STLS)"}, {"pop3s", "(implicit TLS)"}, {"metrics", "(/metrics)"},
 	} {
 		if addr := a.Addr(l.name); addr != "" {
 			fmt.Fprintf(w, "  %-8s %-21s %s\n", l.name, addr, l.note)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/moatmail/moat/delivery"
 	"github.com/moatmail/moat/delivery/imapd"
+	"github.com/moatmail/moat/delivery/pop3d"
 	"github.com/moatmail/moat/delivery/throttle"
 	"github.com/moatmail/moat/filters"
 	"github.com/moatmail/moat/filters/antivirus"
@@ -44,6 +45,7 @@ type app struct {
 	review    *quarantine.Review
 	smtp      *gateway.Server
 	imap      *imapd.Server
+	pop3      *pop3d.Server
 	metrics   *metrics.Metrics
 	http      *http.Server
 	listeners map[string]net.Listener
@@ -197,6 +199,8 @@ func start(cfg *Config, log *slog.Logger, out io.Writer) (*app, error) {
 	}
 	a.imap = imapd.New(cfg.IMAP, a.store, tlsConfig, th, log)
 	a.imap.Observer = loginObserver{a.metrics, "imap"}
+	a.pop3 = pop3d.New(cfg.POP3, a.store, tlsConfig, th, log)
+	a.pop3.Observer = loginObserver{a.metrics, "pop3"}
 	a.review = quarantine.NewReview(a.quar, nil, log, a.metrics.Review)
 	a.imap.Reviewer = a.review
 	mux := http.NewServeMux()
@@ -211,6 +215,8 @@ func start(cfg *Config, log *slog.Logger, out io.Writer) (*app, error) {
 		{"smtps", cfg.Listen.SMTPS, func(l net.Listener) error { return a.smtp.Serve(l, "mxs", true) }},
 		{"imap", cfg.Listen.IMAP, a.imap.Serve},
 		{"imaps", cfg.Listen.IMAPS, func(l net.Listener) error { return a.imap.Serve(tlsListener(l, tlsConfig)) }},
+		{"pop3", cfg.Listen.POP3, a.pop3.Serve},
+		{"pop3s", cfg.Listen.POP3S, func(l net.Listener) error { return a.pop3.Serve(tlsListener(l, tlsConfig)) }},
 		{"metrics", cfg.Listen.Metrics, a.serveMetrics},
 	} {
 		if l.addr == "" {
@@ -300,6 +306,11 @@ func (a *app) Close(ctx context.Context) error {
 	}
 	if a.imap != nil {
 		errs = append(errs, a.imap.Close())
+	}
+	if a.pop3 != nil {
+		if err := a.pop3.Close(); !errors.Is(err, pop3d.ErrServerClosed) {
+			errs = append(errs, err)
+		}
 	}
 	if a.http != nil {
 		errs = append(errs, a.http.Shutdown(ctx))
