@@ -23,7 +23,7 @@ import (
 //	moat bayes eval --spam PATH --ham PATH [--folds 10] [--only-folds 0,1]
 //	                [--scores FILE] [--workers N] [-config FILE]
 //	moat bayes stats [-config FILE]
-//	moat bayes report --scores FILE [--name NAME] [--threshold P]
+//	moat bayes report --scores FILE [--name NAME] [--threshold P] [--per-sec R]
 //
 // PATH is an mbox file, a Maildir or a folder of message files.
 func cmdBayes(args []string, stdout io.Writer) error {
@@ -34,7 +34,7 @@ func cmdBayes(args []string, stdout io.Writer) error {
 	var (
 		spam, ham, user, scores, only, name string
 		folds, workers                      int
-		threshold                           float64
+		threshold, perSec                   float64
 	)
 	path, rest, err := flags("bayes "+sub, args[1:], func(fs *flag.FlagSet) {
 		switch sub {
@@ -53,6 +53,7 @@ func cmdBayes(args []string, stdout io.Writer) error {
 		case "report":
 			fs.StringVar(&scores, "scores", "", "a TSV of scores: fold, spam|ham, probability, name")
 			fs.StringVar(&name, "name", "", "the system's name in the table")
+			fs.Float64Var(&perSec, "per-sec", 0, "the system's measured messages/s, for the table")
 		}
 		if sub == "eval" || sub == "report" {
 			fs.Float64Var(&threshold, "threshold", 0, "call spam at or above this probability (default: the weakest spam band)")
@@ -68,7 +69,7 @@ func cmdBayes(args []string, stdout io.Writer) error {
 		if scores == "" {
 			return usageError{"bayes report: --scores is required"}
 		}
-		return bayesReport(stdout, scores, name, threshold)
+		return bayesReport(stdout, scores, name, threshold, perSec)
 	}
 	dataDir, bcfg, err := bayesConfig(path)
 	if err != nil {
@@ -302,7 +303,7 @@ func readScores(path string) ([]bayes.Scored, error) {
 	return out, nil
 }
 
-func bayesReport(w io.Writer, path, name string, threshold float64) error {
+func bayesReport(w io.Writer, path, name string, threshold, perSec float64) error {
 	scores, err := readScores(path)
 	if err != nil {
 		return err
@@ -313,6 +314,6 @@ func bayesReport(w io.Writer, path, name string, threshold float64) error {
 	if threshold == 0 {
 		threshold = weakestSpamBand(bayes.DefaultConfig())
 	}
-	printMetrics(w, name, bayes.Measure(scores, threshold), 0)
+	printMetrics(w, name, bayes.Measure(scores, threshold), perSec)
 	return nil
 }

@@ -32,16 +32,6 @@ const (
 	maxHeaderCh = 2000
 )
 
-// ignoredHeaders are fields whose presence or value says nothing about
-// the sender's mail, or that moat or another filter wrote on the way in.
-// The Date field (and every date in Received) is never tokenised: a
-// corpus from one year would teach the model the year.
-var ignoredHeaders = map[string]bool{
-	"Date": true, "Delivered-To": true, "Return-Path": true,
-	"X-Spam-Flag": true, "X-Spam-Score": true, "X-Spam-Status": true,
-	"X-Spam-Level": true, "X-Spam-Checker-Version": true, "X-Spam": true,
-}
-
 // tokenizer turns a message into feature hashes, and, when names is not
 // nil, into the readable names of the same features (for tests, fuzzing
 // and `moat bayes` diagnostics).
@@ -116,23 +106,21 @@ func (t *tokenizer) message(msg *filters.Message, c *content.Content) {
 	}
 }
 
-// header tokenises the top-level header fields.
+// header tokenises chosen top-level header fields. The Date field (and
+// the date in every Received field) is never tokenised: a corpus from one
+// year would teach the model the year. Nor are X-Spam-* fields, which
+// moat removes on the way in and writes itself. The mere presence of
+// each field name was a feature once; it cost recall in cross-validation
+// (list headers make list-relayed spam look like ham), so only the fields
+// below speak.
 func (t *tokenizer) header(h textproto.Header) {
 	received := 0
-	fields := h.Fields()
+	fields := h.FieldsByKey("Received")
 	for fields.Next() {
-		key := fields.Key() // canonical form
-		if ignoredHeaders[key] {
-			continue
+		received++
+		if received <= 3 {
+			t.received(fields.Value())
 		}
-		if key == "Received" {
-			received++
-			if received <= 3 {
-				t.received(fields.Value())
-			}
-			continue
-		}
-		t.feature("h:" + clip(strings.ToLower(key), 40))
 	}
 	t.feature("rcvd:" + bucket(received))
 

@@ -51,7 +51,7 @@ func TestTokens(t *testing.T) {
 		"rt:otherdomain", "to:3-5", "cc:0",
 		"xm:outlook", "xm:express", "xm:#.#",
 		"ct:text/html", "cs:iso-8859-1", "mid:deals.co.uk",
-		"h:from", "h:x-mailer", "rcvd:1", "r:mx.spammer.example", "r:ip:203.0", "r:esmtp",
+		"rcvd:1", "r:mx.spammer.example", "r:ip:203.0", "r:esmtp",
 		// content facts
 		"meta:html", "meta:urls:2", "u:track.example.net", "u:rd:example.net", "u:userinfo", "u:ip",
 		"att:application/octet-stream", "ext:exe", "mime:MIME_BAD_ENCODING",
