@@ -115,7 +115,7 @@ func (s *Store) discard(c content) {
 func (s *Store) ReadMessage(m Message) ([]byte, error) {
 	if m.BlobKey == "" {
 		var data []byte
-		err := s.rdb.QueryRow("SELECT data FROM blobs WHERE id = ? AND data IS NOT NULL", m.BlobID).Scan(&data)
+		err := s.readInline.QueryRow(m.BlobID).Scan(&data)
 		if errors.Is(err, sql.ErrNoRows) {
 			// Expunged meanwhile: the same answer as a removed file.
 			return nil, fmt.Errorf("read message %d: %w", m.BlobID, fs.ErrNotExist)

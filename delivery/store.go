@@ -71,6 +71,9 @@ type Store struct {
 	cfg    Config
 	blobs  string
 	rdb    *sql.DB // readers (WAL lets them run beside the writer)
+	// readInline is prepared once: an IMAP FETCH or POP3 RETR of many
+	// inline messages runs it for each.
+	readInline *sql.Stmt
 	wdb    *sql.DB // the single writer connection
 	jobs   chan *job
 	done   chan struct{}
@@ -127,6 +130,11 @@ func Open(cfg Config) (*Store, error) {
 		done:  make(chan struct{}),
 		now:   time.Now,
 	}
+	if s.readInline, err = rdb.Prepare("SELECT data FROM blobs WHERE id = ? AND data IS NOT NULL"); err != nil {
+		rdb.Close()
+		wdb.Close()
+		return nil, fmt.Errorf("open index: %w", err)
+	}
 	s.watch.init()
 	s.wg.Add(1)
 	go s.commitLoop()
@@ -140,7 +148,7 @@ func (s *Store) Close() error {
 	s.closed.Do(func() {
 		close(s.done)
 		s.wg.Wait()
-		err = errors.Join(s.rdb.Close(), s.wdb.Close())
+		err = errors.Join(s.readInline.Close(), s.rdb.Close(), s.wdb.Close())
 	})
 	return err
 }
