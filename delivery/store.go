@@ -68,19 +68,19 @@ func (c *Config) Validate() error {
 // Store is the mailbox store: users, mailboxes and messages.
 // It is safe for concurrent use.
 type Store struct {
-	cfg    Config
-	blobs  string
-	rdb    *sql.DB // readers (WAL lets them run beside the writer)
+	cfg   Config
+	blobs string
+	rdb   *sql.DB // readers (WAL lets them run beside the writer)
 	// readInline is prepared once: an IMAP FETCH or POP3 RETR of many
 	// inline messages runs it for each.
 	readInline *sql.Stmt
-	wdb    *sql.DB // the single writer connection
-	jobs   chan *job
-	done   chan struct{}
-	wg     sync.WaitGroup
-	watch  watchers
-	closed sync.Once
-	now    func() time.Time
+	wdb        *sql.DB // the single writer connection
+	jobs       chan *job
+	done       chan struct{}
+	wg         sync.WaitGroup
+	watch      watchers
+	closed     sync.Once
+	now        func() time.Time
 }
 
 // Open opens (creating if needed) the store in cfg.Dir.
