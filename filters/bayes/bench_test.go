@@ -34,7 +34,7 @@ func BenchmarkClassify10KB(b *testing.B) {
 func BenchmarkTokenize10KB(b *testing.B) {
 	spam, _ := synthCorpus(1234, 1, 0, 10*1024)
 	msg := filters.ParseMessage(spam[0].Raw)
-	cc := Content(msg)
+	cc := msg.Content()
 	b.SetBytes(int64(len(spam[0].Raw)))
 	b.ReportAllocs()
 	for b.Loop() {

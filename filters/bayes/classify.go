@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/moatmail/moat/filters"
-	"github.com/moatmail/moat/filters/content"
 )
 
 // Robinson's smoothing constants: s is the strength given to the assumed
@@ -95,6 +94,14 @@ func Open(cfg Config, dataDir string) (*Classifier, error) {
 	return c, nil
 }
 
+// WithConfig returns a classifier over the same store with another
+// configuration (a reloaded [filters.bayes] section: bands, scores,
+// thresholds). The new classifier does not own the store; Path changes
+// need a restart. The receiver stays usable.
+func (c *Classifier) WithConfig(cfg Config) (*Classifier, error) {
+	return NewClassifier(cfg, c.store)
+}
+
 // DatabasePath is the token database Open uses.
 func DatabasePath(cfg Config, dataDir string) string {
 	switch {
@@ -117,17 +124,11 @@ func (c *Classifier) Close() error {
 	return nil
 }
 
-// Content returns the decoded view of a message that the classifier
-// tokenises.
-func Content(msg *filters.Message) *content.Content {
-	return walk(msg)
-}
-
 // Classify scores a message for a recipient. With user not empty and
 // that user's model trained, the user's model decides; otherwise the
 // global one does.
 func (c *Classifier) Classify(ctx context.Context, user string, msg *filters.Message) (Result, error) {
-	return c.ClassifyFeatures(ctx, user, Features(msg, Content(msg)))
+	return c.ClassifyFeatures(ctx, user, Features(msg, msg.Content()))
 }
 
 // model picks the model for a user: the user's own once trained, else
@@ -293,7 +294,7 @@ func (c *Classifier) LearnMessage(ctx context.Context, user string, msg *filters
 	ev := Event{
 		User:     user,
 		Digest:   MessageDigest(msg),
-		Features: Features(msg, Content(msg)),
+		Features: Features(msg, msg.Content()),
 		Class:    class,
 		Time:     c.now(),
 	}
@@ -359,7 +360,7 @@ func (c *Classifier) LearnBatch(ctx context.Context, user string, samples []Samp
 	now := c.now()
 	parallel(len(samples), runtime.NumCPU(), func(i int) {
 		m := filters.ParseMessage(samples[i].Raw)
-		events[i] = Event{User: user, Digest: MessageDigest(m), Features: Features(m, Content(m)), Class: class, Time: now}
+		events[i] = Event{User: user, Digest: MessageDigest(m), Features: Features(m, m.Content()), Class: class, Time: now}
 	})
 	if user != "" {
 		for _, ev := range events[:len(samples)] {

@@ -133,7 +133,7 @@ func TestLearnIdempotentAndMove(t *testing.T) {
 	ctx := context.Background()
 	raw := synthMessage(rand.New(rand.NewPCG(1, 2)), true, 1, 800)
 	msg := filters.ParseMessage(raw)
-	feats := Features(msg, Content(msg))
+	feats := Features(msg, msg.Content())
 	counts := func() (Totals, Counts) {
 		t.Helper()
 		tot, err := c.store.Totals(ctx, "")
@@ -408,5 +408,30 @@ func TestFilterCheck(t *testing.T) {
 	}
 	if len(syms) != 1 || syms[0].Name != SymSpam || !strings.Contains(syms[0].Reason, "global model") {
 		t.Errorf("symbols %v, want BAYES_SPAM from the global model", syms)
+	}
+}
+
+func TestWithConfig(t *testing.T) {
+	c := trainedClassifier(t, DefaultConfig(), 200, 200)
+	cfg := DefaultConfig()
+	cfg.SpamBands = []Band{{Probability: 0.6, Score: 9}}
+	d, err := c.WithConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Close() != nil || d.owned {
+		t.Fatal("the reconfigured classifier must not own the store")
+	}
+	spam, _ := synthCorpus(8, 1, 0, 1000)
+	r, err := d.Classify(context.Background(), "", filters.ParseMessage(spam[0].Raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if syms := d.Symbols(r); len(syms) != 1 || syms[0].Score != 9 {
+		t.Errorf("symbols %v, want the new band's score 9", syms)
+	}
+	cfg.MinStrength = 0.7
+	if _, err := c.WithConfig(cfg); err == nil {
+		t.Error("invalid config: want an error")
 	}
 }

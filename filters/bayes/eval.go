@@ -90,7 +90,7 @@ func CrossValidate(ctx context.Context, cfg Config, spam, ham []Sample, opt Eval
 	digests := make([]Digest, len(samples))
 	parallel(len(samples), opt.Workers, func(i int) {
 		m := filters.ParseMessage(samples[i].Raw)
-		feats[i] = Features(m, Content(m))
+		feats[i] = Features(m, m.Content())
 		digests[i] = MessageDigest(m)
 	})
 	run := opt.OnlyFolds

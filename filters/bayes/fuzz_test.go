@@ -20,7 +20,7 @@ func FuzzTokenize(f *testing.F) {
 	f.Add([]byte("From: broken <\r\nReceived: from [999.1.1.1]; x\r\n\r\n"), "a@b. http://[::1]:80/ https://user@host:99/ \xff\xfe")
 	f.Fuzz(func(t *testing.T, raw []byte, text string) {
 		msg := filters.ParseMessage(raw)
-		c := Content(msg)
+		c := msg.Content()
 		for _, cc := range []*content.Content{c, {Text: text, URLs: []string{text}, Attachments: []content.Attachment{{Filename: text, DeclaredType: text}}}} {
 			hashes := &tokenizer{}
 			hashes.message(msg, cc)

@@ -3,7 +3,7 @@
 # rspamd's, trained and tested on the same folds of the SpamAssassin public
 # corpus (scripts/corpus/fetch.sh).
 #
-#   scripts/corpus/run.sh [--folds 10] [--peer-folds 3] [--no-peers] [--only sa|rspamd]
+#   scripts/corpus/run.sh [--folds 10] [--peer-folds 3] [--no-peers] [--only sa|rspamd] [--skip-moat]
 #
 # 1. moat: `moat bayes eval` with --folds folds (every message tested
 #    once), per-message scores in $work/moat.tsv; the fold of each message
@@ -29,13 +29,15 @@ set -euo pipefail
 folds=10
 peer_folds=3
 peers=(sa rspamd)
+skip_moat=false
 while [[ $# -gt 0 ]]; do
 	case $1 in
 	--folds) folds=$2; shift 2 ;;
 	--peer-folds) peer_folds=$2; shift 2 ;;
 	--no-peers) peers=(); shift ;;
 	--only) peers=("$2"); shift 2 ;;
-	*) echo "usage: $0 [--folds N] [--peer-folds N] [--no-peers] [--only sa|rspamd]" >&2; exit 2 ;;
+	--skip-moat) skip_moat=true; shift ;; # reuse the last moat run's scores and split
+	*) echo "usage: $0 [--folds N] [--peer-folds N] [--no-peers] [--only sa|rspamd] [--skip-moat]" >&2; exit 2 ;;
 	esac
 done
 
@@ -49,12 +51,23 @@ log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 
 "$root/scripts/corpus/fetch.sh" >&2
 log "building moat"
-(cd "$root" && go build -o "$work/moat" ./cmd/moat)
+overlay=()
+if ! grep -q 'case "bayes"' "$root/cmd/moat/main.go"; then
+	# Until cmd/moat/main.go dispatches `moat bayes`: build with the case
+	# added through a build overlay (the source tree is not touched).
+	sed 's|\tcase "quarantine":|\tcase "bayes":\n\t\terr = cmdBayes(rest, stdout)\n\tcase "quarantine":|' \
+		"$root/cmd/moat/main.go" >"$work/main.go"
+	printf '{"Replace":{"%s":"%s"}}' "$root/cmd/moat/main.go" "$work/main.go" >"$work/overlay.json"
+	overlay=(-overlay "$work/overlay.json")
+fi
+(cd "$root" && go build "${overlay[@]}" -o "$work/moat" ./cmd/moat)
 moat=$work/moat
 
 # 1. moat
-log "moat: $folds-fold cross-validation"
-"$moat" bayes eval --spam "$cache/spam" --ham "$cache/ham" --folds "$folds" --scores "$work/moat.tsv" | tee "$work/moat.txt" >&2
+if ! $skip_moat; then
+	log "moat: $folds-fold cross-validation"
+	"$moat" bayes eval --spam "$cache/spam" --ham "$cache/ham" --folds "$folds" --scores "$work/moat.tsv" | tee "$work/moat.txt" >&2
+fi
 moat_rate=$(awk '$1 == "moat" {print $NF}' "$work/moat.txt" | tail -1)
 
 # fold_files FOLD CLASS IN|OUT: the files of a class in (test) or out of
@@ -89,6 +102,9 @@ run_sa() {
 	rm -rf "$d"
 	mkdir -p "$d/site" "$d/bayes"
 	site=$d/site
+	# A site folder of our own replaces /etc/spamassassin, plugin loading
+	# (*.pre: Bayes among them) included.
+	cp /etc/spamassassin/*.pre "$site/"
 	sed "s|@BAYES_PATH@|$d/bayes/bayes|" "$peercfg/spamassassin/local.cf.in" >"$site/local.cf"
 	perl "$peercfg/spamassassin/zero_non_bayes.pl" /usr/share/spamassassin "$site" >"$site/zero.cf"
 	# spamd drops root for nobody: let nobody read the folds and the database.
