@@ -2,7 +2,6 @@ package imapd
 
 import (
 	"context"
-	"errors"
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
@@ -126,20 +125,22 @@ func (sess *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags 
 	return nil
 }
 
-// destination finds the target mailbox of COPY or MOVE among the user's
-// own; RFC 9051 §6.4.7: TRYCREATE when it does not exist.
+// destination finds the target mailbox of COPY or MOVE. It must belong
+// to the owner of the selected mailbox: mail never crosses accounts, so an
+// admin in another user's Quarantine can only release to that user's
+// INBOX, and cannot copy into anyone else's or their own folders. RFC 9051
+// §6.4.7: TRYCREATE when the user's own mailbox does not exist.
 func (sess *session) destination(name, op string) (delivery.Mailbox, error) {
 	ctx, cancel := sess.ctx()
 	defer cancel()
-	mb, err := sess.srv.store.Mailbox(ctx, sess.user.ID, name)
-	if errors.Is(err, delivery.ErrNoMailbox) {
-		return delivery.Mailbox{}, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate,
-			Text: "No such mailbox"}
-	}
+	ref, err := sess.resolve(ctx, name)
 	if err != nil {
 		return delivery.Mailbox{}, sess.internalError(op, err)
 	}
-	return mb, nil
+	if ref.store != "" && ref.owner.ID != sess.sel.ref.owner.ID {
+		return delivery.Mailbox{}, errCrossAccount
+	}
+	return sess.open(ctx, ref, rightCopyIn, op)
 }
 
 func copyData(res delivery.CopyResult) *imap.CopyData {
@@ -187,6 +188,7 @@ func (sess *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, erro
 	if err != nil {
 		return nil, sess.internalError("COPY", err)
 	}
+	sess.audit("COPY", dst, len(res.SourceUIDs))
 	sess.review(before, res, dst, false)
 	return copyData(res), nil
 }
@@ -212,7 +214,9 @@ func (sess *session) messagesOf(ctx context.Context, mailboxID int64, uids []uin
 	return out
 }
 
-// review tells the Reviewer which of before were copied or moved.
+// review tells the Reviewer which of before were copied or moved, in the
+// name of the mailboxes' owner: an admin's release from a shared
+// Quarantine counts as the owner's own.
 func (sess *session) review(before []delivery.Message, res delivery.CopyResult, dst delivery.Mailbox, move bool) {
 	if sess.srv.Reviewer == nil || len(res.SourceUIDs) == 0 {
 		return
@@ -227,7 +231,21 @@ func (sess *session) review(before []delivery.Message, res delivery.CopyResult, 
 			msgs = append(msgs, m)
 		}
 	}
-	sess.srv.Reviewer.Moved(sess.user, sess.sel.mb, dst, msgs, move)
+	sess.srv.Reviewer.Moved(sess.sel.ref.owner, sess.sel.mb, dst, msgs, move)
+}
+
+// audit logs a change an admin made to another user's mailbox: one line
+// per command, naming the owner (the session's log names the admin).
+func (sess *session) audit(op string, to delivery.Mailbox, n int) {
+	sel := sess.sel
+	if n == 0 || !sel.ref.foreign(sess.user) {
+		return
+	}
+	args := []any{"owner", sel.ref.owner.Address, "mailbox", sel.mb.Name, "messages", n}
+	if to.ID != 0 {
+		args = append(args, "to", to.Name)
+	}
+	sess.log.Info("imap "+op+" in another user's mailbox", args...)
 }
 
 // Move implements imapserver.SessionMove (RFC 6851): COPYUID first, then
@@ -264,6 +282,7 @@ func (sess *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest str
 	if err != nil {
 		return sess.internalError("MOVE", err)
 	}
+	sess.audit("MOVE", dst, len(res.SourceUIDs))
 	sess.review(before, res, dst, true)
 	if data := copyData(res); data != nil {
 		if err := w.WriteCopyData(data); err != nil {
@@ -326,6 +345,7 @@ func (sess *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) err
 	if err != nil {
 		return sess.internalError("EXPUNGE", err)
 	}
+	sess.audit("EXPUNGE", delivery.Mailbox{}, len(removed))
 	gone := make(map[uint32]bool, len(removed)+len(sel.ghosts))
 	for _, uid := range removed {
 		gone[uid] = true
@@ -371,6 +391,6 @@ func (sess *session) reviewExpunge(ctx context.Context, only []uint32) {
 		}
 	}
 	if len(msgs) > 0 {
-		sess.srv.Reviewer.Expunging(sess.user, sess.sel.mb, msgs)
+		sess.srv.Reviewer.Expunging(sess.sel.ref.owner, sess.sel.mb, msgs)
 	}
 }

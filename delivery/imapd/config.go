@@ -97,6 +97,10 @@ const (
 // message by moving it out of Quarantine, reporting spam by moving it to
 // Junk). Calls are made after the store change is committed; a Reviewer
 // must not block for long (queue slow work). Nil is allowed.
+//
+// user is always the owner of the mailboxes: when an admin releases or
+// deletes mail in another user's shared Quarantine, the call is made as if
+// that user had done it.
 type Reviewer interface {
 	// Moved says that msgs (as they were in from) were copied or, with
 	// move, moved to the mailbox to of the same user.

@@ -9,7 +9,12 @@
 //
 // Isolation: a session sees only its own user's mailboxes, looked up by
 // name for that user; no store identifier ever comes from the client, so
-// another user's mailbox names simply do not exist for it.
+// another user's mailbox names simply do not exist for it. The one
+// exception is an admin account's shared namespace, "Shared/<address>/",
+// holding each other user's Quarantine and, as a release target only,
+// their INBOX; every name goes through one resolver that says whose
+// mailbox it is and what may be done with it (resolve.go). Mail never
+// moves between accounts.
 //
 // Sequence numbers: a selected mailbox is held as a per-session snapshot
 // (UIDs in order and their flags) from which sequence numbers are derived.

@@ -74,6 +74,13 @@ func TestMain(m *testing.M) {
 
 func newEnv(t testing.TB, cfg Config) *env {
 	t.Helper()
+	return newEnvWith(t, cfg, nil)
+}
+
+// newEnvWith is newEnv with a setup step that runs before the server
+// starts serving (more users, a Reviewer).
+func newEnvWith(t testing.TB, cfg Config, setup func(*env)) *env {
+	t.Helper()
 	ctx := context.Background()
 	st, err := delivery.Open(delivery.Config{Dir: t.TempDir(), InlineMax: storeInlineMax})
 	if err != nil {
@@ -95,6 +102,9 @@ func newEnv(t testing.TB, cfg Config) *env {
 	}
 	e.srv = New(cfg, st, serverTLS, nil, log)
 	e.srv.Observer = e.observed
+	if setup != nil {
+		setup(e)
+	}
 
 	plain, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

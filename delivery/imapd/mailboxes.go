@@ -1,6 +1,7 @@
 package imapd
 
 import (
+	"context"
 	"errors"
 	"io"
 	"sort"
@@ -27,26 +28,26 @@ func (sess *session) List(w *imapserver.ListWriter, ref string, patterns []strin
 	}
 	ctx, cancel := sess.ctx()
 	defer cancel()
-	mbs, err := sess.srv.store.Mailboxes(ctx, sess.user.ID)
+	entries, err := sess.listEntries(ctx, ref, patterns)
 	if err != nil {
 		return sess.internalError("LIST", err)
 	}
-	byName := make(map[string]*delivery.Mailbox, len(mbs))
+	byName := make(map[string]*listEntry, len(entries))
 	hasChild := make(map[string]bool)
 	subscribedChild := make(map[string]bool)
-	for i := range mbs {
-		mb := &mbs[i]
-		byName[mb.Name] = mb
-		for p := parentOf(mb.Name); p != ""; p = parentOf(p) {
+	for i := range entries {
+		e := &entries[i]
+		byName[e.ref.name] = e
+		for p := parentOf(e.ref.name); p != ""; p = parentOf(p) {
 			hasChild[p] = true
-			if mb.Subscribed {
+			if e.subscribed {
 				subscribedChild[p] = true
 			}
 		}
 	}
 	// Levels that have children but no mailbox of their own (a parent
-	// deleted after its children were made) are listed as \Noselect
-	// (RFC 3501 §6.3.8).
+	// deleted after its children were made, or the levels of the shared
+	// namespace) are listed as \Noselect (RFC 3501 §6.3.8).
 	names := make([]string, 0, len(byName)+len(hasChild))
 	for name := range byName {
 		names = append(names, name)
@@ -62,20 +63,20 @@ func (sess *session) List(w *imapserver.ListWriter, ref string, patterns []strin
 		if !matchAny(name, ref, patterns) {
 			continue
 		}
-		mb := byName[name]
+		e := byName[name]
 		data := &imap.ListData{Delim: delivery.Delimiter, Mailbox: name}
 		// RFC 5258 §3.5: with RECURSIVEMATCH, a parent that is not itself
 		// selected by the criteria is returned with CHILDINFO.
 		childInfo := options.SelectRecursiveMatch && subscribedChild[name]
 		switch {
-		case mb == nil:
+		case e == nil:
 			if options.SelectSpecialUse || (options.SelectSubscribed && !childInfo) {
 				continue
 			}
 			data.Attrs = append(data.Attrs, imap.MailboxAttrNoSelect)
-		case options.SelectSpecialUse && mb.SpecialUse == "":
+		case options.SelectSpecialUse && e.specialUse == "":
 			continue
-		case options.SelectSubscribed && !mb.Subscribed && !childInfo:
+		case options.SelectSubscribed && !e.subscribed && !childInfo:
 			continue
 		}
 		if childInfo {
@@ -87,21 +88,23 @@ func (sess *session) List(w *imapserver.ListWriter, ref string, patterns []strin
 		} else {
 			data.Attrs = append(data.Attrs, imap.MailboxAttrHasNoChildren)
 		}
-		if mb != nil {
+		if e != nil {
 			// RFC 6154 §2: special-use attributes are returned by plain
 			// LIST as well as when asked for.
-			if mb.SpecialUse != "" {
-				data.Attrs = append(data.Attrs, imap.MailboxAttr(mb.SpecialUse))
+			if e.specialUse != "" {
+				data.Attrs = append(data.Attrs, imap.MailboxAttr(e.specialUse))
 			}
-			if mb.Subscribed && (options.ReturnSubscribed || options.SelectSubscribed) {
+			if e.subscribed && (options.ReturnSubscribed || options.SelectSubscribed) {
 				data.Attrs = append(data.Attrs, imap.MailboxAttrSubscribed)
 			}
-			if options.ReturnStatus != nil {
-				st, err := sess.srv.store.Status(ctx, sess.user.ID, name)
+			// A release target cannot be read: like a STATUS that fails,
+			// its STATUS is left out (RFC 5819 §2).
+			if options.ReturnStatus != nil && e.ref.can(rightRead) {
+				st, err := sess.srv.store.Status(ctx, e.ref.owner.ID, e.ref.store)
 				if err != nil {
 					return sess.internalError("LIST", err)
 				}
-				if data.Status, err = sess.statusData(st, options.ReturnStatus); err != nil {
+				if data.Status, err = sess.statusData(name, st, options.ReturnStatus); err != nil {
 					return err
 				}
 			}
@@ -111,6 +114,41 @@ func (sess *session) List(w *imapserver.ListWriter, ref string, patterns []strin
 		}
 	}
 	return nil
+}
+
+// listEntry is a mailbox LIST may show.
+type listEntry struct {
+	ref        mailboxRef
+	specialUse string
+	subscribed bool
+}
+
+// listEntries returns the session's own mailboxes and, for an admin whose
+// patterns can reach it, the shared namespace.
+func (sess *session) listEntries(ctx context.Context, ref string, patterns []string) ([]listEntry, error) {
+	mbs, err := sess.srv.store.Mailboxes(ctx, sess.user.ID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]listEntry, 0, len(mbs))
+	for _, mb := range mbs {
+		if sess.inShared(mb.Name) {
+			continue // hidden behind the shared namespace
+		}
+		out = append(out, listEntry{
+			ref:        mailboxRef{name: mb.Name, owner: sess.user, store: mb.Name, rights: rightsOwn},
+			specialUse: mb.SpecialUse,
+			subscribed: mb.Subscribed,
+		})
+	}
+	if sess.user.Admin && mayListShared(ref, patterns) {
+		shared, err := sess.sharedEntries(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, shared...)
+	}
+	return out, nil
 }
 
 // lessMailbox orders INBOX first, then by name.
@@ -155,21 +193,29 @@ func canonInbox(s string) string {
 func (sess *session) Status(name string, options *imap.StatusOptions) (*imap.StatusData, error) {
 	ctx, cancel := sess.ctx()
 	defer cancel()
-	st, err := sess.srv.store.Status(ctx, sess.user.ID, name)
+	ref, err := sess.resolve(ctx, name)
+	if err != nil {
+		return nil, sess.internalError("STATUS", err)
+	}
+	if err := ref.check(rightRead); err != nil {
+		return nil, err
+	}
+	st, err := sess.srv.store.Status(ctx, ref.owner.ID, ref.store)
 	if err != nil {
 		return nil, sess.mailboxError("STATUS", err)
 	}
-	return sess.statusData(st, options)
+	return sess.statusData(ref.name, st, options)
 }
 
-func (sess *session) statusData(st delivery.MailboxStatus, options *imap.StatusOptions) (*imap.StatusData, error) {
+// statusData answers STATUS of a mailbox the client calls name.
+func (sess *session) statusData(name string, st delivery.MailboxStatus, options *imap.StatusOptions) (*imap.StatusData, error) {
 	if options.DeletedStorage {
 		// QUOTA=RES-STORAGE is not offered; go-imap would dereference a
 		// nil count if we let the item through.
 		return nil, &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Unknown STATUS data item"}
 	}
 	data := &imap.StatusData{
-		Mailbox:     st.Name,
+		Mailbox:     name,
 		UIDNext:     imap.UID(st.UIDNext),
 		UIDValidity: st.UIDValidity,
 	}
@@ -220,10 +266,28 @@ func (sess *session) Create(name string, options *imap.CreateOptions) error {
 	}
 	ctx, cancel := sess.ctx()
 	defer cancel()
-	if _, err := sess.srv.store.CreateMailbox(ctx, sess.user.ID, name, use); err != nil {
+	ref, err := sess.manageable(ctx, name, "CREATE")
+	if err != nil {
+		return err
+	}
+	if _, err := sess.srv.store.CreateMailbox(ctx, ref.owner.ID, ref.store, use); err != nil {
 		return sess.mailboxError("CREATE", err)
 	}
 	return nil
+}
+
+// manageable resolves a name for CREATE, DELETE or RENAME, which work on
+// the session's own mailboxes only: anywhere in the shared namespace
+// they answer NOPERM.
+func (sess *session) manageable(ctx context.Context, name, op string) (mailboxRef, error) {
+	ref, err := sess.resolve(ctx, name)
+	if err != nil {
+		return ref, sess.internalError(op, err)
+	}
+	if !ref.can(rightManage) {
+		return ref, errNoPerm
+	}
+	return ref, nil
 }
 
 // checkMailboxName refuses names the store would refuse, with a response
@@ -257,7 +321,11 @@ func (sess *session) Delete(name string) error {
 	}
 	ctx, cancel := sess.ctx()
 	defer cancel()
-	if err := sess.srv.store.DeleteMailbox(ctx, sess.user.ID, name); err != nil {
+	ref, err := sess.manageable(ctx, name, "DELETE")
+	if err != nil {
+		return err
+	}
+	if err := sess.srv.store.DeleteMailbox(ctx, ref.owner.ID, ref.store); err != nil {
 		return sess.mailboxError("DELETE", err)
 	}
 	return nil
@@ -281,6 +349,11 @@ func (sess *session) Rename(oldName, newName string, _ *imap.RenameOptions) erro
 	}
 	ctx, cancel := sess.ctx()
 	defer cancel()
+	for _, name := range []string{oldName, newName} {
+		if _, err := sess.manageable(ctx, name, "RENAME"); err != nil {
+			return err
+		}
+	}
 	// The store renames children in one UPDATE; a child landing on an
 	// existing name would fail on the unique index, so check first.
 	mbs, err := sess.srv.store.Mailboxes(ctx, sess.user.ID)
@@ -306,11 +379,23 @@ func (sess *session) Rename(oldName, newName string, _ *imap.RenameOptions) erro
 	return nil
 }
 
-// Subscribe implements imapserver.Session.
+// Subscribe implements imapserver.Session. Shared folders are always
+// subscribed (their subscription state in the store is the owner's), so
+// subscribing to one succeeds and changes nothing.
 func (sess *session) Subscribe(name string) error {
 	ctx, cancel := sess.ctx()
 	defer cancel()
-	if err := sess.srv.store.SetSubscribed(ctx, sess.user.ID, name, true); err != nil {
+	ref, err := sess.resolve(ctx, name)
+	if err != nil {
+		return sess.internalError("SUBSCRIBE", err)
+	}
+	if !ref.can(rightManage) {
+		if ref.store == "" {
+			return errNoMailbox
+		}
+		return nil
+	}
+	if err := sess.srv.store.SetSubscribed(ctx, ref.owner.ID, ref.store, true); err != nil {
 		return sess.mailboxError("SUBSCRIBE", err)
 	}
 	return nil
@@ -318,10 +403,22 @@ func (sess *session) Subscribe(name string) error {
 
 // Unsubscribe implements imapserver.Session. Unsubscribing from a name
 // that no longer exists succeeds: the subscription went with the mailbox.
+// A shared folder cannot be unsubscribed.
 func (sess *session) Unsubscribe(name string) error {
 	ctx, cancel := sess.ctx()
 	defer cancel()
-	err := sess.srv.store.SetSubscribed(ctx, sess.user.ID, name, false)
+	ref, err := sess.resolve(ctx, name)
+	if err != nil {
+		return sess.internalError("UNSUBSCRIBE", err)
+	}
+	if !ref.can(rightManage) {
+		if ref.store == "" {
+			return nil
+		}
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot,
+			Text: "Shared folders are always subscribed"}
+	}
+	err = sess.srv.store.SetSubscribed(ctx, ref.owner.ID, ref.store, false)
 	if err != nil && !errors.Is(err, delivery.ErrNoMailbox) {
 		return sess.internalError("UNSUBSCRIBE", err)
 	}
@@ -333,13 +430,9 @@ func (sess *session) Unsubscribe(name string) error {
 func (sess *session) Append(name string, r imap.LiteralReader, options *imap.AppendOptions) (*imap.AppendData, error) {
 	ctx, cancel := sess.ctx()
 	defer cancel()
-	mb, err := sess.srv.store.Mailbox(ctx, sess.user.ID, name)
-	if errors.Is(err, delivery.ErrNoMailbox) {
-		// RFC 9051 §6.3.12: TRYCREATE tells the client to CREATE first.
-		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "No such mailbox"}
-	}
+	_, mb, err := sess.openName(ctx, name, rightInsert, "APPEND")
 	if err != nil {
-		return nil, sess.internalError("APPEND", err)
+		return nil, err
 	}
 	size := r.Size()
 	if size > sess.srv.cfg.AppendLimit {

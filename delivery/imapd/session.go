@@ -185,12 +185,18 @@ func (sess *session) Unauthenticate() error {
 // AppendLimit implements imapserver.SessionAppendLimit (RFC 7889).
 func (sess *session) AppendLimit() uint32 { return uint32(sess.srv.cfg.AppendLimit) }
 
-// Namespace implements imapserver.SessionNamespace: one personal namespace
-// with no prefix (RFC 2342); no other users' nor shared folders.
+// Namespace implements imapserver.SessionNamespace (RFC 2342): one
+// personal namespace with no prefix and, for an admin, the shared namespace
+// "Shared/" holding the other users' quarantines (see resolve.go). There
+// is no "other users" namespace.
 func (sess *session) Namespace() (*imap.NamespaceData, error) {
-	return &imap.NamespaceData{
+	data := &imap.NamespaceData{
 		Personal: []imap.NamespaceDescriptor{{Prefix: "", Delim: delivery.Delimiter}},
-	}, nil
+	}
+	if sess.user.Admin {
+		data.Shared = []imap.NamespaceDescriptor{{Prefix: sharedRoot + delim, Delim: delivery.Delimiter}}
+	}
+	return data, nil
 }
 
 // internalError logs a store failure and returns what the client sees:

@@ -28,6 +28,7 @@ import (
 // selected is the state of the selected mailbox, as the client knows it:
 // message i has sequence number i+1.
 type selected struct {
+	ref      mailboxRef // the name as resolved: owner and rights
 	mb       delivery.Mailbox
 	readOnly bool
 	uids     []uint32
@@ -125,8 +126,9 @@ func (t *flagTable) internSet(fs *flagSet) uint32 {
 	return i
 }
 
-func newSelected(mb delivery.Mailbox, readOnly bool, msgs []delivery.Message) *selected {
+func newSelected(ref mailboxRef, mb delivery.Mailbox, readOnly bool, msgs []delivery.Message) *selected {
 	sel := &selected{
+		ref:      ref,
 		mb:       mb,
 		readOnly: readOnly,
 		uids:     make([]uint32, len(msgs)),
@@ -337,13 +339,14 @@ func dynamic(n, top uint32) uint32 {
 	return n
 }
 
-// Select implements imapserver.Session (SELECT and EXAMINE).
+// Select implements imapserver.Session (SELECT and EXAMINE). A mailbox
+// without the write right is selected read-only.
 func (sess *session) Select(name string, options *imap.SelectOptions) (*imap.SelectData, error) {
 	ctx, cancel := sess.ctx()
 	defer cancel()
-	mb, err := sess.srv.store.Mailbox(ctx, sess.user.ID, name)
+	ref, mb, err := sess.openName(ctx, name, rightRead, "SELECT")
 	if err != nil {
-		return nil, sess.mailboxError("SELECT", err)
+		return nil, err
 	}
 	// Watch before listing, so that no change falls between the two.
 	changes, stop := sess.srv.store.Watch(mb.ID)
@@ -352,13 +355,17 @@ func (sess *session) Select(name string, options *imap.SelectOptions) (*imap.Sel
 		stop()
 		return nil, sess.internalError("SELECT", err)
 	}
-	sel := newSelected(mb, options.ReadOnly, msgs)
+	sel := newSelected(ref, mb, options.ReadOnly || !ref.can(rightWrite), msgs)
 	sel.changes, sel.stop = changes, stop
 	sess.mu.Lock()
 	sess.unselect()
 	sess.sel = sel
 	sess.keepInfo()
 	sess.mu.Unlock()
+	if ref.foreign(sess.user) {
+		sess.log.Info("imap SELECT of another user's mailbox", "owner", ref.owner.Address,
+			"mailbox", mb.Name, "read_only", sel.readOnly)
+	}
 
 	data := &imap.SelectData{
 		Flags:       mailboxFlags(sel.table),
