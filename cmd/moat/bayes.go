@@ -161,8 +161,11 @@ func bayesTrain(ctx context.Context, w io.Writer, cfg bayes.Config, dataDir, spa
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(w, "%s: %d messages read, %d learned (others were already learned as %s) in %.1fs\n",
-			set.class, len(samples), n, set.class, time.Since(t0).Seconds())
+		fmt.Fprintf(w, "%s: %d messages read, %d learned in %.1fs", set.class, len(samples), n, time.Since(t0).Seconds())
+		if n < len(samples) {
+			fmt.Fprintf(w, " (the others were learned as %s before)", set.class)
+		}
+		fmt.Fprintln(w)
 	}
 	if _, err := c.Prune(ctx); err != nil {
 		return err

@@ -154,7 +154,7 @@ func (c *Classifier) trained(t Totals) bool {
 // ClassifyFeatures scores a message given by its features (Features).
 func (c *Classifier) ClassifyFeatures(ctx context.Context, user string, feats []uint64) (Result, error) {
 	r := Result{Probability: 0.5, Features: len(feats)}
-	model, tot, err := c.model(ctx, user)
+	model, tot, err := c.model(ctx, UserKey(user))
 	if err != nil {
 		return r, err
 	}
@@ -291,6 +291,7 @@ func (c *Classifier) Unlearn(ctx context.Context, user string, raw []byte) error
 // LearnMessage applies one training event for a parsed message (Forget
 // unlearns) and reports whether a model changed.
 func (c *Classifier) LearnMessage(ctx context.Context, user string, msg *filters.Message, class Class) (bool, error) {
+	user = UserKey(user)
 	ev := Event{
 		User:     user,
 		Digest:   MessageDigest(msg),
@@ -315,6 +316,10 @@ func (c *Classifier) LearnMessage(ctx context.Context, user string, msg *filters
 	}
 	return n > 0, nil
 }
+
+// UserKey is the model name of a user: the address in lower case, so that
+// a recipient and a login name find the same model.
+func UserKey(user string) string { return strings.ToLower(strings.TrimSpace(user)) }
 
 // Prune bounds the store to Config.MaxTokens feature rows.
 func (c *Classifier) Prune(ctx context.Context) (int, error) {
@@ -356,6 +361,7 @@ func (c *Classifier) Autolearn(ctx context.Context, msg *filters.Message, score 
 // (`moat bayes train`), tokenising them on every CPU. It returns how many
 // messages changed the user's model (the global one when user is "").
 func (c *Classifier) LearnBatch(ctx context.Context, user string, samples []Sample, class Class) (int, error) {
+	user = UserKey(user)
 	events := make([]Event, len(samples))
 	now := c.now()
 	parallel(len(samples), runtime.NumCPU(), func(i int) {

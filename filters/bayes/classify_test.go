@@ -234,7 +234,7 @@ func TestPerUserModel(t *testing.T) {
 		t.Fatalf("untrained user: %+v, want the global model's spam verdict", r)
 	}
 	// bob likes the "spam": he learns it as ham, and some ham as spam.
-	if n, err := c.LearnBatch(ctx, "bob@example.com", spam[10:15], Ham); err != nil || n != 5 {
+	if n, err := c.LearnBatch(ctx, "Bob@Example.com ", spam[10:15], Ham); err != nil || n != 5 {
 		t.Fatalf("learn as bob: %d, %v", n, err)
 	}
 	if _, err := c.LearnBatch(ctx, "bob@example.com", ham[10:15], Spam); err != nil {

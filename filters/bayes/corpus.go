@@ -64,7 +64,12 @@ func ReadCorpus(path string) ([]Sample, error) {
 				}
 				return nil
 			}
-			if !e.Type().IsRegular() {
+			if e.Type()&os.ModeSymlink != 0 {
+				// A folder of links to messages (a cross-validation fold).
+				if fi, err := os.Stat(p); err != nil || !fi.Mode().IsRegular() {
+					return nil
+				}
+			} else if !e.Type().IsRegular() {
 				return nil
 			}
 			b, err := os.ReadFile(p)

@@ -29,6 +29,9 @@ func TestReadCorpus(t *testing.T) {
 	write("maildir/new/2", "Subject: m2\n\n2\n")
 	write("maildir/tmp/3", "Subject: m3\n\n3\n")
 	single := write("single.eml", "Subject: s\n\ns\n")
+	if err := os.Symlink(single, filepath.Join(dir, "folder", "3.txt")); err != nil {
+		t.Fatal(err)
+	}
 
 	for _, tc := range []struct {
 		path     string
@@ -43,7 +46,7 @@ func TestReadCorpus(t *testing.T) {
 				t.Errorf("separator line kept: %q", s[0].Raw)
 			}
 		}},
-		{filepath.Join(dir, "folder"), []string{"f1", "f2"}, nil},
+		{filepath.Join(dir, "folder"), []string{"f1", "f2", "s"}, nil},
 		{filepath.Join(dir, "maildir"), []string{"m1", "m2"}, nil},
 		{single, []string{"s"}, nil},
 	} {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/moatmail/moat/filters"
 )
@@ -43,7 +42,7 @@ func (f *Filter) Check(ctx context.Context, in *filters.Input) ([]filters.Symbol
 	}
 	user := ""
 	if f.c.cfg.PerUser && in.Env != nil && len(in.Env.Rcpts) == 1 {
-		user = strings.ToLower(in.Env.Rcpts[0])
+		user = in.Env.Rcpts[0]
 	}
 	r, err := f.c.Classify(ctx, user, in.Msg)
 	if err != nil {
