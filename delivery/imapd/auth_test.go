@@ -261,7 +261,7 @@ func TestWrongPasswordThrottled(t *testing.T) {
 	var mu sync.Mutex
 	e.srv.throttle.SetClock(func() time.Time { mu.Lock(); defer mu.Unlock(); return now })
 	var slept []time.Duration
-	e.srv.setSleep(func(d time.Duration) bool {
+	e.srv.gate.SetSleep(func(d time.Duration) bool {
 		mu.Lock()
 		slept = append(slept, d)
 		mu.Unlock()

@@ -48,20 +48,15 @@ type Server struct {
 	strict, lenient   *imapserver.Server
 	strictL, lenientL *chanListener
 
-	authSem chan struct{}
-	done    chan struct{}
-	start   sync.Once
-	inner   sync.WaitGroup
-	nextID  atomic.Uint64
+	gate   *throttle.Gate // every password check goes through it
+	done   chan struct{}
+	start  sync.Once
+	inner  sync.WaitGroup
+	nextID atomic.Uint64
 
 	mu        sync.Mutex
 	closed    bool
 	listeners map[net.Listener]struct{}
-
-	// sleep waits d unless the server closes first; tests replace it
-	// through setSleep.
-	sleepMu sync.Mutex
-	sleep   func(d time.Duration) bool
 }
 
 // capabilities advertised on top of what go-imap adds by itself (SASL-IR,
@@ -122,8 +117,7 @@ func New(cfg Config, store *delivery.Store, tlsConfig *tls.Config, th *throttle.
 			s.cfgErr = errors.Join(s.cfgErr, err)
 		}
 	}
-	s.authSem = make(chan struct{}, max(cfg.AuthConcurrency, 1))
-	s.sleep = s.pause
+	s.gate = throttle.NewGate(s.throttle, cfg.AuthConcurrency, s.done)
 	options := imapserver.Options{
 		NewSession: s.newSession,
 		Caps:       capabilities,
@@ -256,20 +250,6 @@ func (s *Server) pause(d time.Duration) bool {
 	case <-s.done:
 		return false
 	}
-}
-
-func (s *Server) setSleep(f func(time.Duration) bool) {
-	s.sleepMu.Lock()
-	s.sleep = f
-	s.sleepMu.Unlock()
-}
-
-// delay waits d before a password check; false when the server closes.
-func (s *Server) delay(d time.Duration) bool {
-	s.sleepMu.Lock()
-	f := s.sleep
-	s.sleepMu.Unlock()
-	return f(d)
 }
 
 func (s *Server) loginFailed(reason string) {

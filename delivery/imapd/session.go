@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-sasl"
 
 	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/delivery/throttle"
 )
 
 // opTimeout bounds one store operation made for a command.
@@ -111,35 +112,30 @@ func (sess *session) Login(username, password string) error {
 		return &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Already logged in"}
 	}
 	account := delivery.NormalizeAddress(username)
-	th := sess.srv.throttle
-	if d := th.Delay(sess.remote, account); d > 0 {
-		if !sess.srv.delay(d) {
-			return errShuttingDown
+	var u delivery.User
+	ok, err := sess.srv.gate.Check(sess.remote, account, func() (bool, error) {
+		ctx, cancel := sess.ctx()
+		defer cancel()
+		var err error
+		u, err = sess.srv.store.Authenticate(ctx, account, password)
+		if errors.Is(err, delivery.ErrAuthFailed) {
+			return false, nil
 		}
-	}
-	// Bound the argon2id verifications running at once (19 MiB each).
-	select {
-	case sess.srv.authSem <- struct{}{}:
-	case <-sess.srv.done:
-		return errShuttingDown
-	}
-	ctx, cancel := sess.ctx()
-	u, err := sess.srv.store.Authenticate(ctx, account, password)
-	cancel()
-	<-sess.srv.authSem
+		return err == nil, err
+	})
 	switch {
-	case errors.Is(err, delivery.ErrAuthFailed):
-		th.Failure(sess.remote, account)
-		sess.srv.loginFailed(ReasonCredentials)
-		sess.log.Info("imap login failed", "user", clip(account))
-		return imapserver.ErrAuthFailed
+	case errors.Is(err, throttle.ErrClosing):
+		return errShuttingDown
 	case err != nil:
 		sess.srv.loginFailed(ReasonInternal)
 		sess.log.Error("imap login: store failed", "user", clip(account), "err", err)
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable,
 			Text: "Temporary failure, try again later"}
+	case !ok:
+		sess.srv.loginFailed(ReasonCredentials)
+		sess.log.Info("imap login failed", "user", clip(account))
+		return imapserver.ErrAuthFailed
 	}
-	th.Success(sess.remote, account)
 	sess.mu.Lock()
 	sess.user = u
 	sess.mu.Unlock()

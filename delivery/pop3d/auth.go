@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/delivery/throttle"
 )
 
 // authorizationCommand runs a command of the AUTHORIZATION state (RFC 1939
@@ -173,39 +174,33 @@ func splitPlain(b []byte) (authz, authc, pass string, ok bool) {
 // login checks a password and opens the maildrop; it writes the response.
 func (sess *session) login(user, password string) {
 	account := delivery.NormalizeAddress(user)
-	th := sess.srv.throttle
-	if d := th.Delay(sess.remote, account); d > 0 {
-		if !sess.srv.delay(d) {
-			sess.reply(respShutdown)
-			return
+	var u delivery.User
+	ok, err := sess.srv.gate.Check(sess.remote, account, func() (bool, error) {
+		ctx, cancel := opContext()
+		defer cancel()
+		var err error
+		u, err = sess.srv.authenticate(ctx, account, password)
+		if errors.Is(err, delivery.ErrAuthFailed) {
+			return false, nil
 		}
-	}
-	// Bound the argon2id verifications running at once (19 MiB each).
-	select {
-	case sess.srv.authSem <- struct{}{}:
-	case <-sess.srv.done:
-		sess.reply(respShutdown)
-		return
-	}
-	ctx, cancel := opContext()
-	u, err := sess.srv.authenticate(ctx, account, password)
-	cancel()
-	<-sess.srv.authSem
+		return err == nil, err
+	})
 	switch {
-	case errors.Is(err, delivery.ErrAuthFailed):
-		th.Failure(sess.remote, account)
-		sess.srv.loginFailed(ReasonCredentials)
-		sess.log.Info("pop3 login failed", "user", clip(account))
-		sess.loginFailures++
-		sess.reply(respAuthFailed)
+	case errors.Is(err, throttle.ErrClosing):
+		sess.reply(respShutdown)
 		return
 	case err != nil:
 		sess.srv.loginFailed(ReasonInternal)
 		sess.log.Error("pop3 login: store failed", "user", clip(account), "err", err)
 		sess.reply(respTempFail)
 		return
+	case !ok:
+		sess.srv.loginFailed(ReasonCredentials)
+		sess.log.Info("pop3 login failed", "user", clip(account))
+		sess.loginFailures++
+		sess.reply(respAuthFailed)
+		return
 	}
-	th.Success(sess.remote, account)
 	log := sess.log.With("user", u.Address)
 	if !sess.srv.lockMaildrop(u.ID) {
 		// RFC 2449 §8.1.1: another session holds the maildrop.
@@ -214,7 +209,7 @@ func (sess *session) login(user, password string) {
 		sess.reply("-ERR [IN-USE] Maildrop is in use by another POP3 session")
 		return
 	}
-	ctx, cancel = opContext()
+	ctx, cancel := opContext()
 	drop, err := openMaildrop(ctx, sess.srv.store, u.ID)
 	cancel()
 	if err != nil {

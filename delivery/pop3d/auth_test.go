@@ -233,7 +233,7 @@ func TestWrongPasswordThrottled(t *testing.T) {
 	var mu sync.Mutex
 	e.srv.throttle.SetClock(func() time.Time { mu.Lock(); defer mu.Unlock(); return now })
 	var slept []time.Duration
-	e.srv.setSleep(func(d time.Duration) bool {
+	e.srv.gate.SetSleep(func(d time.Duration) bool {
 		mu.Lock()
 		slept = append(slept, d)
 		mu.Unlock()
@@ -300,7 +300,7 @@ func TestWrongPasswordThrottled(t *testing.T) {
 
 func TestTooManyLoginFailuresClose(t *testing.T) {
 	e := newEnv(t, Config{})
-	e.srv.setSleep(func(time.Duration) bool { return true })
+	e.srv.gate.SetSleep(func(time.Duration) bool { return true })
 	cl := e.dialSTLS(t)
 	for i := 0; i < maxLoginFailures-1; i++ {
 		cl.cmd("USER " + aliceAddr)
@@ -318,33 +318,5 @@ func TestTooManyLoginFailuresClose(t *testing.T) {
 	}
 	if !cl.closed() {
 		t.Error("connection still open")
-	}
-}
-
-// TestAuthConcurrencyBounded: with every slot taken, a password check waits.
-func TestAuthConcurrencyBounded(t *testing.T) {
-	e := newEnv(t, Config{AuthConcurrency: 1})
-	cl := e.dialSTLS(t)
-	e.srv.authSem <- struct{}{} // the only slot
-	cl.cmd("USER " + aliceAddr)
-	cl.send("PASS " + alicePass + "\r\n")
-	got := make(chan string, 1)
-	go func() {
-		l, _ := cl.r.ReadString('\n')
-		got <- l
-	}()
-	select {
-	case l := <-got:
-		t.Fatalf("PASS answered %q while no check slot was free", l)
-	case <-time.After(300 * time.Millisecond):
-	}
-	<-e.srv.authSem
-	select {
-	case l := <-got:
-		if !strings.HasPrefix(l, "+OK") {
-			t.Errorf("PASS once a slot was free: %q", l)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("PASS not answered after the slot was freed")
 	}
 }

@@ -56,7 +56,7 @@ func FuzzCommand(f *testing.F) {
 	serverTLS, _, _ := testCertificates(f)
 	// A discarding logger: f.Log may not be called from the fuzz target.
 	srv := New(Config{AllowPlaintextLoopback: true}, store, serverTLS, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	srv.setSleep(func(time.Duration) bool { return true })
+	srv.gate.SetSleep(func(time.Duration) bool { return true })
 	// argon2id under the fuzzer's instrumentation takes most of a second
 	// per check; a plain comparison keeps the fuzzer exploring commands.
 	srv.authenticate = func(ctx context.Context, address, password string) (delivery.User, error) {

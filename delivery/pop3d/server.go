@@ -34,10 +34,10 @@ type Server struct {
 	throttle  *throttle.Throttle
 	log       *slog.Logger
 
-	authSem chan struct{}
-	done    chan struct{}
-	conns   sync.WaitGroup
-	nextID  atomic.Uint64
+	gate   *throttle.Gate // every password check goes through it
+	done   chan struct{}
+	conns  sync.WaitGroup
+	nextID atomic.Uint64
 	// panics counts sessions ended by a recovered panic (tests assert
 	// that it stays zero).
 	panics atomic.Int64
@@ -50,11 +50,6 @@ type Server struct {
 	// locked holds the users whose maildrop a session has open.
 	lockMu sync.Mutex
 	locked map[int64]struct{}
-
-	// sleep waits d unless the server closes first; tests replace it
-	// through setSleep.
-	sleepMu sync.Mutex
-	sleep   func(d time.Duration) bool
 
 	// authenticate is store.Authenticate; the fuzz test replaces it with
 	// a check that costs less than argon2id.
@@ -88,8 +83,7 @@ func New(cfg Config, store *delivery.Store, tlsConfig *tls.Config, th *throttle.
 			s.cfgErr = errors.Join(s.cfgErr, err)
 		}
 	}
-	s.authSem = make(chan struct{}, max(cfg.AuthConcurrency, 1))
-	s.sleep = s.pause
+	s.gate = throttle.NewGate(s.throttle, cfg.AuthConcurrency, s.done)
 	if store != nil {
 		s.authenticate = store.Authenticate
 	}
@@ -219,20 +213,6 @@ func (s *Server) pause(d time.Duration) bool {
 	case <-s.done:
 		return false
 	}
-}
-
-func (s *Server) setSleep(f func(time.Duration) bool) {
-	s.sleepMu.Lock()
-	s.sleep = f
-	s.sleepMu.Unlock()
-}
-
-// delay waits d before a password check; false when the server closes.
-func (s *Server) delay(d time.Duration) bool {
-	s.sleepMu.Lock()
-	f := s.sleep
-	s.sleepMu.Unlock()
-	return f(d)
 }
 
 func (s *Server) loginFailed(reason string) {
