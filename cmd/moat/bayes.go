@@ -95,7 +95,7 @@ func cmdBayes(args []string, stdout io.Writer) error {
 			opt.OnlyFolds = append(opt.OnlyFolds, n)
 		}
 		if threshold == 0 {
-			threshold = weakestSpamBand(bcfg)
+			threshold = bcfg.SpamThreshold()
 		}
 		return bayesEval(ctx, stdout, bcfg, spam, ham, opt, scores, threshold)
 	case "stats":
@@ -126,17 +126,6 @@ func bayesConfig(path string) (string, bayes.Config, error) {
 		return "", bayes.Config{}, fmt.Errorf("config: filters.bayes.%w", err)
 	}
 	return cfg.DataDir, sect.Filters.Bayes, nil
-}
-
-func weakestSpamBand(c bayes.Config) float64 {
-	t := 1.0
-	for _, b := range c.SpamBands {
-		t = min(t, b.Probability)
-	}
-	if len(c.SpamBands) == 0 {
-		t = 0.5
-	}
-	return t
 }
 
 func bayesTrain(ctx context.Context, w io.Writer, cfg bayes.Config, dataDir, spam, ham, user string) error {
@@ -315,7 +304,7 @@ func bayesReport(w io.Writer, path, name string, threshold, perSec float64) erro
 		name = path
 	}
 	if threshold == 0 {
-		threshold = weakestSpamBand(bayes.DefaultConfig())
+		threshold = bayes.DefaultConfig().SpamThreshold()
 	}
 	printMetrics(w, name, bayes.Measure(scores, threshold), perSec)
 	return nil

@@ -66,13 +66,23 @@ type Band struct {
 //	per_user              false     use a recipient's own model (single
 //	                                recipient transactions only)
 //	untrained_score       0         score of BAYES_UNTRAINED
-//	spam_bands            p >= 0.99: 5.0, >= 0.95: 3.5, >= 0.80: 2.0
+//	spam_bands            p >= 0.99: 5.0, >= 0.95: 3.5, >= 0.80: 2.0,
+//	                      >= 0.55: 1.0
 //	ham_bands             p <= 0.01: -3.0, <= 0.05: -1.5
 //	autolearn             false     learn from confident verdicts
 //	autolearn_spam_score  12.0      learn as spam at or above this score
 //	autolearn_ham_score   -1.0      learn as ham at or below this score
-//	max_significant       150       most features combined per message
+//	max_significant       100       most features combined per message
 //	min_strength          0.1       a feature counts when |f(w)-0.5| >= this
+//	robinson_s            0.45      strength of the assumed probability 0.5
+//	                                for rarely seen features
+//
+// robinson_s and max_significant were chosen by 10-fold cross-validation
+// on the SpamAssassin public corpus (docs/bayes.md): against Robinson's
+// s = 1 and 150 features, s = 0.45 (SpamBayes's default) and 100 features
+// raised spam recall at a 0.3 % ham false-positive rate from 95.7 to
+// 96.6 % and ROC AUC from 0.99936 to 0.99961. With them the model is
+// surer of itself, and the 0.55 band catches spam it leans towards.
 //
 // A probability between the weakest spam band and the weakest ham band
 // gives no symbol.
@@ -94,6 +104,7 @@ type Config struct {
 	AutolearnHamScore  float64 `toml:"autolearn_ham_score"`
 	MaxSignificant     int     `toml:"max_significant"`
 	MinStrength        float64 `toml:"min_strength"`
+	RobinsonS          float64 `toml:"robinson_s"`
 }
 
 // DefaultConfig returns the configuration documented on Config.
@@ -108,6 +119,7 @@ func DefaultConfig() Config {
 			{Probability: 0.99, Score: 5.0},
 			{Probability: 0.95, Score: 3.5},
 			{Probability: 0.80, Score: 2.0},
+			{Probability: 0.55, Score: 1.0},
 		},
 		HamBands: []Band{
 			{Probability: 0.01, Score: -3.0},
@@ -115,8 +127,9 @@ func DefaultConfig() Config {
 		},
 		AutolearnSpamScore: 12.0,
 		AutolearnHamScore:  -1.0,
-		MaxSignificant:     150,
+		MaxSignificant:     100,
 		MinStrength:        0.1,
+		RobinsonS:          0.45,
 	}
 }
 
@@ -172,6 +185,9 @@ func (c Config) Validate() error {
 	if c.MaxSignificant < 1 {
 		bad("max_significant", "%d is below 1", c.MaxSignificant)
 	}
+	if !(c.RobinsonS > 0 && c.RobinsonS <= 10) {
+		bad("robinson_s", "%v is not in (0, 10]", c.RobinsonS)
+	}
 	if !(c.MinStrength >= 0 && c.MinStrength < 0.5) {
 		bad("min_strength", "%v is not in [0, 0.5)", c.MinStrength)
 	}
@@ -179,6 +195,16 @@ func (c Config) Validate() error {
 }
 
 func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
+
+// SpamThreshold is the weakest spam band's probability: from it on, a
+// message gets BAYES_SPAM. Without spam bands it is 1.
+func (c Config) SpamThreshold() float64 {
+	t := 1.0
+	for _, b := range c.SpamBands {
+		t = min(t, b.Probability)
+	}
+	return t
+}
 
 // band returns the symbol and score for a spam probability: the
 // strongest matching band wins, whatever the order in the configuration.

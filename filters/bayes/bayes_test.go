@@ -29,6 +29,7 @@ func TestConfigValidate(t *testing.T) {
 		{"crossed but off", func(c *Config) { c.AutolearnHamScore = 20 }, ""},
 		{"max_significant 0", func(c *Config) { c.MaxSignificant = 0 }, "max_significant"},
 		{"min_strength 0.5", func(c *Config) { c.MinStrength = 0.5 }, "min_strength"},
+		{"robinson_s 0", func(c *Config) { c.RobinsonS = 0 }, "robinson_s"},
 	} {
 		c := DefaultConfig()
 		tc.edit(&c)
@@ -56,13 +57,24 @@ func TestBands(t *testing.T) {
 		score float64
 	}{
 		{1, SymSpam, 5}, {0.995, SymSpam, 5}, {0.99, SymSpam, 5}, {0.97, SymSpam, 3.5},
-		{0.8, SymSpam, 2}, {0.79, "", 0}, {0.5, "", 0}, {0.06, "", 0},
+		{0.8, SymSpam, 2}, {0.79, SymSpam, 1}, {0.55, SymSpam, 1}, {0.54, "", 0}, {0.5, "", 0}, {0.06, "", 0},
 		{0.05, SymHam, -1.5}, {0.02, SymHam, -1.5}, {0.01, SymHam, -3}, {0, SymHam, -3},
 	} {
 		name, score, ok := c.band(tc.p)
 		if name != tc.name || score != tc.score || ok != (tc.name != "") {
 			t.Errorf("band(%v) = %q %v %v, want %q %v", tc.p, name, score, ok, tc.name, tc.score)
 		}
+	}
+}
+
+func TestSpamThreshold(t *testing.T) {
+	c := DefaultConfig()
+	if got := c.SpamThreshold(); got != 0.55 {
+		t.Errorf("default: %v, want 0.55", got)
+	}
+	c.SpamBands = nil
+	if got := c.SpamThreshold(); got != 1 {
+		t.Errorf("no bands: %v, want 1", got)
 	}
 }
 

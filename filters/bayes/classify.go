@@ -19,13 +19,10 @@ import (
 	"github.com/moatmail/moat/filters"
 )
 
-// Robinson's smoothing constants: s is the strength given to the assumed
-// probability x of a feature seen in few messages (Robinson, "A
-// Statistical Approach to the Spam Problem", 2003).
-const (
-	robinsonS = 1.0
-	robinsonX = 0.5
-)
+// robinsonX is the probability assumed for a feature never seen; its
+// strength is Config.RobinsonS (Robinson, "A Statistical Approach to the
+// Spam Problem", 2003).
+const robinsonX = 0.5
 
 // pruneEvery is how many learned messages pass between two checks of the
 // store's size.
@@ -177,10 +174,11 @@ func (c *Classifier) ClassifyFeatures(ctx context.Context, user string, feats []
 }
 
 // combine turns the features' counts into a spam probability: Robinson's
-// f(w) for each, then Fisher's method over the MaxSignificant features
+// f(w) for each (strength Config.RobinsonS), then Fisher's method over the MaxSignificant features
 // furthest from 0.5 (at least MinStrength away), as SpamBayes does.
 func (c *Classifier) combine(counts []Counts, tot Totals) (float64, int) {
 	nspam, nham := float64(tot.Spam), float64(tot.Ham)
+	rs := c.cfg.RobinsonS
 	probs := make([]float64, 0, 256)
 	for _, k := range counts {
 		n := float64(k.Spam) + float64(k.Ham)
@@ -193,7 +191,7 @@ func (c *Classifier) combine(counts []Counts, tot Totals) (float64, int) {
 		ps := math.Min(float64(k.Spam)/nspam, 1)
 		ph := math.Min(float64(k.Ham)/nham, 1)
 		pw := ps / (ps + ph)
-		f := (robinsonS*robinsonX + n*pw) / (robinsonS + n)
+		f := (rs*robinsonX + n*pw) / (rs + n)
 		if math.Abs(f-0.5) >= c.cfg.MinStrength {
 			probs = append(probs, f)
 		}

@@ -54,13 +54,21 @@ func TestFisher(t *testing.T) {
 
 func TestCombineRobinson(t *testing.T) {
 	c := &Classifier{cfg: DefaultConfig()}
+	c.cfg.RobinsonS = 1
 	tot := Totals{Spam: 100, Ham: 100}
-	// A feature seen in one spam message only: f = (0.5 + 1) / 2 = 0.75.
+	// A feature seen in one spam message only: f = (1·0.5 + 1·1) / (1 + 1).
 	p, n := c.combine([]Counts{{Spam: 1}}, tot)
 	if n != 1 {
 		t.Fatalf("significant = %d, want 1", n)
 	}
 	want := fisher([]float64{0.75})
+	if math.Abs(p-want) > 1e-12 {
+		t.Errorf("p = %v, want %v", p, want)
+	}
+	// With s = 0.45: (0.45·0.5 + 1) / 1.45.
+	c.cfg.RobinsonS = 0.45
+	p, _ = c.combine([]Counts{{Spam: 1}}, tot)
+	want = fisher([]float64{1.225 / 1.45})
 	if math.Abs(p-want) > 1e-12 {
 		t.Errorf("p = %v, want %v", p, want)
 	}

@@ -171,7 +171,7 @@ func CrossValidate(ctx context.Context, cfg Config, spam, ham []Sample, opt Eval
 		}
 		rep.Scores = append(rep.Scores, scores...)
 		if opt.Progress != nil {
-			opt.Progress(fold, Measure(scores, DefaultConfig().SpamBands[len(DefaultConfig().SpamBands)-1].Probability))
+			opt.Progress(fold, Measure(scores, cfg.SpamThreshold()))
 		}
 	}
 	rep.ClassifyPerSec = float64(classified) / classifyTime.Seconds()

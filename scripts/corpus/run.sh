@@ -3,7 +3,8 @@
 # rspamd's, trained and tested on the same folds of the SpamAssassin public
 # corpus (scripts/corpus/fetch.sh).
 #
-#   scripts/corpus/run.sh [--folds 10] [--peer-folds 3] [--no-peers] [--only sa|rspamd] [--skip-moat]
+#   scripts/corpus/run.sh [--folds 10] [--peer-folds 3] [--no-peers] [--only sa|rspamd]
+#                         [--skip-moat] [--reuse-peers]
 #
 # 1. moat: `moat bayes eval` with --folds folds (every message tested
 #    once), per-message scores in $work/moat.tsv; the fold of each message
@@ -30,6 +31,7 @@ folds=10
 peer_folds=3
 peers=(sa rspamd)
 skip_moat=false
+reuse_peers=false
 while [[ $# -gt 0 ]]; do
 	case $1 in
 	--folds) folds=$2; shift 2 ;;
@@ -37,7 +39,8 @@ while [[ $# -gt 0 ]]; do
 	--no-peers) peers=(); shift ;;
 	--only) peers=("$2"); shift 2 ;;
 	--skip-moat) skip_moat=true; shift ;; # reuse the last moat run's scores and split
-	*) echo "usage: $0 [--folds N] [--peer-folds N] [--no-peers] [--only sa|rspamd] [--skip-moat]" >&2; exit 2 ;;
+	--reuse-peers) peers=(); reuse_peers=true; shift ;; # table with the last peer runs' scores
+	*) echo "usage: $0 [--folds N] [--peer-folds N] [--no-peers] [--only sa|rspamd] [--skip-moat] [--reuse-peers]" >&2; exit 2 ;;
 	esac
 done
 
@@ -143,7 +146,7 @@ run_sa() {
 		total_t=$(echo "$total_t + $t1 - $t0" | bc)
 		log "spamassassin fold $f: $n classified in $(echo "$t1 - $t0" | bc) s"
 	done
-	sa_rate=$(echo "scale=1; $total_n / $total_t" | bc)
+	echo "scale=1; $total_n / $total_t" | bc >"$work/sa.rate"
 }
 
 # --- rspamd ---------------------------------------------------------------
@@ -169,20 +172,22 @@ run_rspamd() {
 	local total_n=0 total_t=0
 	for ((f = 0; f < peer_folds; f++)); do
 		redis-cli -p "$rport" flushall >/dev/null
-		fold_files "$f" spam out | link_dir "$d/train-spam"
-		fold_files "$f" ham out | link_dir "$d/train-ham"
+		# rspamc skips symlinks in folders: give it the files themselves.
 		log "rspamd fold $f: learning (Learn-Type: bulk)"
-		rspamc -h "127.0.0.1:$cport" -n 2 --header "Learn-Type: bulk" learn_spam "$d/train-spam" >"$d/learn-spam.log" 2>&1
-		rspamc -h "127.0.0.1:$cport" -n 2 --header "Learn-Type: bulk" learn_ham "$d/train-ham" >"$d/learn-ham.log" 2>&1
+		for c in spam ham; do
+			fold_files "$f" $c out >"$d/train-$c.txt"
+			xargs -a "$d/train-$c.txt" rspamc -h "127.0.0.1:$cport" -n 2 --header "Learn-Type: bulk" \
+				learn_$c >"$d/learn-$c.log" 2>&1
+		done
 		log "rspamd fold $f: learned $(grep -c 'success = true' "$d/learn-spam.log" || true) spam, $(grep -c 'success = true' "$d/learn-ham.log" || true) ham"
 		local t0 t1 n=0
 		for c in spam ham; do
-			fold_files "$f" $c in | link_dir "$d/test-$c"
-			n=$((n + $(ls "$d/test-$c" | wc -l)))
+			fold_files "$f" $c in >"$d/test-$c.txt"
+			n=$((n + $(wc -l <"$d/test-$c.txt")))
 		done
 		t0=$(date +%s.%N)
 		for c in spam ham; do
-			rspamc -h "127.0.0.1:$nport" -n 2 symbols "$d/test-$c" >"$d/scan-$c.txt" 2>&1
+			xargs -a "$d/test-$c.txt" rspamc -h "127.0.0.1:$nport" -n 2 symbols >"$d/scan-$c.txt" 2>&1
 		done
 		t1=$(date +%s.%N)
 		for c in spam ham; do
@@ -200,10 +205,9 @@ run_rspamd() {
 	done
 	kill "$spid" "$rpid" 2>/dev/null || true
 	wait "$spid" "$rpid" 2>/dev/null || true
-	rspamd_rate=$(echo "scale=1; $total_n / $total_t" | bc)
+	echo "scale=1; $total_n / $total_t" | bc >"$work/rspamd.rate"
 }
 
-sa_rate=- rspamd_rate=-
 for p in "${peers[@]}"; do
 	case $p in
 	sa) run_sa ;;
@@ -213,16 +217,21 @@ done
 
 # 3. the table
 awk -F'\t' -v n="$peer_folds" '$1 < n' "$work/moat.tsv" >"$work/moat-peerfolds.tsv"
+rate() { if [[ -s $work/$1.rate ]]; then cat "$work/$1.rate"; else echo 0; fi; }
 {
-	echo "SpamAssassin public corpus: $(ls "$cache/spam" | wc -l) spam, $(ls "$cache/ham" | wc -l) ham; $(date -u +%Y-%m-%d), $(nproc) cores, $(uname -m)"
+	echo "SpamAssassin public corpus: $(ls "$cache/spam" | wc -l) spam, $(ls "$cache/ham" | wc -l) ham; $(date -u +%Y-%m-%d), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
 	echo
 	echo "## moat, all $folds folds"
 	"$moat" bayes report --scores "$work/moat.tsv" --name moat --per-sec "$moat_rate"
-	if [[ ${#peers[@]} -gt 0 ]]; then
+	if [[ ${#peers[@]} -gt 0 ]] || $reuse_peers; then
 		echo
-		echo "## folds 0-$((peer_folds - 1)) of the same $folds-fold split, all systems"
+		echo "## folds 0-$((peer_folds - 1)) of the same $folds-fold split, every system"
 		"$moat" bayes report --scores "$work/moat-peerfolds.tsv" --name moat --per-sec "$moat_rate"
-		[[ -s $work/sa.tsv ]] && "$moat" bayes report --scores "$work/sa.tsv" --name spamassassin --per-sec "$sa_rate"
-		[[ -s $work/rspamd.tsv ]] && "$moat" bayes report --scores "$work/rspamd.tsv" --name rspamd --per-sec "$rspamd_rate"
+		if [[ -s $work/sa.tsv ]]; then
+			"$moat" bayes report --scores "$work/sa.tsv" --name spamassassin --per-sec "$(rate sa)"
+		fi
+		if [[ -s $work/rspamd.tsv ]]; then
+			"$moat" bayes report --scores "$work/rspamd.tsv" --name rspamd --per-sec "$(rate rspamd)"
+		fi
 	fi
 } | tee "$work/results.txt"
