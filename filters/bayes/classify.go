@@ -2,6 +2,7 @@ package bayes
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -197,19 +198,40 @@ func (c *Classifier) combine(counts []Counts, tot Totals) (float64, int) {
 		}
 	}
 	if len(probs) > c.cfg.MaxSignificant {
-		slices.SortFunc(probs, func(a, b float64) int {
-			da, db := math.Abs(a-0.5), math.Abs(b-0.5)
-			switch {
-			case da > db:
-				return -1
-			case da < db:
-				return 1
-			}
-			return 0
-		})
-		probs = probs[:c.cfg.MaxSignificant]
+		probs = strongest(probs, c.cfg.MaxSignificant)
 	}
 	return fisher(probs), len(probs)
+}
+
+// strongest returns the k probabilities furthest from 0.5 (k < len(p)),
+// in linear time: a histogram of the distances finds the cut, and only the
+// probabilities at the cut are sorted. Sorting them all was a third of
+// the time of a classification.
+func strongest(p []float64, k int) []float64 {
+	const buckets = 1024
+	bucket := func(f float64) int { return min(int(math.Abs(f-0.5)*2*buckets), buckets-1) }
+	var hist [buckets]int
+	for _, f := range p {
+		hist[bucket(f)]++
+	}
+	cut, above := buckets-1, 0
+	for ; cut > 0 && above+hist[cut] < k; cut-- {
+		above += hist[cut]
+	}
+	out := make([]float64, 0, k)
+	var edge []float64
+	for _, f := range p {
+		switch b := bucket(f); {
+		case b > cut:
+			out = append(out, f)
+		case b == cut:
+			edge = append(edge, f)
+		}
+	}
+	slices.SortFunc(edge, func(a, b float64) int {
+		return cmp.Compare(math.Abs(b-0.5), math.Abs(a-0.5))
+	})
+	return append(out, edge[:k-len(out)]...)
 }
 
 // fisher combines probabilities with Fisher's inverse chi-square method:

@@ -1,9 +1,11 @@
 package bayes
 
 import (
+	"cmp"
 	"context"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -441,5 +443,34 @@ func TestWithConfig(t *testing.T) {
 	cfg.MinStrength = 0.7
 	if _, err := c.WithConfig(cfg); err == nil {
 		t.Error("invalid config: want an error")
+	}
+}
+
+func TestStrongest(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, tc := range []struct{ n, k int }{{10, 3}, {1000, 100}, {5000, 150}, {200, 199}} {
+		p := make([]float64, tc.n)
+		for i := range p {
+			p[i] = r.Float64()
+		}
+		if tc.n == 1000 {
+			for i := range p[:500] {
+				p[i] = 0.9 // many ties at the cut
+			}
+		}
+		dist := func(f float64) float64 { return math.Abs(f - 0.5) }
+		want := slices.Clone(p)
+		slices.SortFunc(want, func(a, b float64) int { return cmp.Compare(dist(b), dist(a)) })
+		got := strongest(slices.Clone(p), tc.k)
+		if len(got) != tc.k {
+			t.Fatalf("n=%d k=%d: %d results", tc.n, tc.k, len(got))
+		}
+		slices.SortFunc(got, func(a, b float64) int { return cmp.Compare(dist(b), dist(a)) })
+		for i := range got {
+			if dist(got[i]) != dist(want[i]) {
+				t.Errorf("n=%d k=%d: result %d at distance %v, want %v", tc.n, tc.k, i, dist(got[i]), dist(want[i]))
+				break
+			}
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package bayes
 
 import (
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -114,5 +115,23 @@ func TestTokensBounded(t *testing.T) {
 	// and meta:urls:0
 	if len(feats) != 2+8+1 {
 		t.Errorf("%d distinct features, want 11", len(feats))
+	}
+}
+
+func TestRadixSort(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, n := range []int{1, 2, 600, 5000} {
+		for _, mask := range []uint64{^uint64(0), 0xff, 0xff00ff0000000000} {
+			a := make([]uint64, n)
+			for i := range a {
+				a[i] = r.Uint64() & mask
+			}
+			want := slices.Clone(a)
+			slices.Sort(want)
+			radixSort(a)
+			if !slices.Equal(a, want) {
+				t.Errorf("n=%d mask=%x: not sorted", n, mask)
+			}
+		}
 	}
 }
