@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/filters"
 	"github.com/moatmail/moat/filters/content"
 	"github.com/moatmail/moat/policies"
 	"github.com/moatmail/moat/quarantine"
@@ -60,6 +61,9 @@ type Deps struct {
 	// Observer and Logger may be nil.
 	Observer Observer
 	Logger   *slog.Logger
+	// Learn, when set, is told of every data-stage verdict with its
+	// message (the classifier's autolearning). It must not block.
+	Learn func(msg *filters.Message, v rules.Verdict)
 }
 
 // Server is the SMTP front. One Server serves any number of listeners.

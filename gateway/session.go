@@ -307,6 +307,9 @@ func (s *session) Data(r io.Reader) error {
 	s.srv.obs.Verdict(v)
 	queueID := newID()
 	err = s.act(ctx, queueID, msg, v)
+	if err == nil && s.srv.deps.Learn != nil {
+		s.srv.deps.Learn(msg, v)
+	}
 	code := 250
 	if err != nil {
 		code = err.Code

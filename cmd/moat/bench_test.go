@@ -37,7 +37,7 @@ score = 1.0
 	if err != nil {
 		b.Fatal(err)
 	}
-	fs, err := buildFilters(cfg)
+	fs, err := buildFilters(cfg, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/moatmail/moat/delivery/throttle"
 	"github.com/moatmail/moat/filters/antivirus"
 	"github.com/moatmail/moat/filters/attachments"
+	"github.com/moatmail/moat/filters/bayes"
 	"github.com/moatmail/moat/filters/content"
 	"github.com/moatmail/moat/filters/content/mimecheck"
 	"github.com/moatmail/moat/filters/gtube"
@@ -82,6 +83,7 @@ type FiltersConfig struct {
 	MIME        mimecheck.Config   `toml:"mime"`
 	GTUBE       gtube.Config       `toml:"gtube"`
 	Attachments attachments.Config `toml:"attachments"`
+	Bayes       bayes.Config       `toml:"bayes"`
 	Antivirus   antivirus.Config   `toml:"antivirus"`
 	// VirusAction is what happens to a message clamd finds a virus in:
 	// "reject" (default, 554 5.7.0 in the dialogue) or "quarantine".
@@ -126,6 +128,7 @@ func parseConfig(text, name string) (*Config, error) {
 			MIME:        mimecheck.DefaultConfig(),
 			GTUBE:       gtube.DefaultConfig(),
 			Attachments: attachments.DefaultConfig(),
+			Bayes:       bayes.DefaultConfig(),
 			Antivirus:   antivirus.DefaultConfig(),
 		},
 	}
@@ -243,7 +246,7 @@ func (l *ListenConfig) validate() error {
 }
 
 // filterNames lists the filters in pipeline order.
-var filterNames = []string{"rdns", "headers", "mime", "gtube", "attachments", "antivirus"}
+var filterNames = []string{"rdns", "headers", "mime", "gtube", "attachments", "bayes", "antivirus"}
 
 func (f *FiltersConfig) validate() error {
 	var errs []error
@@ -263,7 +266,7 @@ func (f *FiltersConfig) validate() error {
 		key string
 		fn  func() error
 	}{{"content", f.Content.Validate}, {"rdns", f.RDNS.Validate}, {"headers", f.Headers.Validate},
-		{"mime", f.MIME.Validate}, {"gtube", f.GTUBE.Validate}, {"attachments", f.Attachments.Validate},
+		{"mime", f.MIME.Validate}, {"gtube", f.GTUBE.Validate}, {"attachments", f.Attachments.Validate}, {"bayes", f.Bayes.Validate},
 		{"antivirus", f.Antivirus.Validate}} {
 		if err := v.fn(); err != nil {
 			errs = append(errs, fmt.Errorf("%s.%w", v.key, err))

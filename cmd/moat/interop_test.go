@@ -149,7 +149,8 @@ m.logout()
 
 // TestQuarantineReleaseByIMAPClient: a message quarantined by the pipeline
 // is moved to INBOX by Python's imaplib; it appears once in INBOX, leaves
-// Quarantine, its verdict record goes, and the move is a training event.
+// Quarantine, its verdict record goes, and the classifier's ham count grows
+// by one.
 func TestQuarantineReleaseByIMAPClient(t *testing.T) {
 	python := needTool(t, "python3")
 	a := startTest(t, e2ePolicies)
@@ -160,6 +161,10 @@ func TestQuarantineReleaseByIMAPClient(t *testing.T) {
 	if r := send(t, a.Addr("smtp"), tc, "bob@example.net", []string{"quarantine@example.com"},
 		message("bob@example.net", "quarantine@example.com", "held", gtubeString)); r.code != 250 {
 		t.Fatal(r)
+	}
+	before, err := a.bayes.Store().Totals(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
 	}
 	script := filepath.Join(t.TempDir(), "review.py")
 	if err := os.WriteFile(script, []byte(pythonReview), 0o600); err != nil {
@@ -181,8 +186,15 @@ func TestQuarantineReleaseByIMAPClient(t *testing.T) {
 	}
 	a.review.Close() // flush the training queue
 	a.review = nil
-	if got := metricValue(t, a, `moat_review_events_total{kind="unlearned"}`); got != "1" {
-		t.Errorf("review events = %q, want 1", got)
+	if got := metricValue(t, a, `moat_review_events_total{kind="ham"}`); got != "1" {
+		t.Errorf("ham review events = %q, want 1", got)
+	}
+	after, err := a.bayes.Store().Totals(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Ham != before.Ham+1 || after.Spam != before.Spam {
+		t.Errorf("classifier totals %+v after the release, were %+v: want one more ham", after, before)
 	}
 }
 

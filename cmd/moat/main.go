@@ -42,6 +42,7 @@ commands:
   quarantine release ID       deliver a quarantined message to its recipients' INBOX
   quarantine delete ID        delete a quarantined message
   import ADDRESS MAILDIR      copy a Maildir folder into a user's mailbox (-mailbox NAME)
+  bayes train|eval|stats      train the classifier, cross-validate it, show its state
   version                     print the version
 
 every command but version takes -config FILE
@@ -69,6 +70,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdQuarantine(rest, stdout)
 	case "import":
 		err = cmdImport(rest, stdout)
+	case "bayes":
+		err = cmdBayes(rest, stdout)
 	case "version":
 		fmt.Fprintln(stdout, "moat", versionString())
 	case "help", "-h", "-help", "--help":
@@ -193,7 +196,7 @@ func cmdCheckConfig(args []string, stdout io.Writer) error {
 	}
 	// Build what start would build, short of opening files and ports, so
 	// that a config that passes here also starts.
-	if _, err := buildJudge(cfg, nil); err != nil {
+	if _, err := buildJudge(cfg, nil, nil); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "configuration OK: data in %s, local domains %v\n", cfg.DataDir, cfg.SMTP.LocalDomains)

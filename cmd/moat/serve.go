@@ -24,6 +24,7 @@ import (
 	"github.com/moatmail/moat/filters"
 	"github.com/moatmail/moat/filters/antivirus"
 	"github.com/moatmail/moat/filters/attachments"
+	"github.com/moatmail/moat/filters/bayes"
 	"github.com/moatmail/moat/filters/content/mimecheck"
 	"github.com/moatmail/moat/filters/gtube"
 	"github.com/moatmail/moat/filters/headers"
@@ -42,6 +43,8 @@ type app struct {
 	log       *slog.Logger
 	store     *delivery.Store
 	quar      *quarantine.Quarantine
+	bayes     *bayes.Classifier
+	learning  chan struct{} // bounds autolearning in flight
 	review    *quarantine.Review
 	smtp      *gateway.Server
 	imap      *imapd.Server
@@ -54,8 +57,10 @@ type app struct {
 	errc      chan error
 }
 
-// buildFilters returns the enabled filters in pipeline order.
-func buildFilters(cfg *Config) ([]filters.Filter, error) {
+// buildFilters returns the enabled filters in pipeline order. cls is the
+// process's Bayes classifier over its token store (nil in check-config:
+// the bayes filter is then checked but not built).
+func buildFilters(cfg *Config, cls *bayes.Classifier) ([]filters.Filter, error) {
 	var fs []filters.Filter
 	enabled := func(name string) bool { return !contains(cfg.Filters.Disabled, name) }
 	if enabled("rdns") {
@@ -97,6 +102,14 @@ func buildFilters(cfg *Config) ([]filters.Filter, error) {
 		}
 		fs = append(fs, f)
 	}
+	if enabled("bayes") && cls != nil {
+		// A reload brings new bands and thresholds over the same store.
+		c, err := cls.WithConfig(cfg.Filters.Bayes)
+		if err != nil {
+			return nil, err
+		}
+		fs = append(fs, bayes.NewFilter(c))
+	}
 	if enabled("antivirus") {
 		f, err := antivirus.New(cfg.Filters.Antivirus)
 		if err != nil {
@@ -109,8 +122,8 @@ func buildFilters(cfg *Config) ([]filters.Filter, error) {
 
 // buildJudge builds the filters, the pipeline with its rules, and the
 // policies of a configuration.
-func buildJudge(cfg *Config, obs rules.Observer) (*gateway.Judge, error) {
-	fs, err := buildFilters(cfg)
+func buildJudge(cfg *Config, obs rules.Observer, cls *bayes.Classifier) (*gateway.Judge, error) {
+	fs, err := buildFilters(cfg, cls)
 	if err != nil {
 		return nil, err
 	}
@@ -134,7 +147,7 @@ func (a *app) reload(path string) error {
 	if err != nil {
 		return err
 	}
-	judge, err := buildJudge(cfg, a.metrics)
+	judge, err := buildJudge(cfg, a.metrics, a.bayes)
 	if err != nil {
 		return err
 	}
@@ -159,7 +172,8 @@ func (a *app) reload(path string) error {
 // start opens the store, binds every listener and starts serving. The
 // addresses actually bound are in app.listeners (tests listen on port 0).
 func start(cfg *Config, log *slog.Logger, out io.Writer) (*app, error) {
-	a := &app{cfg: cfg, log: log, listeners: make(map[string]net.Listener), stop: make(chan struct{}), errc: make(chan error, 8)}
+	a := &app{cfg: cfg, log: log, listeners: make(map[string]net.Listener), stop: make(chan struct{}),
+		errc: make(chan error, 8), learning: make(chan struct{}, 2)}
 	ok := false
 	defer func() {
 		if !ok {
@@ -184,12 +198,16 @@ func start(cfg *Config, log *slog.Logger, out io.Writer) (*app, error) {
 		log.Info("generated a self-signed certificate", "dir", filepath.Join(cfg.DataDir, "tls"))
 	}
 	a.metrics = metrics.New()
-	judge, err := buildJudge(cfg, a.metrics)
+	if a.bayes, err = bayes.Open(cfg.Filters.Bayes, cfg.DataDir); err != nil {
+		return nil, err
+	}
+	judge, err := buildJudge(cfg, a.metrics, a.bayes)
 	if err != nil {
 		return nil, err
 	}
 	if a.smtp, err = gateway.New(cfg.SMTP, tlsConfig, gateway.Deps{
 		Judge: judge, Store: a.store, Quarantine: a.quar, Observer: a.metrics, Logger: log,
+		Learn: a.autolearn,
 	}); err != nil {
 		return nil, err
 	}
@@ -201,7 +219,7 @@ func start(cfg *Config, log *slog.Logger, out io.Writer) (*app, error) {
 	a.imap.Observer = loginObserver{a.metrics, "imap"}
 	a.pop3 = pop3d.New(cfg.POP3, a.store, tlsConfig, th, log)
 	a.pop3.Observer = loginObserver{a.metrics, "pop3"}
-	a.review = quarantine.NewReview(a.quar, nil, log, a.metrics.Review)
+	a.review = quarantine.NewReview(a.quar, a.bayes, log, a.metrics.Review)
 	a.imap.Reviewer = a.review
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", a.metrics.Handler())
@@ -322,6 +340,9 @@ func (a *app) Close(ctx context.Context) error {
 	if a.review != nil {
 		a.review.Close()
 	}
+	if a.bayes != nil {
+		errs = append(errs, a.bayes.Close())
+	}
 	if a.store != nil {
 		errs = append(errs, a.store.Close())
 	}
@@ -358,6 +379,35 @@ func (a *app) ensureDemoUser(out io.Writer) error {
 	}
 	fmt.Fprintf(out, "created demo user: %s  password: %s\n", addr, pw)
 	return nil
+}
+
+// autolearn teaches the classifier from a confident data-stage verdict
+// ([filters.bayes] autolearn), off the SMTP session's path: at most two at
+// once, and none while the classifier is busy.
+func (a *app) autolearn(msg *filters.Message, v rules.Verdict) {
+	if a.bayes == nil || contains(a.cfg.Filters.Disabled, "bayes") {
+		return
+	}
+	select {
+	case a.learning <- struct{}{}:
+	default:
+		return // busy: skip, autolearning is best effort
+	}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		defer func() { <-a.learning }()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		class, err := a.bayes.Autolearn(ctx, msg, v.Score, v.Symbols)
+		if err != nil {
+			a.log.Warn("autolearn failed", "err", err)
+			return
+		}
+		if class != bayes.Forget {
+			a.metrics.Review("autolearn")
+		}
+	}()
 }
 
 // loginObserver tells metrics which protocol a failed login came by.
