@@ -12,8 +12,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/BurntSushi/toml"
-
 	"github.com/moatmail/moat/filters/bayes"
 )
 
@@ -111,21 +109,7 @@ func bayesConfig(path string) (string, bayes.Config, error) {
 	if err != nil {
 		return "", bayes.Config{}, err
 	}
-	var sect struct {
-		Filters struct {
-			Bayes bayes.Config `toml:"bayes"`
-		} `toml:"filters"`
-	}
-	sect.Filters.Bayes = bayes.DefaultConfig()
-	if path != "" {
-		if _, err := toml.DecodeFile(path, &sect); err != nil {
-			return "", bayes.Config{}, fmt.Errorf("config %s: %w", path, err)
-		}
-	}
-	if err := sect.Filters.Bayes.Validate(); err != nil {
-		return "", bayes.Config{}, fmt.Errorf("config: filters.bayes.%w", err)
-	}
-	return cfg.DataDir, sect.Filters.Bayes, nil
+	return cfg.DataDir, cfg.Filters.Bayes, nil
 }
 
 func bayesTrain(ctx context.Context, w io.Writer, cfg bayes.Config, dataDir, spam, ham, user string) error {
