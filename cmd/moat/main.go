@@ -196,7 +196,7 @@ func cmdCheckConfig(args []string, stdout io.Writer) error {
 	}
 	// Build what start would build, short of opening files and ports, so
 	// that a config that passes here also starts.
-	if _, err := buildJudge(cfg, nil, nil); err != nil {
+	if _, _, err := buildJudge(cfg, nil, nil); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "configuration OK: data in %s, local domains %v\n", cfg.DataDir, cfg.SMTP.LocalDomains)

@@ -15,6 +15,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/moatmail/moat/delivery"
@@ -39,11 +40,14 @@ import (
 
 // app is a running moat: every part wired together.
 type app struct {
-	cfg       *Config
-	log       *slog.Logger
-	store     *delivery.Store
-	quar      *quarantine.Quarantine
-	bayes     *bayes.Classifier
+	cfg   *Config
+	log   *slog.Logger
+	store *delivery.Store
+	quar  *quarantine.Quarantine
+	bayes *bayes.Classifier // owns the token store
+	// learner is the classifier of the configuration in force, for
+	// autolearning (a reload may change its thresholds).
+	learner   atomic.Pointer[bayes.Classifier]
 	learning  chan struct{} // bounds autolearning in flight
 	review    *quarantine.Review
 	smtp      *gateway.Server
@@ -103,12 +107,7 @@ func buildFilters(cfg *Config, cls *bayes.Classifier) ([]filters.Filter, error) 
 		fs = append(fs, f)
 	}
 	if enabled("bayes") && cls != nil {
-		// A reload brings new bands and thresholds over the same store.
-		c, err := cls.WithConfig(cfg.Filters.Bayes)
-		if err != nil {
-			return nil, err
-		}
-		fs = append(fs, bayes.NewFilter(c))
+		fs = append(fs, bayes.NewFilter(cls))
 	}
 	if enabled("antivirus") {
 		f, err := antivirus.New(cfg.Filters.Antivirus)
@@ -122,20 +121,28 @@ func buildFilters(cfg *Config, cls *bayes.Classifier) ([]filters.Filter, error) 
 
 // buildJudge builds the filters, the pipeline with its rules, and the
 // policies of a configuration.
-func buildJudge(cfg *Config, obs rules.Observer, cls *bayes.Classifier) (*gateway.Judge, error) {
+// With a classifier, it also returns that classifier reconfigured by cfg
+// (a reload brings new bands and thresholds over the same store).
+func buildJudge(cfg *Config, obs rules.Observer, cls *bayes.Classifier) (*gateway.Judge, *bayes.Classifier, error) {
+	if cls != nil {
+		var err error
+		if cls, err = cls.WithConfig(cfg.Filters.Bayes); err != nil {
+			return nil, nil, err
+		}
+	}
 	fs, err := buildFilters(cfg, cls)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	pipeline, err := rules.NewPipeline(cfg.Rules, fs, obs)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	pols, err := policies.New(cfg.Policies)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return &gateway.Judge{Pipeline: pipeline, Policies: pols, Content: cfg.Filters.Content}, nil
+	return &gateway.Judge{Pipeline: pipeline, Policies: pols, Content: cfg.Filters.Content}, cls, nil
 }
 
 // reload applies a new configuration file to a running moat: filters,
@@ -147,11 +154,12 @@ func (a *app) reload(path string) error {
 	if err != nil {
 		return err
 	}
-	judge, err := buildJudge(cfg, a.metrics, a.bayes)
+	judge, cls, err := buildJudge(cfg, a.metrics, a.bayes)
 	if err != nil {
 		return err
 	}
 	a.smtp.SetJudge(judge)
+	a.learner.Store(cls)
 	old := a.cfg
 	for _, sec := range []struct {
 		key      string
@@ -201,10 +209,11 @@ func start(cfg *Config, log *slog.Logger, out io.Writer) (*app, error) {
 	if a.bayes, err = bayes.Open(cfg.Filters.Bayes, cfg.DataDir); err != nil {
 		return nil, err
 	}
-	judge, err := buildJudge(cfg, a.metrics, a.bayes)
+	judge, cls, err := buildJudge(cfg, a.metrics, a.bayes)
 	if err != nil {
 		return nil, err
 	}
+	a.learner.Store(cls)
 	if a.smtp, err = gateway.New(cfg.SMTP, tlsConfig, gateway.Deps{
 		Judge: judge, Store: a.store, Quarantine: a.quar, Observer: a.metrics, Logger: log,
 		Learn: a.autolearn,
@@ -399,7 +408,10 @@ func (a *app) autolearn(msg *filters.Message, v rules.Verdict) {
 		defer func() { <-a.learning }()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		class, err := a.bayes.Autolearn(ctx, msg, v.Score, v.Symbols)
+		// The classifier of the configuration in force (a reload may
+		// have changed the autolearn thresholds).
+		cls := a.learner.Load()
+		class, err := cls.Autolearn(ctx, msg, v.Score, v.Symbols)
 		if err != nil {
 			a.log.Warn("autolearn failed", "err", err)
 			return
