@@ -188,6 +188,7 @@ func (s *Store) lookup(ctx context.Context, address string) (User, string, error
 // user or a wrong password alike, after doing the same hashing work, so that
 // timing does not reveal which addresses exist.
 func (s *Store) Authenticate(ctx context.Context, address, password string) (User, error) {
+	defer releaseHashMemory()
 	u, hash, err := s.lookup(ctx, address)
 	if errors.Is(err, ErrNoUser) {
 		VerifyPassword(dummyHash, password)
