@@ -398,6 +398,8 @@ func (a *app) autolearn(msg *filters.Message, v rules.Verdict) {
 		return
 	}
 	select {
+	case <-a.stop:
+		return // shutting down
 	case a.learning <- struct{}{}:
 	default:
 		return // busy: skip, autolearning is best effort
