@@ -400,6 +400,9 @@ func (a *app) autolearn(msg *filters.Message, v rules.Verdict) {
 	select {
 	case <-a.stop:
 		return // shutting down
+	default:
+	}
+	select {
 	case a.learning <- struct{}{}:
 	default:
 		return // busy: skip, autolearning is best effort
