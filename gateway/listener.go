@@ -11,6 +11,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/moatmail/moat/delivery/listen"
 	"github.com/moatmail/moat/filters"
 )
 
@@ -43,7 +44,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		ip := addrOf(c.RemoteAddr())
+		ip := listen.ClientIP(c.RemoteAddr())
 		if reason := l.srv.admit(ip); reason != "" {
 			l.srv.obs.Connection(l.name, reason)
 			// RFC 5321 §3.1: a server may answer 421 and close when it
@@ -62,7 +63,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			ID:       newID(),
 			Listener: l.name,
 			RemoteIP: ip,
-			LocalIP:  addrOf(c.LocalAddr()),
+			LocalIP:  listen.ClientIP(c.LocalAddr()),
 			Start:    time.Now(),
 		}
 		return tc, nil
@@ -88,18 +89,6 @@ func trackedOf(c net.Conn) *trackedConn {
 			return nil
 		}
 	}
-}
-
-func addrOf(a net.Addr) netip.Addr {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		ip, _ := netip.AddrFromSlice(ta.IP)
-		return ip.Unmap()
-	}
-	ap, err := netip.ParseAddrPort(a.String())
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap()
 }
 
 // admit counts a new connection, or returns why it is refused.

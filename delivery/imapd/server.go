@@ -6,16 +6,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/delivery/listen"
 	"github.com/moatmail/moat/delivery/throttle"
 )
 
@@ -164,7 +163,7 @@ func (s *Server) Serve(l net.Listener) error {
 				return nil
 			default:
 			}
-			if !temporaryAcceptError(err) {
+			if !listen.TemporaryAcceptError(err) {
 				return fmt.Errorf("imap accept: %w", err)
 			}
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
@@ -258,28 +257,7 @@ func (s *Server) loginFailed(reason string) {
 	}
 }
 
-func temporaryAcceptError(err error) bool {
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return true
-	}
-	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
-}
-
-func remoteIP(a net.Addr) netip.Addr {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		ip, _ := netip.AddrFromSlice(ta.IP)
-		return ip.Unmap()
-	}
-	return netip.Addr{}
-}
-
-func isLoopback(a net.Addr) bool { return remoteIP(a).IsLoopback() }
+func isLoopback(a net.Addr) bool { return listen.ClientIP(a).IsLoopback() }
 
 // chanListener feeds connections accepted elsewhere to a go-imap server.
 type chanListener struct {

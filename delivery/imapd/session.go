@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-sasl"
 
 	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/delivery/listen"
 	"github.com/moatmail/moat/delivery/throttle"
 )
 
@@ -53,7 +54,7 @@ func (s *Server) newSession(conn *imapserver.Conn) (imapserver.Session, *imapser
 	sess := &session{
 		srv:    s,
 		conn:   conn,
-		remote: remoteIP(nc.RemoteAddr()),
+		remote: listen.ClientIP(nc.RemoteAddr()),
 	}
 	sess.cork, _ = nc.(*corkConn)
 	sess.baseLog = s.log.With("conn", s.nextID.Add(1), "remote", sess.remote.String())

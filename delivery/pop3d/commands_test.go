@@ -252,7 +252,7 @@ func TestUIDLMatchesIMAP(t *testing.T) {
 	}
 
 	isrv := imapd.New(imapd.Config{}, e.store, e.serverTLS, nil, testLogger(t))
-	l := listen(t)
+	l := listenLoopback(t)
 	go isrv.Serve(l)
 	t.Cleanup(func() { isrv.Close() })
 	ic, err := imapclient.DialStartTLS(l.Addr().String(), &imapclient.Options{TLSConfig: e.clientTLS})

@@ -437,8 +437,8 @@ func (cl *client) closedAfter(line string) bool {
 	return err != nil
 }
 
-// listen opens a loopback listener.
-func listen(t testing.TB) net.Listener {
+// listenLoopback opens a loopback listener.
+func listenLoopback(t testing.TB) net.Listener {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

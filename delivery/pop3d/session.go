@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/delivery/listen"
 )
 
 // Limits of one session.
@@ -70,7 +71,7 @@ type session struct {
 }
 
 func newSession(s *Server, c net.Conn) *session {
-	sess := &session{srv: s, raw: c, conn: c, remote: remoteIP(c.RemoteAddr())}
+	sess := &session{srv: s, raw: c, conn: c, remote: listen.ClientIP(c.RemoteAddr())}
 	_, sess.isTLS = c.(*tls.Conn)
 	sess.log = s.log.With("conn", s.nextID.Add(1), "remote", sess.remote.String())
 	return sess
