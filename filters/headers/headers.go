@@ -12,8 +12,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
-	"reflect"
 	"strings"
 	"unicode/utf8"
 
@@ -93,15 +91,7 @@ func DefaultConfig() Config {
 }
 
 // Validate reports the first score that is not a finite number.
-func (c Config) Validate() error {
-	v := reflect.ValueOf(c)
-	for i := range v.NumField() {
-		if s := v.Field(i).Float(); math.IsNaN(s) || math.IsInf(s, 0) {
-			return fmt.Errorf("%s: %v is not a finite number", v.Type().Field(i).Tag.Get("toml"), s)
-		}
-	}
-	return nil
-}
+func (c Config) Validate() error { return filters.ValidateScores(c) }
 
 // Filter is the header sanity check, a data-stage filter. It is safe for
 // concurrent use.

@@ -11,8 +11,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
-	"reflect"
 
 	"github.com/moatmail/moat/filters"
 	"github.com/moatmail/moat/filters/content"
@@ -72,15 +70,7 @@ func DefaultConfig() Config {
 }
 
 // Validate reports the first score that is not a finite number.
-func (c Config) Validate() error {
-	v := reflect.ValueOf(c)
-	for i := range v.NumField() {
-		if s := v.Field(i).Float(); math.IsNaN(s) || math.IsInf(s, 0) {
-			return fmt.Errorf("%s: %v is not a finite number", v.Type().Field(i).Tag.Get("toml"), s)
-		}
-	}
-	return nil
-}
+func (c Config) Validate() error { return filters.ValidateScores(c) }
 
 // score returns the configured score of kind.
 func (c Config) score(kind content.AnomalyKind) float64 {
