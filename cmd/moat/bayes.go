@@ -118,28 +118,26 @@ func bayesTrain(ctx context.Context, w io.Writer, cfg bayes.Config, dataDir, spa
 		return err
 	}
 	defer c.Close()
-	for _, set := range []struct {
-		path  string
-		class bayes.Class
-	}{{spam, bayes.Spam}, {ham, bayes.Ham}} {
-		if set.path == "" {
+	t0 := time.Now()
+	var sets [2][]bayes.Sample
+	for i, path := range []string{spam, ham} {
+		if path == "" {
 			continue
 		}
-		t0 := time.Now()
-		samples, err := bayes.ReadCorpus(set.path)
-		if err != nil {
+		if sets[i], err = bayes.ReadCorpus(path); err != nil {
 			return err
 		}
-		n, err := c.LearnBatch(ctx, user, samples, set.class)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(w, "%s: %d messages read, %d learned in %.1fs", set.class, len(samples), n, time.Since(t0).Seconds())
-		if n < len(samples) {
-			fmt.Fprintf(w, " (the others were learned as %s before)", set.class)
-		}
-		fmt.Fprintln(w)
 	}
+	n, err := c.LearnBatch(ctx, user, sets[0], sets[1])
+	if err != nil {
+		return err
+	}
+	read := len(sets[0]) + len(sets[1])
+	fmt.Fprintf(w, "%d spam and %d ham messages read, %d learned in %.1fs", len(sets[0]), len(sets[1]), n, time.Since(t0).Seconds())
+	if n < read {
+		fmt.Fprint(w, " (the others were learned as the same class before)")
+	}
+	fmt.Fprintln(w)
 	if _, err := c.Prune(ctx); err != nil {
 		return err
 	}
@@ -158,14 +156,17 @@ func bayesStats(ctx context.Context, w io.Writer, cfg bayes.Config, dataDir stri
 	}
 	fmt.Fprintf(w, "database %s, %.1f MB\n", bayes.DatabasePath(cfg, dataDir), float64(st.Bytes)/1e6)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "MODEL\tSPAM\tHAM\tFEATURES\tTRAINED")
+	fmt.Fprintln(tw, "MODEL\tSPAM\tHAM\tFEATURES\tTRAINED\tLOGISTIC")
 	for _, m := range st.Models {
 		model := m.User
 		if model == "" {
 			model = "(global)"
 		}
-		trained := m.Spam >= int64(cfg.MinSpam) && m.Ham >= int64(cfg.MinHam)
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%v\n", model, m.Spam, m.Ham, m.Features, trained)
+		logistic := "off"
+		if cfg.Logistic {
+			logistic = fmt.Sprint(cfg.LogisticTrained(m.Totals))
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%v\t%s\n", model, m.Spam, m.Ham, m.Features, cfg.Trained(m.Totals), logistic)
 	}
 	return tw.Flush()
 }
@@ -194,15 +195,17 @@ func bayesEval(ctx context.Context, w io.Writer, cfg bayes.Config, spamPath, ham
 			return err
 		}
 	}
-	m := bayes.Measure(rep.Scores, threshold)
 	fmt.Fprintf(w, "folds run: %v of %d; classification with %d workers\n", rep.RunFolds, rep.Folds, rep.Workers)
-	printMetrics(w, "moat", m, rep.ClassifyPerSec)
+	printMetrics(w, "moat", rep.Scores, threshold, cfg.SpamBands, rep.ClassifyPerSec)
 	fmt.Fprintf(w, "learning: %.0f msg/s (batch, features precomputed)\n", rep.TrainPerSec)
 	return nil
 }
 
-// printMetrics prints one system's figures as a small table.
-func printMetrics(w io.Writer, name string, m bayes.Metrics, perSec float64) {
+// printMetrics prints one system's figures as a small table: called spam
+// at threshold, at bounds of the false-positive rate, and at each spam
+// band's probability.
+func printMetrics(w io.Writer, name string, scores []bayes.Scored, threshold float64, bands []bayes.Band, perSec float64) {
+	m := bayes.Measure(scores, threshold)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "SYSTEM\tSPAM RECALL\tHAM FP RATE\tACCURACY\tROC AUC\tMSG/S\n")
 	rate := "-"
@@ -216,6 +219,11 @@ func printMetrics(w io.Writer, name string, m bayes.Metrics, perSec float64) {
 	for _, op := range m.RecallAtFP {
 		fmt.Fprintf(w, "  at ham FP <= %.1f %%: spam recall %.2f %% (FP %.2f %%, probability >= %.6g)\n",
 			100*op.MaxFPRate, 100*op.Recall, 100*op.FPRate, op.Threshold)
+	}
+	for _, b := range bands {
+		bm := bayes.Measure(scores, b.Probability)
+		fmt.Fprintf(w, "  at the spam band %.2f (score %.1f): spam recall %.2f %%, ham FP %.2f %% (%d/%d)\n",
+			b.Probability, b.Score, 100*bm.Recall, 100*bm.FPRate, bm.FP, bm.Ham)
 	}
 }
 
@@ -287,9 +295,10 @@ func bayesReport(w io.Writer, path, name string, threshold, perSec float64) erro
 	if name == "" {
 		name = path
 	}
+	dflt := bayes.DefaultConfig()
 	if threshold == 0 {
-		threshold = bayes.DefaultConfig().SpamThreshold()
+		threshold = dflt.SpamThreshold()
 	}
-	printMetrics(w, name, bayes.Measure(scores, threshold), perSec)
+	printMetrics(w, name, scores, threshold, dflt.SpamBands, perSec)
 	return nil
 }

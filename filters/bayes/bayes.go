@@ -7,13 +7,16 @@
 // (OSB, as CRM114 and rspamd use them), subject and sender words, selected
 // header values and counts, and the hosts and registered domains of its
 // links. Each feature is a 64-bit hash; the store keeps, per model, how
-// many learned spam and ham messages held it.
+// many learned spam and ham messages held it, and its logistic weight.
 //
-// Classification (classify.go) follows Gary Robinson: each feature gets
-// a smoothed spam probability f(w) (strength s = 1, assumed probability
-// x = 0.5), the features furthest from 0.5 are combined with Fisher's
-// inverse chi-square method, and the result is a spam probability in
-// [0, 1] that maps to BAYES_SPAM or BAYES_HAM by probability band.
+// Classification (classify.go) has two opinions over the same features.
+// The counts follow Gary Robinson: each feature gets a smoothed spam
+// probability f(w) (strength Config.RobinsonS, assumed probability 0.5),
+// and the features furthest from 0.5 are combined with Fisher's inverse
+// chi-square method. The weights (logistic.go) are a logistic regression
+// over the features, learned on or near error. The message's spam
+// probability is the mean of the two log-odds, in [0, 1]; it maps to
+// BAYES_SPAM or BAYES_HAM by probability band.
 //
 // Models: a global one, and, when users train their own mail, one per
 // user. A user's model is used for that user's mail once it is trained
@@ -76,6 +79,12 @@ type Band struct {
 //	min_strength          0.1       a feature counts when |f(w)-0.5| >= this
 //	robinson_s            0.45      strength of the assumed probability 0.5
 //	                                for rarely seen features
+//	logistic              true      combine the counts' probability with
+//	                                the logistic model's
+//	logistic_rate         4.0       learning rate of the logistic model
+//	logistic_epochs       5         passes over a training batch
+//	logistic_margin       0.1       a message scored within this of its
+//	                                class teaches the logistic model nothing
 //
 // robinson_s and max_significant were chosen by 10-fold cross-validation
 // on the SpamAssassin public corpus (docs/bayes.md): against Robinson's
@@ -105,6 +114,13 @@ type Config struct {
 	MaxSignificant     int     `toml:"max_significant"`
 	MinStrength        float64 `toml:"min_strength"`
 	RobinsonS          float64 `toml:"robinson_s"`
+	// Logistic combines the Robinson-Fisher probability with the
+	// logistic model's (see Classifier.ClassifyFeatures). The logistic
+	// model learns either way, so that turning it on needs no retraining.
+	Logistic       bool    `toml:"logistic"`
+	LogisticRate   float64 `toml:"logistic_rate"`
+	LogisticEpochs int     `toml:"logistic_epochs"`
+	LogisticMargin float64 `toml:"logistic_margin"`
 }
 
 // DefaultConfig returns the configuration documented on Config.
@@ -130,6 +146,10 @@ func DefaultConfig() Config {
 		MaxSignificant:     100,
 		MinStrength:        0.1,
 		RobinsonS:          0.45,
+		Logistic:           true,
+		LogisticRate:       4.0,
+		LogisticEpochs:     5,
+		LogisticMargin:     0.1,
 	}
 }
 
@@ -191,10 +211,32 @@ func (c Config) Validate() error {
 	if !(c.MinStrength >= 0 && c.MinStrength < 0.5) {
 		bad("min_strength", "%v is not in [0, 0.5)", c.MinStrength)
 	}
+	if !(c.LogisticRate > 0 && c.LogisticRate <= 100) {
+		bad("logistic_rate", "%v is not in (0, 100]", c.LogisticRate)
+	}
+	if c.LogisticEpochs < 1 || c.LogisticEpochs > 100 {
+		bad("logistic_epochs", "%d is not in [1, 100]", c.LogisticEpochs)
+	}
+	if !(c.LogisticMargin >= 0 && c.LogisticMargin < 0.5) {
+		bad("logistic_margin", "%v is not in [0, 0.5)", c.LogisticMargin)
+	}
 	return errors.Join(errs...)
 }
 
 func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
+
+// Trained reports whether a model that learned t judges: it has learned
+// MinSpam spam and MinHam ham messages, and at least one of each.
+func (c Config) Trained(t Totals) bool {
+	return t.Spam >= int64(c.MinSpam) && t.Ham >= int64(c.MinHam) && t.Spam > 0 && t.Ham > 0
+}
+
+// LogisticTrained reports whether the model's logistic weights speak:
+// the logistic model learned as many messages as MinSpam and MinHam
+// together (a database from before the logistic model has learned none).
+func (c Config) LogisticTrained(t Totals) bool {
+	return c.Trained(t) && t.Logistic >= int64(max(1, c.MinSpam+c.MinHam))
+}
 
 // SpamThreshold is the weakest spam band's probability: from it on, a
 // message gets BAYES_SPAM. Without spam bands it is 1.

@@ -30,6 +30,10 @@ func TestConfigValidate(t *testing.T) {
 		{"max_significant 0", func(c *Config) { c.MaxSignificant = 0 }, "max_significant"},
 		{"min_strength 0.5", func(c *Config) { c.MinStrength = 0.5 }, "min_strength"},
 		{"robinson_s 0", func(c *Config) { c.RobinsonS = 0 }, "robinson_s"},
+		{"logistic_rate 0", func(c *Config) { c.LogisticRate = 0 }, "logistic_rate"},
+		{"logistic_epochs 0", func(c *Config) { c.LogisticEpochs = 0 }, "logistic_epochs"},
+		{"logistic_margin 0.5", func(c *Config) { c.LogisticMargin = 0.5 }, "logistic_margin"},
+		{"logistic off", func(c *Config) { c.Logistic = false }, ""},
 	} {
 		c := DefaultConfig()
 		tc.edit(&c)

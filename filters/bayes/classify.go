@@ -29,6 +29,12 @@ const robinsonX = 0.5
 // store's size.
 const pruneEvery = 256
 
+// fisherLogitBound bounds the log-odds of the Robinson-Fisher probability
+// when it is combined with the logistic model's (p within [1e-6,
+// 1 - 1e-6]): Fisher's method says 1 - 1e-16 of a message it is merely
+// very sure of, which would drown the other opinion.
+var fisherLogitBound = math.Log(1e6)
+
 // Classifier scores messages against a Store and learns into it. It is
 // safe for concurrent use.
 type Classifier struct {
@@ -52,8 +58,12 @@ type Result struct {
 	// User is the model used: "" for the global model.
 	User string
 	// Features is the number of distinct features of the message, and
-	// Significant how many of them were combined.
+	// Significant how many of them Fisher's method combined.
 	Features, Significant int
+	// Fisher is the Robinson-Fisher probability from the counts, and
+	// Logistic the logistic model's (0.5 while the model has not learned
+	// enough with it). Probability combines them (Config.Logistic).
+	Fisher, Logistic float64
 }
 
 // NewClassifier returns a classifier over store. The caller keeps
@@ -145,13 +155,11 @@ func (c *Classifier) model(ctx context.Context, user string) (string, Totals, er
 	return "", t, err
 }
 
-func (c *Classifier) trained(t Totals) bool {
-	return t.Spam >= int64(c.cfg.MinSpam) && t.Ham >= int64(c.cfg.MinHam) && t.Spam > 0 && t.Ham > 0
-}
+func (c *Classifier) trained(t Totals) bool { return c.cfg.Trained(t) }
 
 // ClassifyFeatures scores a message given by its features (Features).
 func (c *Classifier) ClassifyFeatures(ctx context.Context, user string, feats []uint64) (Result, error) {
-	r := Result{Probability: 0.5, Features: len(feats)}
+	r := Result{Probability: 0.5, Fisher: 0.5, Logistic: 0.5, Features: len(feats)}
 	model, tot, err := c.model(ctx, UserKey(user))
 	if err != nil {
 		return r, err
@@ -170,7 +178,22 @@ func (c *Classifier) ClassifyFeatures(ctx context.Context, user string, feats []
 	if err := c.store.Lookup(ctx, model, feats, *counts); err != nil {
 		return r, err
 	}
-	r.Probability, r.Significant = c.combine(*counts, tot)
+	r.Fisher, r.Significant = c.combine(*counts, tot)
+	r.Probability = r.Fisher
+	if c.cfg.LogisticTrained(tot) {
+		var z float64
+		for _, k := range *counts {
+			z += float64(k.Weight)
+		}
+		r.Logistic = sigmoid(z)
+		if c.cfg.Logistic {
+			// The mean of the two log-odds: each model corrects the
+			// other's surest mistakes (docs/bayes.md measures it).
+			fl := math.Log(r.Fisher / (1 - r.Fisher))
+			fl = math.Max(-fisherLogitBound, math.Min(fisherLogitBound, fl))
+			r.Probability = sigmoid((fl + z) / 2)
+		}
+	}
 	return r, nil
 }
 
@@ -325,6 +348,9 @@ func (c *Classifier) LearnMessage(ctx context.Context, user string, msg *filters
 		g.User = ""
 		evs = append(evs, g)
 	}
+	if err := c.withSteps(ctx, evs); err != nil {
+		return false, err
+	}
 	n, err := c.store.Train(ctx, evs)
 	if err != nil {
 		return false, err
@@ -377,33 +403,44 @@ func (c *Classifier) Autolearn(ctx context.Context, msg *filters.Message, score 
 	return class, nil
 }
 
-// LearnBatch learns many messages of one class in one store transaction
-// (`moat bayes train`), tokenising them on every CPU. It returns how many
-// messages changed the user's model (the global one when user is "").
-func (c *Classifier) LearnBatch(ctx context.Context, user string, samples []Sample, class Class) (int, error) {
+// LearnBatch learns spam and ham messages in one store transaction per
+// model (`moat bayes train`), tokenising them on every CPU; the logistic
+// model learns them together, in several shuffled passes. It returns how
+// many messages changed the user's model (the global one when user is
+// "").
+func (c *Classifier) LearnBatch(ctx context.Context, user string, spam, ham []Sample) (int, error) {
 	user = UserKey(user)
-	events := make([]Event, len(samples))
+	samples := append(append([]Sample(nil), spam...), ham...)
+	n := len(samples)
+	events := make([]Event, n)
 	now := c.now()
-	parallel(len(samples), runtime.NumCPU(), func(i int) {
+	parallel(n, runtime.NumCPU(), func(i int) {
+		class := Spam
+		if i >= len(spam) {
+			class = Ham
+		}
 		m := filters.ParseMessage(samples[i].Raw)
 		events[i] = Event{User: user, Digest: MessageDigest(m), Features: Features(m, m.Content()), Class: class, Time: now}
 	})
 	if user != "" {
-		for _, ev := range events[:len(samples)] {
+		for _, ev := range events[:n] {
 			ev.User = ""
 			events = append(events, ev)
 		}
 	}
-	// The user's events come first, so the count of changes up to
-	// len(samples) is theirs; count them apart.
-	n, err := c.store.Train(ctx, events[:len(samples)])
+	if err := c.withSteps(ctx, events); err != nil {
+		return 0, err
+	}
+	// The user's events come first, so the count of changes up to n is
+	// theirs; count them apart.
+	changed, err := c.store.Train(ctx, events[:n])
 	if err != nil {
 		return 0, err
 	}
-	if len(events) > len(samples) {
-		if _, err := c.store.Train(ctx, events[len(samples):]); err != nil {
-			return n, err
+	if len(events) > n {
+		if _, err := c.store.Train(ctx, events[n:]); err != nil {
+			return changed, err
 		}
 	}
-	return n, nil
+	return changed, nil
 }

@@ -135,6 +135,10 @@ func CrossValidate(ctx context.Context, cfg Config, spam, ham []Sample, opt Eval
 			events = append(events, Event{Digest: digests[i], Features: feats[i], Class: class, Time: now})
 		}
 		t0 := time.Now()
+		if err := c.withSteps(ctx, events); err != nil {
+			st.Close()
+			return nil, err
+		}
 		if _, err := st.Train(ctx, events); err != nil {
 			st.Close()
 			return nil, err

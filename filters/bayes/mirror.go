@@ -60,17 +60,19 @@ func (m *mirror) apply(gen int64, deltas map[tokenKey]tokenDelta, totals map[int
 		if mm := m.models[id]; mm != nil {
 			mm.totals.Spam = max(0, mm.totals.Spam+t.Spam)
 			mm.totals.Ham = max(0, mm.totals.Ham+t.Ham)
+			mm.totals.Logistic = max(0, mm.totals.Logistic+t.Logistic)
 		}
 	}
 	for k, d := range deltas {
 		mm := m.models[k.model]
-		if mm == nil || d.spam == 0 && d.ham == 0 {
+		if mm == nil || d.spam == 0 && d.ham == 0 && d.weight == 0 {
 			continue
 		}
 		c := mm.counts[k.hash]
 		c.Spam = uint32(max(0, int64(c.Spam)+int64(d.spam)))
 		c.Ham = uint32(max(0, int64(c.Ham)+int64(d.ham)))
-		if c.Spam == 0 && c.Ham == 0 {
+		c.Weight = float32(float64(c.Weight) + d.weight)
+		if c.Spam == 0 && c.Ham == 0 && (d.spam < 0 || d.ham < 0) {
 			delete(mm.counts, k.hash)
 		} else {
 			mm.counts[k.hash] = c
@@ -152,12 +154,12 @@ func (s *SQLiteStore) load(ctx context.Context, id int64) (*memModel, int64, err
 	if err := tx.QueryRowContext(ctx, `SELECT gen FROM meta`).Scan(&gen); err != nil {
 		return nil, 0, fmt.Errorf("bayes load: %w", err)
 	}
-	if err := tx.QueryRowContext(ctx, `SELECT spam, ham, (SELECT count(*) FROM tokens WHERE model = ?) FROM models WHERE id = ?`,
-		id, id).Scan(&m.totals.Spam, &m.totals.Ham, &n); err != nil {
+	if err := tx.QueryRowContext(ctx, `SELECT spam, ham, logistic, (SELECT count(*) FROM tokens WHERE model = ?) FROM models WHERE id = ?`,
+		id, id).Scan(&m.totals.Spam, &m.totals.Ham, &m.totals.Logistic, &n); err != nil {
 		return nil, 0, fmt.Errorf("bayes load: %w", err)
 	}
 	m.counts = make(map[uint64]Counts, n)
-	rows, err := tx.QueryContext(ctx, `SELECT hash, spam, ham FROM tokens WHERE model = ?`, id)
+	rows, err := tx.QueryContext(ctx, `SELECT hash, spam, ham, weight FROM tokens WHERE model = ?`, id)
 	if err != nil {
 		return nil, 0, fmt.Errorf("bayes load: %w", err)
 	}
@@ -165,7 +167,7 @@ func (s *SQLiteStore) load(ctx context.Context, id int64) (*memModel, int64, err
 	for rows.Next() {
 		var h int64
 		var c Counts
-		if err := rows.Scan(&h, &c.Spam, &c.Ham); err != nil {
+		if err := rows.Scan(&h, &c.Spam, &c.Ham, &c.Weight); err != nil {
 			return nil, 0, fmt.Errorf("bayes load: %w", err)
 		}
 		m.counts[uint64(h)] = c

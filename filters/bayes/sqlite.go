@@ -17,8 +17,9 @@ import (
 // SQLiteStore is the embedded Store: one SQLite database file of its own
 // (not the mail index), so that training never waits on deliveries.
 //
-// Tables: models (one row per model: user, learned spam and ham),
-// tokens (model, feature hash, spam and ham counts, last-learned time;
+// Tables: models (one row per model: user, learned spam and ham, and
+// how many of them the logistic model learned), tokens (model, feature
+// hash, spam and ham counts, logistic weight, last-learned time;
 // a WITHOUT ROWID table keyed by model and hash, so that a lookup is one
 // B-tree probe) and learned (model, message digest, class).
 type SQLiteStore struct {
@@ -33,35 +34,44 @@ type SQLiteStore struct {
 
 var _ Store = (*SQLiteStore)(nil)
 
-const sqliteSchemaVersion = 1
-
-var sqliteSchema = []string{
-	`CREATE TABLE models (
-		id   INTEGER PRIMARY KEY,
-		user TEXT NOT NULL UNIQUE,
-		spam INTEGER NOT NULL DEFAULT 0,
-		ham  INTEGER NOT NULL DEFAULT 0
-	)`,
-	`INSERT INTO models (id, user) VALUES (0, '')`,
-	// gen counts committed training transactions: a reader whose mirror
-	// is of an older generation reloads (another process trained).
-	`CREATE TABLE meta (gen INTEGER NOT NULL)`,
-	`INSERT INTO meta (gen) VALUES (0)`,
-	`CREATE TABLE tokens (
-		model INTEGER NOT NULL,
-		hash  INTEGER NOT NULL,
-		spam  INTEGER NOT NULL,
-		ham   INTEGER NOT NULL,
-		seen  INTEGER NOT NULL,
-		PRIMARY KEY (model, hash)
-	) WITHOUT ROWID`,
-	`CREATE TABLE learned (
-		model  INTEGER NOT NULL,
-		digest BLOB NOT NULL,
-		class  INTEGER NOT NULL,
-		at     INTEGER NOT NULL,
-		PRIMARY KEY (model, digest)
-	) WITHOUT ROWID`,
+// sqliteMigrations[v] takes the database from schema version v to v+1;
+// the schema version is the number of migrations applied.
+var sqliteMigrations = [][]string{
+	{
+		`CREATE TABLE models (
+			id   INTEGER PRIMARY KEY,
+			user TEXT NOT NULL UNIQUE,
+			spam INTEGER NOT NULL DEFAULT 0,
+			ham  INTEGER NOT NULL DEFAULT 0
+		)`,
+		`INSERT INTO models (id, user) VALUES (0, '')`,
+		// gen counts committed training transactions: a reader whose
+		// mirror is of an older generation reloads (another process
+		// trained).
+		`CREATE TABLE meta (gen INTEGER NOT NULL)`,
+		`INSERT INTO meta (gen) VALUES (0)`,
+		`CREATE TABLE tokens (
+			model INTEGER NOT NULL,
+			hash  INTEGER NOT NULL,
+			spam  INTEGER NOT NULL,
+			ham   INTEGER NOT NULL,
+			seen  INTEGER NOT NULL,
+			PRIMARY KEY (model, hash)
+		) WITHOUT ROWID`,
+		`CREATE TABLE learned (
+			model  INTEGER NOT NULL,
+			digest BLOB NOT NULL,
+			class  INTEGER NOT NULL,
+			at     INTEGER NOT NULL,
+			PRIMARY KEY (model, digest)
+		) WITHOUT ROWID`,
+	},
+	// 2: the logistic model, a weight per feature and a count of the
+	// messages it learned.
+	{
+		`ALTER TABLE tokens ADD COLUMN weight REAL NOT NULL DEFAULT 0`,
+		`ALTER TABLE models ADD COLUMN logistic INTEGER NOT NULL DEFAULT 0`,
+	},
 }
 
 // OpenSQLite opens (creating if needed) the token database at path. The
@@ -115,10 +125,11 @@ func migrateSQLite(db *sql.DB) error {
 	if err := db.QueryRow("PRAGMA user_version").Scan(&v); err != nil {
 		return fmt.Errorf("read schema version: %w", err)
 	}
-	if v > sqliteSchemaVersion {
-		return fmt.Errorf("schema version %d is newer than this moat (%d)", v, sqliteSchemaVersion)
+	latest := len(sqliteMigrations)
+	if v > latest {
+		return fmt.Errorf("schema version %d is newer than this moat (%d)", v, latest)
 	}
-	if v == sqliteSchemaVersion {
+	if v == latest {
 		return nil
 	}
 	tx, err := db.Begin()
@@ -126,12 +137,14 @@ func migrateSQLite(db *sql.DB) error {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	defer tx.Rollback()
-	for _, stmt := range sqliteSchema {
-		if _, err := tx.Exec(stmt); err != nil {
-			return fmt.Errorf("migrate: %w", err)
+	for _, m := range sqliteMigrations[v:] {
+		for _, stmt := range m {
+			if _, err := tx.Exec(stmt); err != nil {
+				return fmt.Errorf("migrate: %w", err)
+			}
 		}
 	}
-	if _, err := tx.Exec(fmt.Sprintf("PRAGMA user_version = %d", sqliteSchemaVersion)); err != nil {
+	if _, err := tx.Exec(fmt.Sprintf("PRAGMA user_version = %d", latest)); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	return tx.Commit()
@@ -203,6 +216,7 @@ type tokenKey struct {
 
 type tokenDelta struct {
 	spam, ham int32
+	weight    float64
 	seen      int64
 }
 
@@ -224,7 +238,7 @@ func (s *SQLiteStore) Train(ctx context.Context, events []Event) (int, error) {
 	state := make(map[learnedKey]Class) // Forget means "not learned"
 	deltas := make(map[tokenKey]tokenDelta)
 	totals := make(map[int64]Totals)
-	changed := 0
+	changed, stepped := 0, false
 	for _, ev := range events {
 		id, ok := ids[ev.User]
 		if !ok {
@@ -235,6 +249,15 @@ func (s *SQLiteStore) Train(ctx context.Context, events []Event) (int, error) {
 		}
 		if id < 0 {
 			continue // forgetting in a model that does not exist
+		}
+		if ev.Step != 0 {
+			stepped = true
+			for _, f := range ev.Features {
+				tk := tokenKey{id, f}
+				d := deltas[tk]
+				d.weight += ev.Step
+				deltas[tk] = d
+			}
 		}
 		k := learnedKey{id, ev.Digest}
 		prev, ok := state[k]
@@ -272,6 +295,12 @@ func (s *SQLiteStore) Train(ctx context.Context, events []Event) (int, error) {
 		t := totals[id]
 		t.Spam += int64(ds)
 		t.Ham += int64(dh)
+		switch {
+		case prev == Forget:
+			t.Logistic++
+		case ev.Class == Forget:
+			t.Logistic--
+		}
 		totals[id] = t
 		seen := ev.Time.Unix()
 		for _, f := range ev.Features {
@@ -285,7 +314,7 @@ func (s *SQLiteStore) Train(ctx context.Context, events []Event) (int, error) {
 			deltas[tk] = d
 		}
 	}
-	if changed == 0 {
+	if changed == 0 && !stepped {
 		return 0, nil
 	}
 	if err := writeLearned(ctx, tx, state); err != nil {
@@ -295,8 +324,8 @@ func (s *SQLiteStore) Train(ctx context.Context, events []Event) (int, error) {
 		return 0, err
 	}
 	for id, t := range totals {
-		if _, err := tx.ExecContext(ctx, `UPDATE models SET spam = max(0, spam + ?), ham = max(0, ham + ?) WHERE id = ?`,
-			t.Spam, t.Ham, id); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE models SET spam = max(0, spam + ?), ham = max(0, ham + ?),
+			logistic = max(0, logistic + ?) WHERE id = ?`, t.Spam, t.Ham, t.Logistic, id); err != nil {
 			return 0, fmt.Errorf("bayes train: %w", err)
 		}
 	}
@@ -361,11 +390,13 @@ func writeLearned(ctx context.Context, tx *sql.Tx, state map[learnedKey]Class) e
 
 func writeDeltas(ctx context.Context, tx *sql.Tx, deltas map[tokenKey]tokenDelta) error {
 	// A row that does not exist counts as zero; counts never go below
-	// zero (a row pruned while its message was learned); a row that
-	// reaches zero and zero goes. The mirror (mirror.go) applies the same
-	// rules.
-	up, err := tx.PrepareContext(ctx, `INSERT INTO tokens (model, hash, spam, ham, seen) VALUES (?1, ?2, max(0, ?3), max(0, ?4), ?5)
-		ON CONFLICT (model, hash) DO UPDATE SET spam = max(0, spam + ?3), ham = max(0, ham + ?4), seen = max(seen, ?5)`)
+	// zero (a row pruned while its message was learned); a row whose
+	// counts a forgetting brings to zero and zero goes, weight and all.
+	// The mirror (mirror.go) applies the same rules.
+	up, err := tx.PrepareContext(ctx, `INSERT INTO tokens (model, hash, spam, ham, weight, seen)
+		VALUES (?1, ?2, max(0, ?3), max(0, ?4), ?5, ?6)
+		ON CONFLICT (model, hash) DO UPDATE SET spam = max(0, spam + ?3), ham = max(0, ham + ?4),
+			weight = weight + ?5, seen = max(seen, ?6)`)
 	if err != nil {
 		return fmt.Errorf("bayes train: %w", err)
 	}
@@ -388,10 +419,10 @@ func writeDeltas(ctx context.Context, tx *sql.Tx, deltas map[tokenKey]tokenDelta
 	})
 	for _, k := range keys {
 		d := deltas[k]
-		if d.spam == 0 && d.ham == 0 {
+		if d.spam == 0 && d.ham == 0 && d.weight == 0 {
 			continue
 		}
-		_, err = up.ExecContext(ctx, k.model, int64(k.hash), d.spam, d.ham, d.seen)
+		_, err = up.ExecContext(ctx, k.model, int64(k.hash), d.spam, d.ham, d.weight, d.seen)
 		if err == nil && (d.spam < 0 || d.ham < 0) {
 			_, err = gone.ExecContext(ctx, k.model, int64(k.hash))
 		}
@@ -441,7 +472,7 @@ func (s *SQLiteStore) Prune(ctx context.Context, maxRows int, olderThan time.Tim
 // Stats implements Store.
 func (s *SQLiteStore) Stats(ctx context.Context) (Stats, error) {
 	var st Stats
-	rows, err := s.rdb.QueryContext(ctx, `SELECT m.user, m.spam, m.ham,
+	rows, err := s.rdb.QueryContext(ctx, `SELECT m.user, m.spam, m.ham, m.logistic,
 		(SELECT count(*) FROM tokens t WHERE t.model = m.id) FROM models m ORDER BY m.user`)
 	if err != nil {
 		return st, fmt.Errorf("bayes stats: %w", err)
@@ -449,7 +480,7 @@ func (s *SQLiteStore) Stats(ctx context.Context) (Stats, error) {
 	defer rows.Close()
 	for rows.Next() {
 		var m ModelStats
-		if err := rows.Scan(&m.User, &m.Spam, &m.Ham, &m.Features); err != nil {
+		if err := rows.Scan(&m.User, &m.Spam, &m.Ham, &m.Logistic, &m.Features); err != nil {
 			return st, fmt.Errorf("bayes stats: %w", err)
 		}
 		st.Models = append(st.Models, m)

@@ -45,16 +45,28 @@ type Event struct {
 	// Time is when the event happened; it becomes the features' last-seen
 	// time.
 	Time time.Time
+	// Step is the logistic model's correction for this message (see
+	// Classifier.Learn): it is added to the weight of each of Features.
+	// Unlike the counts, it applies whether or not the model already
+	// holds the digest: the classifier computes it from the current
+	// weights, and it is zero when they already score the message right.
+	Step float64
 }
 
-// Counts are how many learned spam and ham messages held a feature.
+// Counts are how many learned spam and ham messages held a feature, and
+// the feature's weight in the model's logistic regression.
 type Counts struct {
 	Spam, Ham uint32
+	Weight    float32
 }
 
-// Totals are the learned messages of a model.
+// Totals are the learned messages of a model. Logistic counts those of
+// them the logistic model learned too: a model learned before the
+// logistic model existed has none, and only its counts speak until it has
+// learned enough (Config.MinSpam + Config.MinHam messages) anew.
 type Totals struct {
 	Spam, Ham int64
+	Logistic  int64
 }
 
 // ModelStats describes one model in Stats.

@@ -54,16 +54,7 @@ log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 
 "$root/scripts/corpus/fetch.sh" >&2
 log "building moat"
-overlay=()
-if ! grep -q 'case "bayes"' "$root/cmd/moat/main.go"; then
-	# Until cmd/moat/main.go dispatches `moat bayes`: build with the case
-	# added through a build overlay (the source tree is not touched).
-	sed 's|\tcase "quarantine":|\tcase "bayes":\n\t\terr = cmdBayes(rest, stdout)\n\tcase "quarantine":|' \
-		"$root/cmd/moat/main.go" >"$work/main.go"
-	printf '{"Replace":{"%s":"%s"}}' "$root/cmd/moat/main.go" "$work/main.go" >"$work/overlay.json"
-	overlay=(-overlay "$work/overlay.json")
-fi
-(cd "$root" && go build "${overlay[@]}" -o "$work/moat" ./cmd/moat)
+(cd "$root" && go build -o "$work/moat" ./cmd/moat)
 moat=$work/moat
 
 # 1. moat
