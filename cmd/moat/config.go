@@ -160,22 +160,14 @@ func parseConfig(text, name string) (*Config, error) {
 // key in full (section.key).
 func (c *Config) Validate() error {
 	var errs []error
-	var add func(section string, err error)
-	add = func(section string, err error) {
-		if err == nil {
-			return
-		}
-		if multi, ok := err.(interface{ Unwrap() []error }); ok {
-			for _, e := range multi.Unwrap() {
-				add(section, e)
+	add := func(section string, err error) {
+		for _, err := range flatten(err) {
+			if strings.HasPrefix(err.Error(), section+".") {
+				errs = append(errs, fmt.Errorf("  %w", err))
+			} else {
+				errs = append(errs, fmt.Errorf("  %s.%w", section, err))
 			}
-			return
 		}
-		if strings.HasPrefix(err.Error(), section+".") {
-			errs = append(errs, fmt.Errorf("  %w", err))
-			return
-		}
-		errs = append(errs, fmt.Errorf("  %s.%w", section, err))
 	}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("  data_dir: must be set"))
@@ -268,11 +260,28 @@ func (f *FiltersConfig) validate() error {
 	}{{"content", f.Content.Validate}, {"rdns", f.RDNS.Validate}, {"headers", f.Headers.Validate},
 		{"mime", f.MIME.Validate}, {"gtube", f.GTUBE.Validate}, {"attachments", f.Attachments.Validate}, {"bayes", f.Bayes.Validate},
 		{"antivirus", f.Antivirus.Validate}} {
-		if err := v.fn(); err != nil {
+		for _, err := range flatten(v.fn()) {
 			errs = append(errs, fmt.Errorf("%s.%w", v.key, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// flatten returns the errors an errors.Join holds, each on its own, so
+// that each gets its section's prefix.
+func flatten(err error) []error {
+	if err == nil {
+		return nil
+	}
+	multi, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return []error{err}
+	}
+	var out []error
+	for _, e := range multi.Unwrap() {
+		out = append(out, flatten(e)...)
+	}
+	return out
 }
 
 func (l *LogConfig) validate() error {

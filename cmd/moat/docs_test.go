@@ -211,6 +211,11 @@ local_domains = ["example.com"]
 			want:   "filters.rdns.max_names",
 		},
 		{
+			name:   "second error of one filter section",
+			config: docsBase + "[filters.bayes]\nlogistic_rate = 0\nlogistic_epochs = 1000\n",
+			want:   "\n  filters.bayes.logistic_epochs: 1000 is not in [1, 100]",
+		},
+		{
 			name:   "log level",
 			config: withDefault("[log]\nlevel = \"loud\""),
 			want:   `log.level: "loud"`,
