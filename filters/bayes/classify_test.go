@@ -412,8 +412,9 @@ func TestFilterCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(syms) != 1 || syms[0].Name != SymSpam || !strings.Contains(syms[0].Reason, "global model") {
-		t.Errorf("symbols %v, want BAYES_SPAM from the global model", syms)
+	if len(syms) != 1 || syms[0].Name != SymSpam || !strings.Contains(syms[0].Reason, "global model") ||
+		!strings.Contains(syms[0].Reason, "counts 1.0000, weights 0.9") {
+		t.Errorf("symbols %v, want BAYES_SPAM from the global model, saying what both opinions were", syms)
 	}
 }
 

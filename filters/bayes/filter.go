@@ -66,5 +66,6 @@ func (c *Classifier) Symbols(r Result) []filters.Symbol {
 		model = "user"
 	}
 	return []filters.Symbol{{Name: name, Score: score,
-		Reason: fmt.Sprintf("spam probability %.4f (%s model, %d features)", r.Probability, model, r.Significant)}}
+		Reason: fmt.Sprintf("spam probability %.4f (counts %.4f, weights %.4f; %s model, %d of %d features combined)",
+			r.Probability, r.Fisher, r.Logistic, model, r.Significant, r.Features)}}
 }
