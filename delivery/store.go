@@ -71,9 +71,10 @@ type Store struct {
 	cfg   Config
 	blobs string
 	rdb   *sql.DB // readers (WAL lets them run beside the writer)
-	// readInline is prepared once: an IMAP FETCH or POP3 RETR of many
-	// inline messages runs it for each.
+	// readInline and readRange are prepared once: an IMAP FETCH or POP3
+	// RETR of many inline messages runs them for each message or batch.
 	readInline *sql.Stmt
+	readRange  *sql.Stmt
 	wdb        *sql.DB // the single writer connection
 	jobs       chan *job
 	done       chan struct{}
@@ -135,6 +136,12 @@ func Open(cfg Config) (*Store, error) {
 		wdb.Close()
 		return nil, fmt.Errorf("open index: %w", err)
 	}
+	if s.readRange, err = rdb.Prepare(readRangeQuery); err != nil {
+		s.readInline.Close()
+		rdb.Close()
+		wdb.Close()
+		return nil, fmt.Errorf("open index: %w", err)
+	}
 	s.watch.init()
 	s.wg.Add(1)
 	go s.commitLoop()
@@ -148,7 +155,7 @@ func (s *Store) Close() error {
 	s.closed.Do(func() {
 		close(s.done)
 		s.wg.Wait()
-		err = errors.Join(s.readInline.Close(), s.rdb.Close(), s.wdb.Close())
+		err = errors.Join(s.readInline.Close(), s.readRange.Close(), s.rdb.Close(), s.wdb.Close())
 	})
 	return err
 }
