@@ -112,13 +112,30 @@ func (sess *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, option
 	}
 	sess.cork.cork()
 	defer sess.cork.uncork()
+	var batch *delivery.MessageBatch
+	defer func() { batch.Release() }()
 	issued := false
-	for _, i := range positions {
+	for k, i := range positions {
 		if sel.isGhost(i) || (plan.info && sel.info[i].blobID == 0) {
 			issued = true
 			continue
 		}
-		ok, err := sess.fetchOne(w, i, options, plan, flagged[i])
+		var inline []byte
+		if plan.file && sel.info[i].key == "" {
+			uid := sel.uids[i]
+			if !batch.Covers(uid) {
+				batch.Release()
+				if batch, err = sess.readBatch(positions[k:]); err != nil {
+					return err
+				}
+			}
+			var ok bool
+			if inline, ok = batch.Message(uid); !ok {
+				issued = true // expunged meanwhile
+				continue
+			}
+		}
+		ok, err := sess.fetchOne(w, i, options, plan, flagged[i], inline)
 		if err != nil {
 			return err
 		}
@@ -188,15 +205,58 @@ func (sess *session) loadInfo() error {
 	return nil
 }
 
-// content is what was read of one message file.
+// Batches of inline messages that one FETCH reads with one query: up to
+// batchMessages messages in a row of the snapshot, up to batchBytes of
+// content (at least one message). Held only while the FETCH runs.
+const (
+	batchMessages = 256
+	batchBytes    = 256 << 10
+)
+
+// readBatch reads the inline messages at the start of positions that follow
+// each other in the snapshot: their UIDs form a range that holds no other
+// message.
+func (sess *session) readBatch(positions []int) (*delivery.MessageBatch, error) {
+	sel := sess.sel
+	end, size := 0, int64(0)
+	for end < len(positions) && end < batchMessages {
+		i := positions[end]
+		if end > 0 && i != positions[end-1]+1 {
+			break
+		}
+		if info := sel.info[i]; info.blobID != 0 && info.key == "" {
+			if end > 0 && size+info.size > batchBytes {
+				break
+			}
+			size += info.size
+		}
+		end++
+	}
+	ctx, cancel := sess.ctx()
+	defer cancel()
+	first, last := sel.uids[positions[0]], sel.uids[positions[end-1]]
+	b, err := sess.srv.store.ReadBatch(ctx, sel.mb.ID, first, last, int(size))
+	if err != nil {
+		return nil, sess.internalError("FETCH", err)
+	}
+	return b, nil
+}
+
+// content is what was read of one message: the whole of an inline message
+// (mem), or what was read of its file.
 type content struct {
+	mem    bool
+	inline []byte // the message when mem; it belongs to the batch
 	f      messageFile
 	whole  *bytes.Buffer
 	header []byte
 }
 
 func (c *content) data() []byte {
-	if c.whole != nil {
+	switch {
+	case c.mem:
+		return c.inline
+	case c.whole != nil:
 		return c.whole.Bytes()
 	}
 	return c.header
@@ -211,9 +271,11 @@ func (c *content) release() {
 	}
 }
 
-// fetchOne writes the FETCH response of the message at position i. It
-// returns false when the message file is gone (expunged meanwhile).
-func (sess *session) fetchOne(w *imapserver.FetchWriter, i int, o *imap.FetchOptions, plan fetchPlan, flagsChanged bool) (bool, error) {
+// fetchOne writes the FETCH response of the message at position i. An
+// inline message comes read already (inline, from a batch); a file is read
+// here. It returns false when the message file is gone (expunged
+// meanwhile).
+func (sess *session) fetchOne(w *imapserver.FetchWriter, i int, o *imap.FetchOptions, plan fetchPlan, flagsChanged bool, inline []byte) (bool, error) {
 	sel := sess.sel
 	var info msgInfo
 	if plan.info {
@@ -221,7 +283,11 @@ func (sess *session) fetchOne(w *imapserver.FetchWriter, i int, o *imap.FetchOpt
 	}
 	var c content
 	defer c.release()
-	if plan.file {
+	if plan.file && info.key == "" {
+		// Everything of an inline message is in memory: parsed
+		// items use it as is, BODY[] is written from it.
+		c.mem, c.inline = true, inline
+	} else if plan.file {
 		f, err := openMessage(sess.srv.store, info)
 		if errors.Is(err, fs.ErrNotExist) {
 			return false, nil
@@ -266,10 +332,10 @@ func (sess *session) fetchOne(w *imapserver.FetchWriter, i int, o *imap.FetchOpt
 	for _, bs := range o.BodySection {
 		var err error
 		switch {
-		case isFull(bs) && c.whole == nil:
+		case isFull(bs) && !c.mem && c.whole == nil:
 			err = streamFull(rw, bs, c.f, info.size)
 		case isFull(bs):
-			b := c.whole.Bytes()
+			b := c.data()
 			off, n := partialRange(int64(len(b)), bs.Partial)
 			err = writeLiteral(rw.WriteBodySection(bs, n), b[off:off+n])
 		default:

@@ -3,6 +3,7 @@ package imapd
 import (
 	"bytes"
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/emersion/go-imap/v2"
@@ -194,4 +195,106 @@ func TestBodyStructureOfEmptyMultipart(t *testing.T) {
 	if err := c.Noop().Wait(); err != nil {
 		t.Errorf("connection unusable after BODYSTRUCTURE: %v", err)
 	}
+}
+
+// TestFetchAcrossBatches fetches a mailbox of inline messages and files
+// whole and in pieces: FETCH reads inline messages in batches (at most
+// batchMessages messages and batchBytes bytes of consecutive positions),
+// and every message must come once, in order, with its own content.
+func TestFetchAcrossBatches(t *testing.T) {
+	saved := storeInlineMax
+	if storeInlineMax == 0 {
+		storeInlineMax = 3000 // the 4,000-byte messages below go to files
+	}
+	e := newEnv(t, Config{})
+	storeInlineMax = saved
+	// 300 small messages (the count limit), then 200 of 2-4 KB (the
+	// size limit), every 13th a file.
+	const n = 500
+	raws := make(map[uint32]string, n)
+	for i := 0; i < n; i++ {
+		size := 150 + i%50
+		if i >= 300 {
+			size = 2000 + (i*37)%900
+			if i%13 == 0 {
+				size = 4000
+			}
+		}
+		subject := "m" + itoa(uint32(i))
+		raw := sample(subject)
+		raw += strings.Repeat("x", max(size-len(raw)-2, 0)) + "\r\n"
+		raws[e.deliver(t, e.alice, "INBOX", raw)] = raw
+	}
+	mb := mustMailbox(t, e, e.alice, "INBOX")
+	ctx := context.Background()
+	if _, err := e.store.StoreFlags(ctx, mb.ID, []uint32{200}, delivery.FlagsAdd, []string{`\Deleted`}); err != nil {
+		t.Fatal(err)
+	}
+	c := e.dialAlice(t)
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	// Message 200 goes behind the session's back: the batch that holds
+	// its UID range comes without it.
+	if _, err := e.store.Expunge(ctx, mb.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	delete(raws, 200)
+
+	full := &imap.FetchItemBodySection{Peek: true}
+	subject := &imap.FetchItemBodySection{Peek: true, Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"Subject"}}
+	for _, tc := range []struct {
+		name    string
+		set     imap.NumSet
+		options *imap.FetchOptions
+		want    []uint32 // UIDs
+	}{
+		{"UID FETCH 1:* BODY[]", imap.UIDSet{{Start: 1, Stop: 0}},
+			&imap.FetchOptions{UID: true, RFC822Size: true, BodySection: []*imap.FetchItemBodySection{full}}, seqRange(1, n)},
+		{"FETCH sparse BODY[] and a header field", imap.SeqSet{{Start: 1, Stop: 1}, {Start: 3, Stop: 3}, {Start: 5, Stop: 9},
+			{Start: 190, Stop: 210}, {Start: 250, Stop: 320}, {Start: 499, Stop: 500}},
+			&imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{full, subject}},
+			append(append(append([]uint32{1, 3, 5, 6, 7, 8, 9}, seqRange(190, 210)...), seqRange(250, 320)...), 499, 500)},
+	} {
+		msgs, err := c.Fetch(tc.set, tc.options).Collect()
+		var want []uint32
+		for _, uid := range tc.want {
+			if _, ok := raws[uid]; ok {
+				want = append(want, uid)
+			}
+		}
+		if imapCode(err) != "EXPUNGEISSUED" {
+			t.Errorf("%s: %v, want NO [EXPUNGEISSUED] for UID 200", tc.name, err)
+		}
+		if len(msgs) != len(want) {
+			t.Errorf("%s: %d messages, want %d", tc.name, len(msgs), len(want))
+			continue
+		}
+		for k, m := range msgs {
+			uid := uint32(m.UID)
+			raw := raws[uid]
+			if uid != want[k] || m.SeqNum != uid {
+				t.Errorf("%s: response %d is seq %d UID %d, want UID %d", tc.name, k, m.SeqNum, uid, want[k])
+				break
+			}
+			if got := string(m.FindBodySection(full)); got != raw {
+				t.Errorf("%s: UID %d: BODY[] is %d bytes, want %d", tc.name, uid, len(got), len(raw))
+			}
+			if tc.options.RFC822Size && m.RFC822Size != int64(len(raw)) {
+				t.Errorf("%s: UID %d: RFC822.SIZE %d, want %d", tc.name, uid, m.RFC822Size, len(raw))
+			}
+			if want := "Subject: m" + itoa(uid-1) + "\r\n\r\n"; len(tc.options.BodySection) > 1 && string(m.FindBodySection(subject)) != want {
+				t.Errorf("%s: UID %d: %q, want %q", tc.name, uid, m.FindBodySection(subject), want)
+			}
+		}
+	}
+}
+
+// seqRange returns the numbers from first to last.
+func seqRange(first, last uint32) []uint32 {
+	out := make([]uint32, 0, last-first+1)
+	for n := first; n <= last; n++ {
+		out = append(out, n)
+	}
+	return out
 }
