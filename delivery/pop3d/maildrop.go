@@ -18,6 +18,7 @@ type maildrop struct {
 	uidValidity uint32
 	msgs        []dropMsg
 	marked      int // messages marked by DELE
+	ahead       readAhead
 }
 
 // dropMsg is one message of the snapshot: what RETR needs to open it and
@@ -36,16 +37,24 @@ func openMaildrop(ctx context.Context, store *delivery.Store, userID int64) (*ma
 	if err != nil {
 		return nil, fmt.Errorf("open maildrop: %w", err)
 	}
+	// Watch before listing: a change in between drops a read-ahead
+	// batch for nothing, but none goes unseen.
+	changes, stop := store.Watch(mb.ID)
 	list, err := store.Messages(ctx, mb.ID)
 	if err != nil {
+		stop()
 		return nil, fmt.Errorf("open maildrop: %w", err)
 	}
-	d := &maildrop{mailboxID: mb.ID, uidValidity: mb.UIDValidity, msgs: make([]dropMsg, len(list))}
+	d := &maildrop{mailboxID: mb.ID, uidValidity: mb.UIDValidity, msgs: make([]dropMsg, len(list)),
+		ahead: readAhead{changes: changes, stop: stop}}
 	for i, m := range list {
 		d.msgs[i] = dropMsg{uid: m.UID, size: m.Size, blobID: m.BlobID, blobKey: m.BlobKey}
 	}
 	return d, nil
 }
+
+// close releases what the snapshot holds besides its list.
+func (d *maildrop) close() { d.ahead.close() }
 
 // stat counts the messages not marked deleted and their size.
 func (d *maildrop) stat() (count int, size int64) {
@@ -201,9 +210,16 @@ func (sess *session) cmdRetr(arg string, top bool) {
 	if m == nil {
 		return
 	}
-	// Open before answering +OK: a message expunged meanwhile (by IMAP)
-	// gets a clean -ERR.
-	r, err := sess.srv.store.OpenMessage(delivery.Message{BlobID: m.blobID, BlobKey: m.blobKey})
+	// Read (inline) or open (file) before answering +OK: a message
+	// expunged meanwhile (by IMAP) gets a clean -ERR.
+	var inline []byte
+	var r delivery.MessageReader
+	var err error
+	if m.blobKey == "" {
+		inline, err = sess.inline(n)
+	} else if r, err = sess.srv.store.OpenMessage(delivery.Message{BlobID: m.blobID, BlobKey: m.blobKey}); err == nil {
+		defer r.Close()
+	}
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			sess.reply("-ERR Message " + strconv.Itoa(n) + " was removed by another session")
@@ -213,7 +229,6 @@ func (sess *session) cmdRetr(arg string, top bool) {
 		sess.reply("-ERR [SYS/TEMP] Cannot read message, try again later")
 		return
 	}
-	defer r.Close()
 	w := sess.out()
 	var d dotWriter
 	if top {
@@ -226,7 +241,13 @@ func (sess *session) cmdRetr(arg string, top bool) {
 		d = newDotWriter(w)
 		sess.retrieved++
 	}
-	readErr, writeErr := copyMessage(&d, r)
+	var readErr, writeErr error
+	if r == nil {
+		d.write(inline)
+		writeErr = d.err
+	} else {
+		readErr, writeErr = copyMessage(&d, r)
+	}
 	if readErr != nil {
 		// The +OK is gone: the response cannot turn into an -ERR. Cut
 		// the connection, so that the client sees no terminator and

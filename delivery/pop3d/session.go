@@ -154,6 +154,8 @@ func (sess *session) serve() {
 				sess.log.Debug("pop3 write failed", "err", err)
 				return
 			}
+			// The client reads the response now: read ahead meanwhile.
+			sess.readAhead()
 		}
 		line, err := sess.readLine()
 		if err != nil {
@@ -282,6 +284,7 @@ func (sess *session) end() {
 		sess.w = nil
 	}
 	if sess.drop != nil {
+		sess.drop.close()
 		sess.srv.unlockMaildrop(sess.account.ID)
 		sess.drop = nil
 	}
