@@ -2,7 +2,6 @@ package delivery
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"sort"
 	"sync"
@@ -58,26 +57,7 @@ func (s *Store) ReadBatch(ctx context.Context, mailboxID int64, first, last uint
 	if cap(b.data) < sizeHint {
 		b.data = make([]byte, 0, sizeHint)
 	}
-	rows, err := s.readRange.QueryContext(ctx, mailboxID, first, last)
-	if err != nil {
-		b.Release()
-		return nil, fmt.Errorf("read messages: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var uid uint32
-		// RawBytes: the driver's copy is appended to the batch without
-		// a second one in between.
-		var data sql.RawBytes
-		if err := rows.Scan(&uid, &data); err != nil {
-			b.Release()
-			return nil, fmt.Errorf("read messages: %w", err)
-		}
-		b.data = append(b.data, data...)
-		b.uids = append(b.uids, uid)
-		b.ends = append(b.ends, len(b.data))
-	}
-	if err := rows.Err(); err != nil {
+	if err := s.ranges.read(ctx, mailboxID, first, last, b); err != nil {
 		b.Release()
 		return nil, fmt.Errorf("read messages: %w", err)
 	}

@@ -71,10 +71,9 @@ type Store struct {
 	cfg   Config
 	blobs string
 	rdb   *sql.DB // readers (WAL lets them run beside the writer)
-	// readInline and readRange are prepared once: an IMAP FETCH or POP3
-	// RETR of many inline messages runs them for each message or batch.
+	// readInline is prepared once: an IMAP FETCH or POP3 RETR of many
+	// inline messages runs it for each.
 	readInline *sql.Stmt
-	readRange  *sql.Stmt
 	wdb        *sql.DB // the single writer connection
 	jobs       chan *job
 	done       chan struct{}
@@ -82,6 +81,9 @@ type Store struct {
 	watch      watchers
 	closed     sync.Once
 	now        func() time.Time
+
+	// ranges are the connections of ReadBatch (rangeread.go).
+	ranges *rangeReaders
 }
 
 // Open opens (creating if needed) the store in cfg.Dir.
@@ -131,13 +133,8 @@ func Open(cfg Config) (*Store, error) {
 		done:  make(chan struct{}),
 		now:   time.Now,
 	}
+	s.ranges = newRangeReaders(path)
 	if s.readInline, err = rdb.Prepare("SELECT data FROM blobs WHERE id = ? AND data IS NOT NULL"); err != nil {
-		rdb.Close()
-		wdb.Close()
-		return nil, fmt.Errorf("open index: %w", err)
-	}
-	if s.readRange, err = rdb.Prepare(readRangeQuery); err != nil {
-		s.readInline.Close()
 		rdb.Close()
 		wdb.Close()
 		return nil, fmt.Errorf("open index: %w", err)
@@ -155,7 +152,8 @@ func (s *Store) Close() error {
 	s.closed.Do(func() {
 		close(s.done)
 		s.wg.Wait()
-		err = errors.Join(s.readInline.Close(), s.readRange.Close(), s.rdb.Close(), s.wdb.Close())
+		s.ranges.close()
+		err = errors.Join(s.readInline.Close(), s.rdb.Close(), s.wdb.Close())
 	})
 	return err
 }
