@@ -17,10 +17,10 @@ import (
 // that was 100 MB of garbage (the collector ran some 50 times, on the
 // CPU the client needed) and about half of the server's CPU time. Here a
 // row's content is copied once, from SQLite's memory into the batch.
-//
-// A rangeReader is one read-only connection with readRangeQuery prepared
-// on it. It is not safe for concurrent use: rangeReaders hands each to
-// one caller at a time, at most maxRangeReaders at once.
+
+// rangeReader is one read-only connection with readRangeQuery prepared on
+// it. It is not safe for concurrent use: rangeReaders hands each to one
+// caller at a time, at most maxRangeReaders at once.
 type rangeReader struct {
 	tls  *libc.TLS
 	db   uintptr // sqlite3*
@@ -136,7 +136,7 @@ func (r *rangeReader) open(path string) error {
 	// care of it.
 	r.db = *(*uintptr)(cMem(out))
 	if rc != sqlite3.SQLITE_OK {
-		return r.error(rc)
+		return r.fail(rc)
 	}
 	// The same wait as the database/sql connections when the writer
 	// holds a lock (in WAL mode, only while it recovers the log).
@@ -154,15 +154,15 @@ func (r *rangeReader) open(path string) error {
 		}
 		libc.Xfree(r.tls, text)
 		if rc != sqlite3.SQLITE_OK {
-			return r.error(rc)
+			return r.fail(rc)
 		}
 	}
 	return nil
 }
 
-// error describes a failed call by its result code and the connection's
+// fail describes a failed call by its result code and the connection's
 // message.
-func (r *rangeReader) error(rc int32) error {
+func (r *rangeReader) fail(rc int32) error {
 	msg := "no connection"
 	if r.db != 0 {
 		msg = libc.GoString(sqlite3.Xsqlite3_errmsg(r.tls, r.db))
@@ -188,7 +188,7 @@ func (r *rangeReader) read(ctx context.Context, mailboxID int64, first, last uin
 	defer sqlite3.Xsqlite3_reset(r.tls, r.stmt)
 	for i, v := range []int64{mailboxID, int64(first), int64(last)} {
 		if rc := sqlite3.Xsqlite3_bind_int64(r.tls, r.stmt, int32(i+1), v); rc != sqlite3.SQLITE_OK {
-			return r.error(rc)
+			return r.fail(rc)
 		}
 	}
 	for {
@@ -210,7 +210,7 @@ func (r *rangeReader) read(ctx context.Context, mailboxID int64, first, last uin
 			b.uids = append(b.uids, uid)
 			b.ends = append(b.ends, len(b.data))
 		default:
-			return r.error(rc)
+			return r.fail(rc)
 		}
 	}
 }
