@@ -71,8 +71,9 @@ type Store struct {
 	cfg   Config
 	blobs string
 	rdb   *sql.DB // readers (WAL lets them run beside the writer)
-	// readInline is prepared once: an IMAP FETCH or POP3 RETR of many
-	// inline messages runs it for each.
+	// readInline is prepared once: ReadMessage runs it for each inline
+	// message read on its own (SEARCH, quarantine, IMAP's files path);
+	// FETCH and RETR read inline messages in batches (ReadBatch).
 	readInline *sql.Stmt
 	wdb        *sql.DB // the single writer connection
 	jobs       chan *job
