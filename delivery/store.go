@@ -72,8 +72,8 @@ type Store struct {
 	blobs string
 	rdb   *sql.DB // readers (WAL lets them run beside the writer)
 	// readInline is prepared once: ReadMessage runs it for each inline
-	// message read on its own (SEARCH, quarantine, IMAP's files path);
-	// FETCH and RETR read inline messages in batches (ReadBatch).
+	// message read on its own (IMAP SEARCH, the quarantine); FETCH and
+	// RETR read inline messages in batches (ReadBatch).
 	readInline *sql.Stmt
 	wdb        *sql.DB // the single writer connection
 	jobs       chan *job
