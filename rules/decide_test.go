@@ -316,3 +316,38 @@ func TestVerdictString(t *testing.T) {
 		t.Errorf("String() of the zero verdict = %s", got)
 	}
 }
+
+// TestDecidePolicyVariable: the policy variable names the recipient's
+// policy, so that a rule can act differently per policy (a virus held for
+// one domain, refused for the rest).
+func TestDecidePolicyVariable(t *testing.T) {
+	pols := testPolicies(t)
+	p, err := NewPipeline(Config{Rules: []RuleConfig{
+		{Name: "VIRUS_HELD", Expr: `has("VIRUS") && policy == "domain:example.com"`, Action: "quarantine"},
+		{Name: "VIRUS_REFUSED", Expr: `has("VIRUS") && policy != "domain:example.com"`, Action: "reject", Reply: "554 5.7.0"},
+		{Name: "RCPT_POLICY", Stage: "rcpt", Expr: `policy == "domain:example.com"`, Score: 1},
+		{Name: "MAIL_POLICY", Stage: "mail", Expr: `policy == "default"`, Score: 1},
+	}}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	virus := []filters.Symbol{sym("VIRUS", 1000)}
+	for _, tc := range []struct {
+		stage filters.Stage
+		rcpt  string
+		syms  []filters.Symbol
+		want  policies.Action
+		rule  string
+	}{
+		{filters.StageData, "bob@example.com", virus, policies.ActionQuarantine, "VIRUS_HELD"},
+		{filters.StageData, "x@other.example", virus, policies.ActionReject, "VIRUS_REFUSED"},
+		{filters.StageRcpt, "bob@example.com", nil, policies.ActionAccept, "RCPT_POLICY"},
+		{filters.StageMail, "", nil, policies.ActionAccept, "MAIL_POLICY"},
+	} {
+		in := &filters.Input{Env: &filters.Envelope{From: "a@sender.example"}, Rcpt: tc.rcpt}
+		v := p.Decide(tc.stage, in, tc.syms, pols.For(tc.rcpt), false)
+		if v.Action != tc.want || !slices.Contains(v.SymbolNames(), tc.rule) || len(v.Symbols) != len(tc.syms)+1 {
+			t.Errorf("%v %q: %s, want %v by %s alone", tc.stage, tc.rcpt, v, tc.want, tc.rule)
+		}
+	}
+}

@@ -34,6 +34,11 @@ import (
 //	                                     absent or before the data stage
 //	headers(name)    []string            every value of that field, in message order
 //	size             int                 message size in bytes, 0 before data
+//	policy           string              name of the policy the stage is judged
+//	                                     under: the recipient's at rcpt and data
+//	                                     ("recipient:ceo@example.com",
+//	                                     "domain:example.com", "default"), the
+//	                                     default policy's before
 //
 // Examples:
 //
@@ -42,6 +47,7 @@ import (
 //	has("RDNS_NONE") && has("MISSING_DATE") && lower(from) endsWith "@bank.example"
 //	rcpt == "abuse@example.com"
 //	size > 20000000 && len(headers("Received")) > 30
+//	has("ATTACH_EXECUTABLE") && policy == "domain:lab.example.com"
 //
 // The expr built-in functions (len, lower, upper, any, all, matches, ...)
 // are available; an expression that fails at run time (an index out of
@@ -60,6 +66,7 @@ type Env struct {
 	Header  func(string) string   `expr:"header"`
 	Headers func(string) []string `expr:"headers"`
 	Size    int                   `expr:"size"`
+	Policy  string                `expr:"policy"`
 }
 
 // program is a compiled expression and what it reads, so that Decide can

@@ -148,6 +148,7 @@ func (p *Pipeline) Decide(stage filters.Stage, in *filters.Input, symbols []filt
 	st.syms = append(st.syms, symbols...)
 	if stage >= 0 && int(stage) < len(p.rules) && len(p.rules[stage]) > 0 {
 		p.fillEnv(st, stage, in, from)
+		st.env.Policy = pol.Name
 		for _, r := range p.rules[stage] {
 			st.env.Score = score
 			ok, err := st.eval(r.prog)

@@ -2,13 +2,17 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/emersion/go-smtp"
 	"github.com/moatmail/moat/filters/antivirus/clamdtest"
 )
 
@@ -27,23 +31,7 @@ func withAttachment(subject string, payload []byte) string {
 // while everything acknowledged before stays stored.
 func TestAntivirusThroughSMTP(t *testing.T) {
 	clamd := clamdtest.Start(t)
-	dir := t.TempDir()
-	cfg, err := parseConfig(testConfigWith(dir, `"rdns"`, fmt.Sprintf(`
-[filters.antivirus]
-address = %q
-`, clamd.Unix)), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := start(cfg, discardLogger(), io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close(context.Background())
-	if _, err := a.store.AddUser(context.Background(), "alice@example.com", "pw", false); err != nil {
-		t.Fatal(err)
-	}
-	tc := clientTLS(t, cfg.DataDir)
+	a, tc := startWithAntivirus(t, clamd.Unix, "", "alice@example.com")
 	try := func(msg string) smtpResult {
 		return send(t, a.Addr("smtp"), tc, "bob@example.net", []string{"alice@example.com"}, msg)
 	}
@@ -108,4 +96,147 @@ func mustGet(t *testing.T, url string) io.Reader {
 	}
 	t.Cleanup(func() { resp.Body.Close() })
 	return resp.Body
+}
+
+// TestAntivirusPerPolicyAndOutage: rules naming the policy hold a virus
+// for one domain and refuse it for the other; then clamd is killed while
+// several clients are sending. Every message gets 250 or 451 4.7.1 (never
+// a 5yz: clamd's fault is no reason to refuse mail for good), every 250 is
+// in the mailbox, and once clamd is back the deferred messages, sent again
+// as a client would, are delivered: nothing is lost.
+func TestAntivirusPerPolicyAndOutage(t *testing.T) {
+	clamd := clamdtest.Start(t)
+	a, tc := startWithAntivirus(t, clamd.TCP, `
+[[rules.rule]]
+name = "VIRUS_FOUND"
+expr = 'has("VIRUS") && policy != "domain:example.org"'
+action = "reject"
+reply = "554 5.7.0"
+
+[[rules.rule]]
+name = "VIRUS_HELD"
+expr = 'has("VIRUS") && policy == "domain:example.org"'
+action = "quarantine"
+
+[policies.domains."example.org"]
+subject_prefix = "[LAB]"
+`, "alice@example.com", "carol@example.org")
+	eicar := withAttachment("eicar", []byte(clamdtest.EICAR))
+	if r := send(t, a.Addr("smtp"), tc, "bob@example.net", []string{"alice@example.com"}, eicar); r.code != 554 || r.ecode != "5.7.0" {
+		t.Fatalf("EICAR to example.com: %v, want 554 5.7.0", r)
+	}
+	if r := send(t, a.Addr("smtp"), tc, "bob@example.net", []string{"carol@example.org"}, eicar); r.code != 250 {
+		t.Fatalf("EICAR to example.org: %v, want 250 (quarantined)", r)
+	}
+	c := imapLogin(t, a.Addr("imap"), tc, "carol@example.org", "pw")
+	held := fetchAll(t, c, "Quarantine")
+	c.Close()
+	if len(held) != 1 || !strings.Contains(held[0], "Subject: eicar") {
+		t.Fatalf("carol's Quarantine holds %d messages, want the EICAR one", len(held))
+	}
+
+	// clamd killed under load.
+	const senders, perSender = 4, 15
+	type outcome struct {
+		subject string
+		code    int
+		err     error
+	}
+	results := make(chan outcome, senders*perSender)
+	var wg sync.WaitGroup
+	started := make(chan struct{}, senders*perSender)
+	for s := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range perSender {
+				subject := fmt.Sprintf("load-%d-%d", s, i)
+				err := trySend(a.Addr("smtp"), tc, "alice@example.com", withAttachment(subject, []byte("clean "+subject)))
+				o := outcome{subject: subject, err: err}
+				var se *smtp.SMTPError
+				switch {
+				case err == nil:
+					o.code = 250
+				case errors.As(err, &se):
+					o.code, o.err = se.Code, nil
+					if se.EnhancedCode != (smtp.EnhancedCode{4, 7, 1}) {
+						o.err = fmt.Errorf("enhanced code %v: %w", se.EnhancedCode, err)
+					}
+				}
+				results <- o
+				started <- struct{}{}
+			}
+		}()
+	}
+	for range senders * perSender / 3 {
+		<-started // a third of the messages are through: kill clamd now
+	}
+	clamd.Kill(t)
+	wg.Wait()
+	close(results)
+
+	var accepted, deferred []string
+	for o := range results {
+		switch {
+		case o.code == 250:
+			accepted = append(accepted, o.subject)
+		case o.code == 451 && o.err == nil:
+			deferred = append(deferred, o.subject)
+		default:
+			t.Errorf("%s: code %d, %v; want 250 or 451 4.7.1", o.subject, o.code, o.err)
+		}
+	}
+	if len(deferred) == 0 {
+		t.Fatalf("no message was deferred with clamd killed (%d accepted)", len(accepted))
+	}
+
+	// clamd back: the client retries what was deferred.
+	clamd.Restart(t)
+	for _, subject := range deferred {
+		if err := trySend(a.Addr("smtp"), tc, "alice@example.com", withAttachment(subject, []byte("clean "+subject))); err != nil {
+			t.Errorf("retry of %s with clamd back: %v", subject, err)
+		}
+	}
+	c = imapLogin(t, a.Addr("imap"), tc, "alice@example.com", "pw")
+	defer c.Close()
+	inbox := fetchAll(t, c, "INBOX")
+	seen := map[string]int{}
+	for _, m := range inbox {
+		for _, line := range strings.Split(m, "\r\n") {
+			if subject, ok := strings.CutPrefix(line, "Subject: "); ok {
+				seen[subject]++
+				break
+			}
+		}
+	}
+	for s := range senders {
+		for i := range perSender {
+			if subject := fmt.Sprintf("load-%d-%d", s, i); seen[subject] != 1 {
+				t.Errorf("%s is in INBOX %d times, want once", subject, seen[subject])
+			}
+		}
+	}
+	t.Logf("clamd killed under load: %d accepted, %d deferred with 451 4.7.1 and delivered on retry", len(accepted), len(deferred))
+}
+
+// startWithAntivirus starts moat with the antivirus on clamd at address
+// (and extra configuration), with the users given (password "pw").
+func startWithAntivirus(t *testing.T, address, extra string, users ...string) (*app, *tls.Config) {
+	t.Helper()
+	dir := t.TempDir()
+	cfg, err := parseConfig(testConfigWith(dir, `"rdns"`, fmt.Sprintf("[filters.antivirus]\naddress = %q\n%s", address, extra)), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := start(cfg, discardLogger(), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close(context.Background()) })
+	for _, u := range users {
+		if _, err := a.store.AddUser(context.Background(), u, "pw", false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return a, clientTLS(t, cfg.DataDir)
 }

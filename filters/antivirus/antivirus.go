@@ -6,8 +6,10 @@
 // quoted-printable, nested messages, archives) itself, so the filter does
 // not use the content package's decoded view.
 //
-// The filter only scores. A virus is the symbol VIRUS with a score far
-// above any reject threshold, and a rule decides what happens to it; the
+// The filter only reports. A virus is the symbol VIRUS, with score 0 by
+// default, and a rule decides what happens to it (a score would not do:
+// a policy's reject threshold would turn a rule's quarantine into a
+// rejection, since the verdict is the most severe of the two); the
 // SMTP reply for a refused virus should be 554 5.7.0 (RFC 3463 §3.8:
 // X.7.0, other or undefined security status), which is the gateway's to
 // send. A clamd that cannot be reached, is too slow or fails is an error
@@ -61,8 +63,9 @@ const (
 	// DefaultMaxScanBytes is 25 MiB, the StreamMaxLength of Debian's
 	// clamd.conf.
 	DefaultMaxScanBytes = 25 << 20
-	// DefaultVirusScore is far above any reject threshold.
-	DefaultVirusScore = 1000
+	// DefaultVirusScore is 0: the rule acting on VIRUS decides, not the
+	// score (see the package comment).
+	DefaultVirusScore = 0
 )
 
 // Config configures the filter, under [filters.antivirus]. Start from
@@ -70,7 +73,7 @@ const (
 //
 //	address        = "unix:/run/clamav/clamd.ctl"  # or "tcp:127.0.0.1:3310"
 //	max_scan_bytes = 26214400                      # 25 MiB
-//	virus_score    = 1000.0
+//	virus_score    = 0.0
 //
 // The deadline of a scan is the pipeline's per-filter timeout
 // ([rules.filters.antivirus] timeout), not a key of this section.
@@ -83,7 +86,9 @@ type Config struct {
 	// StreamMaxLength, or clamd refuses what lies between (that too gives
 	// AV_SKIPPED_SIZE, after sending up to the limit).
 	MaxScanBytes int64 `toml:"max_scan_bytes"`
-	// VirusScore is the score of VIRUS.
+	// VirusScore is the score of VIRUS. Above a policy's reject
+	// threshold, it rejects a virus whatever the rule acting on VIRUS
+	// says.
 	VirusScore float64 `toml:"virus_score"`
 }
 

@@ -14,7 +14,7 @@ import (
 
 func TestDefaultConfig(t *testing.T) {
 	c := DefaultConfig()
-	want := Config{Address: "unix:/run/clamav/clamd.ctl", MaxScanBytes: 25 << 20, VirusScore: 1000}
+	want := Config{Address: "unix:/run/clamav/clamd.ctl", MaxScanBytes: 25 << 20, VirusScore: 0}
 	if c != want {
 		t.Fatalf("DefaultConfig() = %+v, want %+v", c, want)
 	}

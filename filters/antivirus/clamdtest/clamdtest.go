@@ -53,9 +53,11 @@ type Clamd struct {
 	// Unix and TCP are its addresses, in the antivirus filter's syntax:
 	// "unix:/path" and "tcp:127.0.0.1:PORT".
 	Unix, TCP string
+	path      string // the clamd program
+	conf      string // its clamd.conf
 	cmd       *exec.Cmd
 	out       *syncBuffer
-	done      chan struct{} // closed when the process has exited
+	done      chan struct{} // closed when the current process has exited
 }
 
 // syncBuffer collects clamd's output from its two pipes.
@@ -160,24 +162,49 @@ func Start(t testing.TB) *Clamd {
 	c := &Clamd{
 		Unix: "unix:" + socket,
 		TCP:  "tcp:127.0.0.1:" + strconv.Itoa(port),
+		path: clamdPath,
+		conf: confFile,
 		out:  &syncBuffer{},
-		done: make(chan struct{}),
 	}
-	c.cmd = exec.Command(clamdPath, "-c", confFile)
-	c.cmd.Stdout, c.cmd.Stderr = c.out, c.out
-	if err := c.cmd.Start(); err != nil {
-		t.Fatalf("start clamd: %v", err)
-	}
-	go func() {
-		_ = c.cmd.Wait()
-		close(c.done)
-	}()
 	t.Cleanup(func() {
 		c.Stop()
 		if t.Failed() {
 			t.Logf("clamd output:\n%s", c.out)
 		}
 	})
+	c.run(t)
+	return c
+}
+
+// Restart starts clamd again, on the same addresses and database, after
+// Kill or Stop, and waits until it answers PING.
+func (c *Clamd) Restart(t testing.TB) {
+	t.Helper()
+	select {
+	case <-c.done:
+	default:
+		t.Fatal("clamdtest: Restart of a clamd that is running")
+	}
+	// A killed clamd leaves its socket file, which the new one refuses
+	// to replace.
+	_ = os.Remove(strings.TrimPrefix(c.Unix, "unix:"))
+	c.run(t)
+}
+
+// run starts the process and waits until both addresses answer PING.
+func (c *Clamd) run(t testing.TB) {
+	t.Helper()
+	c.done = make(chan struct{})
+	c.cmd = exec.Command(c.path, "-c", c.conf)
+	c.cmd.Stdout, c.cmd.Stderr = c.out, c.out
+	if err := c.cmd.Start(); err != nil {
+		t.Fatalf("start clamd: %v", err)
+	}
+	done := c.done
+	go func() {
+		_ = c.cmd.Wait()
+		close(done)
+	}()
 
 	// Bounded poll: clamd with two signatures is up in well under a
 	// second; give it ten.
@@ -186,7 +213,7 @@ func Start(t testing.TB) *Clamd {
 		err1 := ping(c.Unix)
 		err2 := ping(c.TCP)
 		if err1 == nil && err2 == nil {
-			return c
+			return
 		}
 		select {
 		case <-c.done:
