@@ -163,7 +163,24 @@ func (s *Store) Close() error {
 // their own tables in it (quarantine).
 func (s *Store) DB() *sql.DB { return s.rdb }
 
-const schemaVersion = 1
+// schemaVersion is the version of the index this moat writes: the
+// number of steps in migrations.
+var schemaVersion = len(migrations)
+
+// migrations are the steps from an empty index (version 0) to the
+// current one: step i takes version i to i+1. A step is only ever added,
+// never changed, so that an index of any earlier version is brought up to
+// date in one transaction at open.
+var migrations = [][]string{
+	schema,
+	// 2: each user's allow list of envelope senders (allowlist.go).
+	{`CREATE TABLE allowed_senders (
+		user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+		sender TEXT NOT NULL,
+		added INTEGER NOT NULL,
+		PRIMARY KEY (user_id, sender)
+	) WITHOUT ROWID`},
+}
 
 func migrate(db *sql.DB) error {
 	var v int
@@ -181,9 +198,11 @@ func migrate(db *sql.DB) error {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	defer tx.Rollback()
-	for _, stmt := range schema {
-		if _, err := tx.Exec(stmt); err != nil {
-			return fmt.Errorf("migrate: %w", err)
+	for step := v; step < schemaVersion; step++ {
+		for _, stmt := range migrations[step] {
+			if _, err := tx.Exec(stmt); err != nil {
+				return fmt.Errorf("migrate to version %d: %w", step+1, err)
+			}
 		}
 	}
 	if _, err := tx.Exec(fmt.Sprintf("PRAGMA user_version = %d", schemaVersion)); err != nil {

@@ -41,11 +41,15 @@ type session struct {
 	early bool             // a connect or helo filter with on_error=tempfail failed
 
 	// the current transaction
-	env      filters.Envelope
-	txSyms   []filters.Symbol
-	txTemp   bool
-	rcpts    []recipient
-	policy   *policies.Policy
+	env    filters.Envelope
+	txSyms []filters.Symbol
+	txTemp bool
+	rcpts  []recipient
+	policy *policies.Policy
+	// allowing is the transaction's policy for recipients who
+	// allow-listed its sender, derived once from policy (one pointer, so
+	// that such recipients share a transaction).
+	allowing map[*policies.Policy]*policies.Policy
 	rejected *smtp.SMTPError // a connect/helo verdict that refuses every transaction
 }
 
@@ -176,6 +180,7 @@ func (s *session) Reset() {
 	s.txTemp = false
 	s.rcpts = s.rcpts[:0]
 	s.policy = nil
+	clear(s.allowing)
 }
 
 // Logout ends the session.
@@ -261,6 +266,23 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		}
 	}
 	pol := s.j.Policies.For(mailbox)
+	allowed, err := s.srv.deps.Store.SenderAllowed(ctx, user.ID, s.env.From)
+	if err != nil {
+		s.log.Error("allow list lookup failed", "rcpt", addr, "err", err)
+		s.srv.obs.StoreError("lookup")
+		return s.reply("rcpt", errTempLocal)
+	}
+	if allowed {
+		// The recipient allow-listed this sender (released its mail from
+		// quarantine): score-based actions are waived for them alone.
+		if s.allowing == nil {
+			s.allowing = make(map[*policies.Policy]*policies.Policy)
+		}
+		if s.allowing[pol] == nil {
+			s.allowing[pol] = pol.WithSenderAllowed()
+		}
+		pol = s.allowing[pol]
+	}
 	if s.policy != nil && pol != s.policy {
 		return s.reply("rcpt", errPolicySplit)
 	}

@@ -367,3 +367,23 @@ func equal(a, b []string) bool {
 	}
 	return true
 }
+
+func TestWithSenderAllowed(t *testing.T) {
+	set, err := New(Config{Default: PolicyConfig{AllowSenders: []string{"@partner.example"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := set.For("alice@example.com")
+	q := p.WithSenderAllowed()
+	if q == p || q.Name == p.Name || q.TagScore != p.TagScore || q.RejectScore != p.RejectScore {
+		t.Fatalf("derived policy %+v from %+v: want a distinct copy with the same thresholds", q, p)
+	}
+	for _, s := range []string{"bob@elsewhere.example", "a@partner.example"} {
+		if !q.SenderAllowed(s) {
+			t.Errorf("derived policy: %s not allowed", s)
+		}
+	}
+	if p.SenderAllowed("bob@elsewhere.example") || !p.SenderAllowed("a@partner.example") {
+		t.Error("the original policy changed")
+	}
+}

@@ -31,6 +31,21 @@ type Policy struct {
 
 	disabled     map[string]struct{}
 	disabledList []string
+	// anySender: every sender counts as allowed (WithSenderAllowed).
+	anySender bool
+}
+
+// WithSenderAllowed returns a copy of p under which the sender counts as
+// allowed whatever AllowSenders says: the policy of a recipient who put
+// this transaction's sender on their own allow list (a message released
+// from their quarantine). The copy is a policy of its own (Name ends in
+// "+allow-list"), so that recipients split from those of p as they do
+// between any two policies.
+func (p *Policy) WithSenderAllowed() *Policy {
+	c := *p
+	c.Name = p.Name + "+allow-list"
+	c.anySender = true
+	return &c
 }
 
 // ActionForScore maps a score to the action of the thresholds: at or above
@@ -64,7 +79,7 @@ func (p *Policy) Threshold(a Action) (float64, bool) {
 
 // SenderAllowed reports whether the envelope sender addr is on the allow
 // list. The null sender "" never is.
-func (p *Policy) SenderAllowed(addr string) bool { return p.AllowSenders.Match(addr) }
+func (p *Policy) SenderAllowed(addr string) bool { return p.anySender || p.AllowSenders.Match(addr) }
 
 // SenderBlocked reports whether the envelope sender addr is on the block
 // list. The null sender "" never is.

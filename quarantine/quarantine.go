@@ -31,6 +31,12 @@ type Config struct {
 	Digest *bool `toml:"digest"`
 	// DigestInterval is the time between digests (default 24h).
 	DigestInterval time.Duration `toml:"digest_interval"`
+	// AllowSenderOnRelease puts the envelope sender of a message a user
+	// releases from their Quarantine folder on that user's allow list
+	// (delivery.Store.AllowSender): their later mail from it is not
+	// tagged, quarantined or rejected on score. Off by default: until
+	// the sender is authenticated (SPF, DKIM), anyone can forge it.
+	AllowSenderOnRelease bool `toml:"allow_sender_on_release"`
 }
 
 // Validate checks the configuration and fills defaults.
@@ -223,6 +229,17 @@ func placements(tx *delivery.Tx, blobID int64) (map[int64][]uint32, map[int64]in
 		owner[mb] = user
 	}
 	return uids, owner, rows.Err()
+}
+
+// senderOf returns the envelope sender of the quarantined message held in
+// blob blobID ("" when its record is gone).
+func (q *Quarantine) senderOf(ctx context.Context, blobID int64) (string, error) {
+	var sender string
+	err := q.store.DB().QueryRowContext(ctx, `SELECT sender FROM quarantine WHERE blob_id = ? LIMIT 1`, blobID).Scan(&sender)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return sender, err
 }
 
 // Release moves a quarantined message from each recipient's Quarantine

@@ -21,8 +21,9 @@ type Learner interface {
 //
 //   - out of Quarantine to any folder but Junk or Trash: the message is
 //     released (it is there once, the move put it there) and learned as
-//     ham; the verdict record goes once no recipient holds it in
-//     Quarantine any more;
+//     ham, and with Config.AllowSenderOnRelease its envelope sender goes
+//     on the user's allow list; the verdict record goes once no
+//     recipient holds it in Quarantine any more;
 //   - out of Quarantine to Junk or Trash, or expunged from Quarantine:
 //     learned as spam;
 //   - into Junk from elsewhere: spam; out of Junk to a folder other than
@@ -48,7 +49,8 @@ type learnJob struct {
 // NewReview starts a review worker. learner may be nil (nothing is
 // learned, the quarantine bookkeeping still happens); count, when not nil,
 // is told of every training event by kind: "ham", "spam", "dropped" (the
-// queue was full) or "unlearned" (no learner).
+// queue was full) or "unlearned" (no learner), and of every sender
+// allow-listed on release ("allowlisted").
 func NewReview(q *Quarantine, learner Learner, log *slog.Logger, count func(kind string)) *Review {
 	if count == nil {
 		count = func(string) {}
@@ -93,6 +95,9 @@ func (r *Review) Moved(user delivery.User, from, to delivery.Mailbox, msgs []del
 	case isQuarantine(from):
 		spam = isJunk(to) || isTrash(to)
 		ham = !spam
+		if ham && r.q.cfg.AllowSenderOnRelease {
+			r.allowSenders(user, msgs)
+		}
 		if move {
 			r.forget(msgs)
 		}
@@ -137,6 +142,26 @@ func (r *Review) learn(user delivery.User, msgs []delivery.Message, spam bool) {
 		default:
 			r.counts("dropped")
 			r.log.Warn("review: training queue full; a user's verdict is not learned", "user", user.Address)
+		}
+	}
+}
+
+// allowSenders puts the envelope senders of released messages on the
+// user's allow list, before their verdict records go.
+func (r *Review) allowSenders(user delivery.User, msgs []delivery.Message) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, m := range msgs {
+		sender, err := r.q.senderOf(ctx, m.BlobID)
+		if err == nil && sender != "" {
+			err = r.q.store.AllowSender(ctx, user.ID, sender)
+			if err == nil {
+				r.counts("allowlisted")
+				r.log.Info("review: sender allow-listed on release", "user", user.Address, "sender", sender)
+			}
+		}
+		if err != nil {
+			r.log.Warn("review: allow-listing a released message's sender failed", "user", user.Address, "err", err)
 		}
 	}
 }

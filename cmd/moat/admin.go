@@ -66,15 +66,58 @@ func readPassword(stdin io.Reader, stdout io.Writer) (string, error) {
 	return pw, nil
 }
 
+// userAllowlist edits (-add, -remove) and lists a user's allow list of
+// envelope senders.
+func userAllowlist(ctx context.Context, w io.Writer, st *delivery.Store, addr, allow, disallow string) error {
+	u, err := st.LookupUser(ctx, addr)
+	if err != nil {
+		return fmt.Errorf("user allowlist %s: %w", addr, err)
+	}
+	if allow != "" {
+		if err := st.AllowSender(ctx, u.ID, allow); err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "%s allowed for %s\n", delivery.NormalizeAddress(allow), u.Address)
+	}
+	if disallow != "" {
+		removed, err := st.DisallowSender(ctx, u.ID, disallow)
+		if err != nil {
+			return err
+		}
+		if !removed {
+			return fmt.Errorf("user allowlist %s: %s is not on the allow list", u.Address, delivery.NormalizeAddress(disallow))
+		}
+		fmt.Fprintf(w, "%s removed from %s's allow list\n", delivery.NormalizeAddress(disallow), u.Address)
+	}
+	if allow != "" || disallow != "" {
+		return nil
+	}
+	list, err := st.AllowedSenders(ctx, u.ID)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SENDER\tADDED")
+	for _, a := range list {
+		fmt.Fprintf(tw, "%s\t%s\n", a.Sender, a.Added.Format("2006-01-02 15:04"))
+	}
+	return tw.Flush()
+}
+
 func cmdUser(args []string, stdin io.Reader, stdout io.Writer) error {
 	if len(args) == 0 {
-		return usageError{"user: want add, passwd, list or delete"}
+		return usageError{"user: want add, passwd, list, delete or allowlist"}
 	}
 	sub := args[0]
 	var admin bool
+	var allow, disallow string
 	path, rest, err := flags("user "+sub, args[1:], func(fs *flag.FlagSet) {
-		if sub == "add" {
+		switch sub {
+		case "add":
 			fs.BoolVar(&admin, "admin", false, "the user may review every user's quarantine")
+		case "allowlist":
+			fs.StringVar(&allow, "add", "", "put this envelope sender on the user's allow list")
+			fs.StringVar(&disallow, "remove", "", "take this envelope sender off the user's allow list")
 		}
 	})
 	if err != nil {
@@ -130,6 +173,8 @@ func cmdUser(args []string, stdin io.Reader, stdout io.Writer) error {
 			return err
 		}
 		fmt.Fprintf(stdout, "user %s deleted\n", rest[0])
+	case "allowlist":
+		return userAllowlist(ctx, stdout, st, rest[0], allow, disallow)
 	default:
 		return usageError{fmt.Sprintf("user: unknown subcommand %q", sub)}
 	}

@@ -92,13 +92,7 @@ func TestPythonIMAP(t *testing.T) {
 	if res.code != 250 {
 		t.Fatal(res)
 	}
-	script := filepath.Join(t.TempDir(), "imap.py")
-	if err := os.WriteFile(script, []byte(pythonIMAP), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	host, port := splitAddr(t, a.Addr("imap"))
-	out, err := exec.Command(python, script, host, port, filepath.Join(a.cfg.DataDir, "tls", "cert.pem"),
-		"alice@example.com", "pw").CombinedOutput()
+	out, err := runPython(t, python, pythonIMAP, a, "imap", "alice@example.com")
 	if err != nil {
 		t.Fatalf("imaplib: %v\n%s", err, out)
 	}
@@ -166,13 +160,7 @@ func TestQuarantineReleaseByIMAPClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	script := filepath.Join(t.TempDir(), "review.py")
-	if err := os.WriteFile(script, []byte(pythonReview), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	host, port := splitAddr(t, a.Addr("imap"))
-	out, err := exec.Command(python, script, host, port, filepath.Join(a.cfg.DataDir, "tls", "cert.pem"),
-		"quarantine@example.com", "pw").CombinedOutput()
+	out, err := runPython(t, python, pythonReview, a, "imap", "quarantine@example.com")
 	if err != nil {
 		t.Fatalf("imaplib: %v\n%s", err, out)
 	}
@@ -247,13 +235,7 @@ func TestPythonPOP3(t *testing.T) {
 			t.Fatal(r)
 		}
 	}
-	script := filepath.Join(t.TempDir(), "pop.py")
-	if err := os.WriteFile(script, []byte(pythonPOP3), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	host, port := splitAddr(t, a.Addr("pop3"))
-	out, err := exec.Command(python, script, host, port, filepath.Join(a.cfg.DataDir, "tls", "cert.pem"),
-		"alice@example.com", "pw").CombinedOutput()
+	out, err := runPython(t, python, pythonPOP3, a, "pop3", "alice@example.com")
 	if err != nil {
 		t.Fatalf("poplib: %v\n%s", err, out)
 	}
@@ -267,4 +249,17 @@ func TestPythonPOP3(t *testing.T) {
 	if msgs := fetchAll(t, c, "INBOX"); len(msgs) != 0 {
 		t.Errorf("INBOX holds %d after POP3 DELE and QUIT, want 0", len(msgs))
 	}
+}
+
+// runPython runs a Python client script against moat's listener (by
+// name): its arguments are host, port, the CA file and the user's
+// address and password ("pw").
+func runPython(t *testing.T, python, script string, a *app, listener, user string) ([]byte, error) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), listener+".py")
+	if err := os.WriteFile(path, []byte(script), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	host, port := splitAddr(t, a.Addr(listener))
+	return exec.Command(python, path, host, port, filepath.Join(a.cfg.DataDir, "tls", "cert.pem"), user, "pw").CombinedOutput()
 }

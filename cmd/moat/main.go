@@ -4,6 +4,7 @@
 //	moat serve [-config FILE]
 //	moat check-config [-config FILE]
 //	moat user add|passwd|list|delete [-config FILE] [ADDRESS]
+//	moat user allowlist [-config FILE] [-add SENDER] [-remove SENDER] ADDRESS
 //	moat quarantine list|show|release|delete [-config FILE] [ID]
 //	moat import [-config FILE] [-mailbox NAME] ADDRESS MAILDIR
 //	moat version
@@ -37,6 +38,7 @@ commands:
   user passwd ADDRESS         set a user's password
   user list                   list users
   user delete ADDRESS         delete a user and all their mail
+  user allowlist ADDRESS      list a user's allowed senders (-add S, -remove S to edit)
   quarantine list [-rcpt A]   list quarantined messages
   quarantine show ID          print a quarantined message and its verdict
   quarantine release ID       deliver a quarantined message to its recipients' INBOX

@@ -1,0 +1,101 @@
+package delivery
+
+import (
+	"context"
+	"database/sql"
+	"path/filepath"
+	"slices"
+	"testing"
+)
+
+func TestAllowList(t *testing.T) {
+	s := openTestStore(t)
+	ctx := context.Background()
+	alice, err := s.AddUser(ctx, "alice@example.com", "pw", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob, err := s.AddUser(ctx, "bob@example.com", "pw", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // twice: the second changes nothing
+		if err := s.AllowSender(ctx, alice.ID, " Partner@Example.NET "); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.AllowSender(ctx, alice.ID, "not an address"); err == nil {
+		t.Error("allowing a non-address: want an error")
+	}
+	for _, tc := range []struct {
+		user   int64
+		sender string
+		want   bool
+	}{
+		{alice.ID, "partner@example.net", true},
+		{alice.ID, "PARTNER@example.net", true},
+		{alice.ID, "other@example.net", false},
+		{alice.ID, "", false}, // the null sender never is
+		{bob.ID, "partner@example.net", false},
+	} {
+		got, err := s.SenderAllowed(ctx, tc.user, tc.sender)
+		if err != nil || got != tc.want {
+			t.Errorf("SenderAllowed(%d, %q) = %v, %v; want %v", tc.user, tc.sender, got, err, tc.want)
+		}
+	}
+	list, err := s.AllowedSenders(ctx, alice.ID)
+	if err != nil || len(list) != 1 || list[0].Sender != "partner@example.net" || list[0].Added.IsZero() {
+		t.Fatalf("alice's list: %+v, %v", list, err)
+	}
+	if removed, err := s.DisallowSender(ctx, alice.ID, "partner@EXAMPLE.net"); err != nil || !removed {
+		t.Errorf("remove: %v, %v", removed, err)
+	}
+	if removed, err := s.DisallowSender(ctx, alice.ID, "partner@example.net"); err != nil || removed {
+		t.Errorf("remove again: %v, %v; want nothing removed", removed, err)
+	}
+	// A deleted user's list goes with them.
+	if err := s.AllowSender(ctx, bob.ID, "x@example.net"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteUser(ctx, "bob@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := s.rdb.QueryRow(`SELECT count(*) FROM allowed_senders`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("allow list rows after deleting bob: %d, %v", n, err)
+	}
+}
+
+// TestMigrateFromVersion1: an index written by a moat of schema version 1
+// (before allow lists) is brought up to date at open, its users kept.
+func TestMigrateFromVersion1(t *testing.T) {
+	dir := t.TempDir()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "index.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, stmt := range append(slices.Clone(schema), `PRAGMA user_version = 1`,
+		`INSERT INTO users (address, password_hash, created) VALUES ('alice@example.com', 'x', 0)`) {
+		if _, err := db.Exec(stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	s, err := Open(Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	u, err := s.LookupUser(ctx, "alice@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AllowSender(ctx, u.ID, "bob@example.net"); err != nil {
+		t.Fatalf("allow list after the migration: %v", err)
+	}
+	var v int
+	if err := s.DB().QueryRow("PRAGMA user_version").Scan(&v); err != nil || v != len(migrations) {
+		t.Errorf("user_version = %d, %v; want %d", v, err, len(migrations))
+	}
+}
