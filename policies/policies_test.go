@@ -375,8 +375,8 @@ func TestWithSenderAllowed(t *testing.T) {
 	}
 	p := set.For("alice@example.com")
 	q := p.WithSenderAllowed()
-	if q == p || q.Name == p.Name || q.TagScore != p.TagScore || q.RejectScore != p.RejectScore {
-		t.Fatalf("derived policy %+v from %+v: want a distinct copy with the same thresholds", q, p)
+	if q == p || q.Name != p.Name || q.TagScore != p.TagScore || q.RejectScore != p.RejectScore {
+		t.Fatalf("derived policy %+v from %+v: want a distinct copy with the same name and thresholds", q, p)
 	}
 	for _, s := range []string{"bob@elsewhere.example", "a@partner.example"} {
 		if !q.SenderAllowed(s) {

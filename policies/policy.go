@@ -38,12 +38,12 @@ type Policy struct {
 // WithSenderAllowed returns a copy of p under which the sender counts as
 // allowed whatever AllowSenders says: the policy of a recipient who put
 // this transaction's sender on their own allow list (a message released
-// from their quarantine). The copy is a policy of its own (Name ends in
-// "+allow-list"), so that recipients split from those of p as they do
+// from their quarantine). The copy keeps p's Name (rules that name the
+// policy still match it) but is a policy of its own: the gateway compares
+// policies by pointer, so recipients split from those of p as they do
 // between any two policies.
 func (p *Policy) WithSenderAllowed() *Policy {
 	c := *p
-	c.Name = p.Name + "+allow-list"
 	c.anySender = true
 	return &c
 }
