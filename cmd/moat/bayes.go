@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/moatmail/moat/filters/bayes"
+	"github.com/moatmail/moat/policies"
 )
 
 // cmdBayes runs `moat bayes train|eval|stats|report`.
@@ -54,7 +55,7 @@ func cmdBayes(args []string, stdout io.Writer) error {
 			fs.Float64Var(&perSec, "per-sec", 0, "the system's measured messages/s, for the table")
 		}
 		if sub == "eval" || sub == "report" {
-			fs.Float64Var(&threshold, "threshold", 0, "call spam at or above this probability (default: the weakest spam band)")
+			fs.Float64Var(&threshold, "threshold", 0, "call spam at or above this probability (default: the band whose score reaches the default policy's tag threshold)")
 		}
 	})
 	if err != nil {
@@ -63,15 +64,18 @@ func cmdBayes(args []string, stdout io.Writer) error {
 	if len(rest) != 0 {
 		return usageError{fmt.Sprintf("bayes %s: unexpected argument %q", sub, rest[0])}
 	}
+	dataDir, bcfg, tag, err := bayesConfig(path)
+	if err != nil {
+		return err
+	}
+	if threshold == 0 {
+		threshold = actingThreshold(bcfg, tag)
+	}
 	if sub == "report" {
 		if scores == "" {
 			return usageError{"bayes report: --scores is required"}
 		}
-		return bayesReport(stdout, scores, name, threshold, perSec)
-	}
-	dataDir, bcfg, err := bayesConfig(path)
-	if err != nil {
-		return err
+		return bayesReport(stdout, scores, name, threshold, bcfg.SpamBands, perSec)
 	}
 	ctx := context.Background()
 	switch sub {
@@ -92,9 +96,6 @@ func cmdBayes(args []string, stdout io.Writer) error {
 			}
 			opt.OnlyFolds = append(opt.OnlyFolds, n)
 		}
-		if threshold == 0 {
-			threshold = bcfg.SpamThreshold()
-		}
 		return bayesEval(ctx, stdout, bcfg, spam, ham, opt, scores, threshold)
 	case "stats":
 		return bayesStats(ctx, stdout, bcfg, dataDir)
@@ -102,14 +103,30 @@ func cmdBayes(args []string, stdout io.Writer) error {
 	return usageError{fmt.Sprintf("bayes: unknown subcommand %q", sub)}
 }
 
-// bayesConfig returns the data folder and the [filters.bayes] section of
-// a configuration file (the embedded default when path is empty).
-func bayesConfig(path string) (string, bayes.Config, error) {
+// bayesConfig returns the data folder, the [filters.bayes] section and the
+// default policy's tag threshold of a configuration file (the embedded
+// default when path is empty).
+func bayesConfig(path string) (string, bayes.Config, float64, error) {
 	cfg, err := loadConfig(path)
 	if err != nil {
-		return "", bayes.Config{}, err
+		return "", bayes.Config{}, 0, err
 	}
-	return cfg.DataDir, cfg.Filters.Bayes, nil
+	pols, err := policies.New(cfg.Policies)
+	if err != nil {
+		return "", bayes.Config{}, 0, err
+	}
+	return cfg.DataDir, cfg.Filters.Bayes, pols.For("").TagScore, nil
+}
+
+// actingThreshold is the probability the figures are reported at: from it
+// on the classifier alone tags a message under the default policy (its
+// band's score reaches the tag threshold), or, when no band does, the
+// weakest band's.
+func actingThreshold(cfg bayes.Config, tag float64) float64 {
+	if p, ok := cfg.ProbabilityForScore(tag); ok {
+		return p
+	}
+	return cfg.SpamThreshold()
 }
 
 func bayesTrain(ctx context.Context, w io.Writer, cfg bayes.Config, dataDir, spam, ham, user string) error {
@@ -287,7 +304,7 @@ func readScores(path string) ([]bayes.Scored, error) {
 	return out, nil
 }
 
-func bayesReport(w io.Writer, path, name string, threshold, perSec float64) error {
+func bayesReport(w io.Writer, path, name string, threshold float64, bands []bayes.Band, perSec float64) error {
 	scores, err := readScores(path)
 	if err != nil {
 		return err
@@ -295,10 +312,6 @@ func bayesReport(w io.Writer, path, name string, threshold, perSec float64) erro
 	if name == "" {
 		name = path
 	}
-	dflt := bayes.DefaultConfig()
-	if threshold == 0 {
-		threshold = dflt.SpamThreshold()
-	}
-	printMetrics(w, name, scores, threshold, dflt.SpamBands, perSec)
+	printMetrics(w, name, scores, threshold, bands, perSec)
 	return nil
 }

@@ -132,9 +132,9 @@ func DefaultConfig() Config {
 		PruneAge:       30 * 24 * time.Hour,
 		UntrainedScore: 0,
 		SpamBands: []Band{
-			{Probability: 0.99, Score: 5.0},
-			{Probability: 0.95, Score: 3.5},
-			{Probability: 0.80, Score: 2.0},
+			{Probability: 0.99, Score: 6.0},
+			{Probability: 0.95, Score: 5.0},
+			{Probability: 0.80, Score: 2.5},
 			{Probability: 0.55, Score: 1.0},
 		},
 		HamBands: []Band{
@@ -236,6 +236,19 @@ func (c Config) Trained(t Totals) bool {
 // together (a database from before the logistic model has learned none).
 func (c Config) LogisticTrained(t Totals) bool {
 	return c.Trained(t) && t.Logistic >= int64(max(1, c.MinSpam+c.MinHam))
+}
+
+// ProbabilityForScore is the probability from which the classifier alone
+// scores at least score (the tag threshold of a policy, say): the weakest
+// spam band whose score reaches it. ok is false when no band does.
+func (c Config) ProbabilityForScore(score float64) (p float64, ok bool) {
+	p = 1
+	for _, b := range c.SpamBands {
+		if b.Score >= score && b.Probability <= p {
+			p, ok = b.Probability, true
+		}
+	}
+	return p, ok
 }
 
 // SpamThreshold is the weakest spam band's probability: from it on, a

@@ -60,8 +60,8 @@ func TestBands(t *testing.T) {
 		name  string
 		score float64
 	}{
-		{1, SymSpam, 5}, {0.995, SymSpam, 5}, {0.99, SymSpam, 5}, {0.97, SymSpam, 3.5},
-		{0.8, SymSpam, 2}, {0.79, SymSpam, 1}, {0.55, SymSpam, 1}, {0.54, "", 0}, {0.5, "", 0}, {0.06, "", 0},
+		{1, SymSpam, 6}, {0.995, SymSpam, 6}, {0.99, SymSpam, 6}, {0.97, SymSpam, 5},
+		{0.8, SymSpam, 2.5}, {0.79, SymSpam, 1}, {0.55, SymSpam, 1}, {0.54, "", 0}, {0.5, "", 0}, {0.06, "", 0},
 		{0.05, SymHam, -1.5}, {0.02, SymHam, -1.5}, {0.01, SymHam, -3}, {0, SymHam, -3},
 	} {
 		name, score, ok := c.band(tc.p)
@@ -79,6 +79,18 @@ func TestSpamThreshold(t *testing.T) {
 	c.SpamBands = nil
 	if got := c.SpamThreshold(); got != 1 {
 		t.Errorf("no bands: %v, want 1", got)
+	}
+}
+
+func TestProbabilityForScore(t *testing.T) {
+	c := DefaultConfig() // 0.99 → 6, 0.95 → 5, 0.80 → 2.5, 0.55 → 1
+	for score, want := range map[float64]float64{5: 0.95, 6: 0.99, 2: 0.80, 1: 0.55, 0.5: 0.55} {
+		if got, ok := c.ProbabilityForScore(score); !ok || got != want {
+			t.Errorf("ProbabilityForScore(%v) = %v, %v; want %v", score, got, ok, want)
+		}
+	}
+	if got, ok := c.ProbabilityForScore(7); ok || got != 1 {
+		t.Errorf("ProbabilityForScore(7) = %v, %v; want 1, false (no band scores 7)", got, ok)
 	}
 }
 

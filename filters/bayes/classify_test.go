@@ -103,8 +103,8 @@ func TestClassifySynthetic(t *testing.T) {
 		if !r.Trained || r.Probability < 0.99 {
 			t.Errorf("%s: %+v, want trained and p >= 0.99", s.Name, r)
 		}
-		if syms := c.Symbols(r); len(syms) != 1 || syms[0].Name != SymSpam || syms[0].Score != 5.0 {
-			t.Errorf("%s: symbols %v, want BAYES_SPAM 5.0", s.Name, syms)
+		if syms := c.Symbols(r); len(syms) != 1 || syms[0].Name != SymSpam || syms[0].Score != 6.0 {
+			t.Errorf("%s: symbols %v, want BAYES_SPAM 6.0", s.Name, syms)
 		}
 	}
 	for _, s := range ham {
