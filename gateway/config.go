@@ -31,7 +31,9 @@ type Config struct {
 	// DataTimeout bounds the whole DATA transfer (default 10m).
 	DataTimeout time.Duration `toml:"data_timeout"`
 	// MaxConnections bounds concurrent SMTP connections (default 1000);
-	// MaxConnectionsPerIP bounds them per client address (default 20).
+	// MaxConnectionsPerIP bounds them per client address (default 50,
+	// Postfix's smtpd_client_connection_count_limit: a sending Postfix opens
+	// up to 20 at once, and reconnects before the server has closed the last).
 	MaxConnections      int `toml:"max_connections"`
 	MaxConnectionsPerIP int `toml:"max_connections_per_ip"`
 	// RecipientDelimiter separates a local part from its extension
@@ -74,7 +76,7 @@ func (c *Config) Validate() error {
 	setDefault(&c.CommandTimeout, 5*time.Minute)
 	setDefault(&c.DataTimeout, 10*time.Minute)
 	setDefault(&c.MaxConnections, 1000)
-	setDefault(&c.MaxConnectionsPerIP, 20)
+	setDefault(&c.MaxConnectionsPerIP, 50)
 	if c.RecipientDelimiter == nil {
 		plus := "+"
 		c.RecipientDelimiter = &plus
