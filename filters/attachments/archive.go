@@ -338,7 +338,11 @@ func (in *inspection) zip(p string, z []byte, level int, f *found) {
 		if e.usize != unknownSize {
 			size = int64(min(e.usize, math.MaxInt64/2))
 		}
-		in.entry(p, e.name, size, level+1, in.zipContent(z, e))
+		r := in.zipContent(z, e)
+		if r == nil {
+			in.add(findArchiveUnreadable, "%s/%s: compression method %d, or no local header where the directory says", p, display(e.name), e.method)
+		}
+		in.entry(p, e.name, size, level+1, r)
 	}
 }
 
@@ -458,6 +462,7 @@ func (u *unzipper) release() {
 func (in *inspection) gzip(p string, names []string, data []byte, level int) {
 	zr, err := gzip.NewReader(bytes.NewReader(data))
 	if err != nil {
+		in.add(findArchiveUnreadable, "%s: broken gzip stream: %v", p, err)
 		return
 	}
 	if !in.count(p) {

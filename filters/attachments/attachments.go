@@ -75,6 +75,12 @@ const (
 	SymArchiveDangerous = "ATTACH_ARCHIVE_DANGEROUS"
 	SymArchiveEncrypted = "ATTACH_ARCHIVE_ENCRYPTED"
 	SymArchiveBomb      = "ATTACH_ARCHIVE_BOMB"
+	// SymArchiveUnreadable: an archive entry compressed by a method the
+	// filter cannot unpack (zip's Deflate64, bzip2, LZMA, Zstandard, xz,
+	// which unpackers such as Windows Explorer or 7-Zip read), or an
+	// archive that claims a format and is broken: judged by its name
+	// only, its content unseen.
+	SymArchiveUnreadable = "ATTACH_ARCHIVE_UNREADABLE"
 )
 
 // finding is the index of a symbol in Symbols.
@@ -90,6 +96,7 @@ const (
 	findArchiveDangerous
 	findArchiveEncrypted
 	findArchiveBomb
+	findArchiveUnreadable
 	numFindings
 )
 
@@ -97,7 +104,7 @@ const (
 // Check returns them.
 var Symbols = []string{
 	SymExecutable, SymScript, SymMacro, SymDoubleExt, SymTypeMismatch, SymDiskImage,
-	SymArchiveDangerous, SymArchiveEncrypted, SymArchiveBomb,
+	SymArchiveDangerous, SymArchiveEncrypted, SymArchiveBomb, SymArchiveUnreadable,
 }
 
 // Config holds the score of each symbol (the TOML key is the symbol name
@@ -119,19 +126,21 @@ var Symbols = []string{
 //	attach_archive_dangerous   12.0
 //	attach_archive_encrypted    3.0
 //	attach_archive_bomb         5.0
+//	attach_archive_unreadable   4.0
 //	max_archive_depth           3      archive levels opened; 0 opens none
 //	max_archive_bytes          64 MiB  bytes unpacked per message, at most
 //	max_archive_entries     10000      archive entries read per message
 type Config struct {
-	Executable       float64 `toml:"attach_executable"`
-	Script           float64 `toml:"attach_script"`
-	Macro            float64 `toml:"attach_macro"`
-	DoubleExt        float64 `toml:"attach_double_ext"`
-	TypeMismatch     float64 `toml:"attach_type_mismatch"`
-	DiskImage        float64 `toml:"attach_disk_image"`
-	ArchiveDangerous float64 `toml:"attach_archive_dangerous"`
-	ArchiveEncrypted float64 `toml:"attach_archive_encrypted"`
-	ArchiveBomb      float64 `toml:"attach_archive_bomb"`
+	Executable        float64 `toml:"attach_executable"`
+	Script            float64 `toml:"attach_script"`
+	Macro             float64 `toml:"attach_macro"`
+	DoubleExt         float64 `toml:"attach_double_ext"`
+	TypeMismatch      float64 `toml:"attach_type_mismatch"`
+	DiskImage         float64 `toml:"attach_disk_image"`
+	ArchiveDangerous  float64 `toml:"attach_archive_dangerous"`
+	ArchiveEncrypted  float64 `toml:"attach_archive_encrypted"`
+	ArchiveBomb       float64 `toml:"attach_archive_bomb"`
+	ArchiveUnreadable float64 `toml:"attach_archive_unreadable"`
 
 	// MaxArchiveDepth is how many levels of archives are opened: 1 opens
 	// an attached zip, 2 a zip in it too. An archive one level deeper is
@@ -168,6 +177,7 @@ func DefaultConfig() Config {
 		ArchiveDangerous:  12,
 		ArchiveEncrypted:  3,
 		ArchiveBomb:       5,
+		ArchiveUnreadable: 4,
 		MaxArchiveDepth:   3,
 		MaxArchiveBytes:   64 << 20,
 		MaxArchiveEntries: 10000,
@@ -177,7 +187,7 @@ func DefaultConfig() Config {
 // scores returns the scores in the order of Symbols.
 func (c Config) scores() [numFindings]float64 {
 	return [numFindings]float64{c.Executable, c.Script, c.Macro, c.DoubleExt, c.TypeMismatch,
-		c.DiskImage, c.ArchiveDangerous, c.ArchiveEncrypted, c.ArchiveBomb}
+		c.DiskImage, c.ArchiveDangerous, c.ArchiveEncrypted, c.ArchiveBomb, c.ArchiveUnreadable}
 }
 
 // Validate reports every score that is not a finite number and every

@@ -134,6 +134,12 @@ func TestCheckMessages(t *testing.T) {
 			want: []string{SymArchiveDangerous}},
 		{name: "PE named as a photo in a zip", parts: []part{{name: "photos.zip", data: zipOf(t, zipFile{name: "IMG_0001.jpg", data: peFile()})}},
 			want: []string{SymArchiveDangerous}, reason: map[string]string{SymArchiveDangerous: "Windows executable content named .jpg"}},
+		{name: "zip entry in Deflate64", parts: []part{{name: "invoice.zip", data: methodZip(t, "invoice.pdf", 9, bytes.Repeat([]byte{0x5a}, 300))}},
+			want: []string{SymArchiveUnreadable}},
+		{name: "zip entry in bzip2 named as an executable", parts: []part{{name: "setup.zip", data: methodZip(t, "setup.exe", 12, []byte("BZh91AY&SY"))}},
+			want: []string{SymArchiveDangerous, SymArchiveUnreadable}},
+		{name: "broken gzip", parts: []part{{name: "logs.gz", data: []byte("\x1f\x8b\x08\xffbroken")}},
+			want: []string{SymArchiveUnreadable}},
 		{name: "docm in a zip", parts: []part{{name: "docs.zip", data: zipOf(t, zipFile{name: "report.docm", data: ooxml(t, true)})}},
 			want: []string{SymArchiveDangerous}, reason: map[string]string{SymArchiveDangerous: "macro document"}},
 		{name: "stored entries", parts: []part{{name: "s.zip", data: zipOf(t, zipFile{name: "x.scr", data: peFile(), store: true})}},
@@ -217,7 +223,7 @@ func TestConfig(t *testing.T) {
 	if err := d.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	want := [numFindings]float64{15, 12, 10, 12, 5, 8, 12, 3, 5}
+	want := [numFindings]float64{15, 12, 10, 12, 5, 8, 12, 3, 5, 4}
 	if d.scores() != want || d.MaxArchiveDepth != 3 || d.MaxArchiveBytes != 64<<20 || d.MaxArchiveEntries != 10000 {
 		t.Errorf("defaults %+v", d)
 	}

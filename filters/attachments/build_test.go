@@ -174,6 +174,24 @@ func rawZip(t testing.TB, name string, data []byte, usize uint64) []byte {
 	return b.Bytes()
 }
 
+// methodZip returns a zip of one entry whose compression method is
+// method (9 Deflate64, 12 bzip2, 14 LZMA, 93 Zstandard, 95 xz), holding
+// the bytes given as its compressed data.
+func methodZip(t testing.TB, name string, method uint16, comp []byte) []byte {
+	var b bytes.Buffer
+	w := zip.NewWriter(&b)
+	raw, err := w.CreateRaw(&zip.FileHeader{Name: name, Method: method,
+		CompressedSize64: uint64(len(comp)), UncompressedSize64: uint64(len(comp)) * 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw.Write(comp)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
 // manyEntries returns a zip of n empty stored files.
 func manyEntries(t testing.TB, n int) []byte {
 	files := make([]zipFile, n)

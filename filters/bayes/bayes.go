@@ -69,7 +69,7 @@ type Band struct {
 //	per_user              false     use a recipient's own model (single
 //	                                recipient transactions only)
 //	untrained_score       0         score of BAYES_UNTRAINED
-//	spam_bands            p >= 0.99: 5.0, >= 0.95: 3.5, >= 0.80: 2.0,
+//	spam_bands            p >= 0.99: 6.0, >= 0.95: 5.0, >= 0.80: 2.5,
 //	                      >= 0.55: 1.0
 //	ham_bands             p <= 0.01: -3.0, <= 0.05: -1.5
 //	autolearn             false     learn from confident verdicts

@@ -347,6 +347,15 @@ func TestPrune(t *testing.T) {
 			t.Errorf("prune to %d: removed %d, left %v; want %d, %v", tc.max, n, left, tc.removed, tc.left)
 		}
 	}
+	// Learned records are bounded to a quarter of the rows (at least
+	// one; the three were learned in one batch, at one time).
+	var n int
+	if err := s.wdb.QueryRow(`SELECT count(*) FROM learned`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 {
+		t.Errorf("learned records after pruning to 2 rows: %d, want 1", n)
+	}
 }
 
 func equalU64(a, b []uint64) bool {

@@ -29,8 +29,8 @@ func FuzzTokenize(f *testing.F) {
 			if !slices.Equal(hashes.feats, names.feats) || len(names.names) != len(names.feats) {
 				t.Fatalf("hash path %d features, name path %d features / %d names", len(hashes.feats), len(names.feats), len(names.names))
 			}
-			if hashes.words > 2*maxWords {
-				t.Fatalf("%d words", hashes.words)
+			if n, most := len(hashes.feats), featureBound(cc); n > most {
+				t.Fatalf("%d features, more than the bound %d", n, most)
 			}
 			for _, n := range names.names {
 				if len(n) > 300 {

@@ -435,6 +435,21 @@ func writeDeltas(ctx context.Context, tx *sql.Tx, deltas map[tokenKey]tokenDelta
 
 // Prune implements Store.
 func (s *SQLiteStore) Prune(ctx context.Context, maxRows int, olderThan time.Time) (int, error) {
+	// The records of learned messages (what makes learning idempotent)
+	// are bounded too, to a quarter as many rows, oldest first: a message
+	// learned before the oldest record kept would count again if learned
+	// again, and can no longer be unlearned.
+	keep := max(1, maxRows/4)
+	var records int
+	if err := s.wdb.QueryRowContext(ctx, `SELECT count(*) FROM learned`).Scan(&records); err != nil {
+		return 0, fmt.Errorf("bayes prune learned: %w", err)
+	}
+	if records > keep {
+		if _, err := s.wdb.ExecContext(ctx, `DELETE FROM learned WHERE (model, digest) IN
+			(SELECT model, digest FROM learned ORDER BY at DESC LIMIT -1 OFFSET ?)`, keep); err != nil {
+			return 0, fmt.Errorf("bayes prune learned: %w", err)
+		}
+	}
 	var n int
 	if err := s.wdb.QueryRowContext(ctx, `SELECT count(*) FROM tokens`).Scan(&n); err != nil {
 		return 0, fmt.Errorf("bayes prune: %w", err)

@@ -102,7 +102,8 @@ type Store interface {
 	Train(ctx context.Context, events []Event) (changed int, err error)
 	// Prune bounds the store to maxRows feature rows: features seen in at
 	// most one message and not learned since olderThan go first, then the
-	// rarest and oldest. It returns the rows removed.
+	// rarest and oldest. It also keeps the records of learned messages
+	// to maxRows/4, the newest. It returns the feature rows removed.
 	Prune(ctx context.Context, maxRows int, olderThan time.Time) (removed int, err error)
 	// Stats describes every model.
 	Stats(ctx context.Context) (Stats, error)

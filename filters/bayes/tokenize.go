@@ -19,17 +19,20 @@ import (
 	"github.com/moatmail/moat/filters/content"
 )
 
-// Tokenizer limits. A message yields at most maxWords words of text (a
-// 10 KB message has about 1,500), each at most maxWordLen bytes long once
+// Tokenizer limits. A message yields at most maxWords words of body text
+// (a 10 KB message has about 1,500) and at most maxFieldWords from each
+// header field, so that a huge folded Subject neither floods the model nor
+// crowds the body out; each word is at most maxWordLen bytes long once
 // normalised; a longer word becomes a "skip" feature that keeps only its
 // first character and length class (as SpamBayes does), so that base64
 // noise and long URLs do not flood the model with one-off features.
 const (
-	maxWords    = 8000
-	maxWordLen  = 20
-	minWordLen  = 2
-	osbWindow   = 5 // a word is paired with each of the 4 words before it
-	maxHeaderCh = 2000
+	maxWords      = 8000
+	maxFieldWords = 200
+	maxWordLen    = 20
+	minWordLen    = 2
+	osbWindow     = 5 // a word is paired with each of the 4 words before it
+	maxHeaderCh   = 2000
 )
 
 // tokenizer turns a message into feature hashes, and, when names is not
@@ -38,7 +41,7 @@ const (
 type tokenizer struct {
 	feats []uint64
 	names []string
-	words int
+	left  int // words the current text may still add
 	// ring holds the last osbWindow-1 words of the current stream for the
 	// sparse bigrams: their hashes and, in names mode, their text.
 	ring  [osbWindow - 1]uint64
@@ -128,7 +131,7 @@ func (t *tokenizer) header(h textproto.Header) {
 	}
 	t.feature("rcvd:" + bucket(received))
 
-	t.text("s:", decodeHeader(h.Get("Subject")))
+	t.text("s:", decodeHeader(clip(h.Get("Subject"), maxHeaderCh)))
 	if h.Get("Subject") == "" {
 		t.feature("s:none")
 	}
@@ -273,8 +276,12 @@ func (t *tokenizer) text(prefix, s string) {
 		return
 	}
 	t.rlen = 0
+	t.left = maxFieldWords
+	if prefix == "" {
+		t.left = maxWords
+	}
 	s = strings.ToLower(s)
-	for len(s) > 0 && t.words < maxWords {
+	for len(s) > 0 && t.left > 0 {
 		// Skip spaces, then take one whitespace-separated chunk.
 		i := 0
 		for i < len(s) {
@@ -345,6 +352,9 @@ func (t *tokenizer) chunk(prefix, c string) {
 		if r == '!' {
 			t.word(prefix, "!")
 		}
+		if t.left <= 0 {
+			return // "a,b,c,..." is one chunk of any number of words
+		}
 	}
 	if start >= 0 {
 		t.word(prefix, c[start:])
@@ -365,10 +375,10 @@ func isJoiner(r rune) bool {
 // word normalises one word and adds it and its bigrams.
 func (t *tokenizer) word(prefix, w string) {
 	w = strings.TrimRight(w, ".-'_")
-	if w == "" || (len(w) < minWordLen && w != "!" && w != "$") {
+	if w == "" || (len(w) < minWordLen && w != "!" && w != "$") || t.left <= 0 {
 		return
 	}
-	t.words++
+	t.left--
 	t.buf = appendNorm(t.buf[:0], w)
 	var name string
 	if len(t.buf) > maxWordLen {

@@ -1,6 +1,7 @@
 package bayes
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -133,5 +134,50 @@ func TestRadixSort(t *testing.T) {
 				t.Errorf("n=%d mask=%x: not sorted", n, mask)
 			}
 		}
+	}
+}
+
+// featureBound is the most features a message can yield: each word adds
+// itself and up to four sparse bigrams, a link two host features; the
+// body has maxWords words, each of the (at most five) tokenised header
+// texts maxFieldWords; Received fields are clipped to maxHeaderCh bytes
+// (three of them); each attachment and anomaly adds a few.
+func featureBound(c *content.Content) int {
+	words := maxWords + 5*maxFieldWords
+	n := 7*words + 3*maxHeaderCh + 64
+	if c != nil {
+		n += 2*len(c.URLs) + 2*len(c.Attachments) + len(c.Anomalies)
+	}
+	return n
+}
+
+// TestTokenizeBounds: a body of comma-joined words (one whitespace chunk)
+// and a huge folded Subject are cut at their word budgets, and the
+// Subject does not crowd the body's words out.
+func TestTokenizeBounds(t *testing.T) {
+	var body strings.Builder
+	for i := range 200_000 {
+		fmt.Fprintf(&body, "w%x,", i)
+	}
+	subject := strings.Repeat("cheap pills now ", 4000) // 64 KB
+	raw := "Subject: " + subject + "\r\nFrom: a@b.example\r\n\r\n"
+	msg := filters.ParseMessage([]byte(raw))
+	c := &content.Content{Text: "distinctiveword " + body.String()}
+	tok := &tokenizer{names: []string{}}
+	tok.message(msg, c)
+	if n, most := len(tok.feats), featureBound(c); n > most {
+		t.Errorf("%d features, more than the bound %d", n, most)
+	}
+	if !slices.Contains(tok.names, "distinctiveword") {
+		t.Error("the body's first word is missing: the Subject used up its budget")
+	}
+	subjectWords := 0
+	for _, n := range tok.names {
+		if strings.HasPrefix(n, "s:") && !strings.Contains(n, "~") {
+			subjectWords++
+		}
+	}
+	if subjectWords > maxFieldWords {
+		t.Errorf("%d Subject words, want at most %d", subjectWords, maxFieldWords)
 	}
 }

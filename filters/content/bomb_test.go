@@ -163,3 +163,30 @@ func TestZeroRunWithinBudget(t *testing.T) {
 		t.Errorf("budget 50000: anomalies %+v", c.Anomalies)
 	}
 }
+
+// TestEncodedLayersCut: message/rfc822 layers each quoted-printable
+// encoded (RFC 2045 §6.4 forbids it; malware does it so that a scanner
+// gives up) cost the decoded-bytes budget once per layer. The layer the
+// budget cannot afford is listed as a cut attachment, so that what it
+// hides is not silently dropped.
+func TestEncodedLayersCut(t *testing.T) {
+	payload := "Content-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"invoice.pdf\"\r\n" +
+		"Content-Transfer-Encoding: base64\r\n\r\n" + strings.Repeat("TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAAA\r\n", 2000)
+	body := payload
+	for range 20 {
+		body = "Content-Type: message/rfc822\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n" + body
+	}
+	c := Walk([]byte("Subject: layers\r\n"+body), Limits{MaxDecodedBytes: 1 << 20})
+	if !slices.Contains(kinds(c), AttachmentCutOff) {
+		t.Fatalf("anomalies %+v, want %s", c.Anomalies, AttachmentCutOff)
+	}
+	var cut *Attachment
+	for i := range c.Attachments {
+		if c.Attachments[i].DeclaredType == "message/rfc822" && c.Attachments[i].Data == nil {
+			cut = &c.Attachments[i]
+		}
+	}
+	if cut == nil || cut.Size <= 0 || cut.Depth == 0 {
+		t.Fatalf("attachments %+v, want the cut message/rfc822 layer listed with its size and depth", c.Attachments)
+	}
+}

@@ -154,8 +154,11 @@ func validMediaType(t string) bool {
 // carries a transfer encoding it may not have: RFC 2045 §6.4 allows only
 // 7bit, 8bit and binary there. Some mailers, and malware that hopes a
 // scanner gives up, encode it anyway; mail readers decode it, so the walk
-// does too, and says so.
-func (w *walker) composite(body []byte, enc transferEncoding, what, raw string) ([]byte, bool) {
+// does too, and says so. A layer the decoded-bytes budget cannot afford
+// is not walked; it is listed as an attachment that was cut
+// (MIME_ATTACHMENT_CUT, Data nil), never dropped unseen: nesting encoded
+// layers is how a payload would hide from the attachment checks.
+func (w *walker) composite(body []byte, depth int, enc transferEncoding, what, raw string) ([]byte, bool) {
 	switch enc {
 	case encIdentity:
 		return body, true
@@ -164,8 +167,10 @@ func (w *walker) composite(body []byte, enc transferEncoding, what, raw string) 
 		return body, true
 	}
 	w.note(MalformedMIME, "%s with transfer encoding %q", what, raw)
-	if w.decoded+decodedBound(len(body), enc) > w.lim.MaxDecodedBytes {
+	if bound := decodedBound(len(body), enc); w.decoded+bound > w.lim.MaxDecodedBytes {
 		w.note(TooLarge, "decoded parts exceed %d bytes", w.lim.MaxDecodedBytes)
+		w.note(AttachmentCutOff, "%s encoded as %q (up to %d bytes) not decoded", what, raw, bound)
+		w.c.Attachments = append(w.c.Attachments, Attachment{DeclaredType: what, Size: bound, Depth: depth})
 		return nil, false
 	}
 	data, bad := decode(body, enc)
@@ -182,7 +187,7 @@ func (w *walker) multipart(body []byte, depth int, media string, params []param,
 		w.note(TooDeep, "MIME parts nested deeper than %d", w.lim.MaxDepth)
 		return
 	}
-	body, ok := w.composite(body, enc, media, rawEnc)
+	body, ok := w.composite(body, depth, enc, media, rawEnc)
 	if !ok {
 		return
 	}
@@ -360,7 +365,7 @@ func (w *walker) message(body []byte, depth int, enc transferEncoding, rawEnc st
 		w.note(TooDeep, "MIME parts nested deeper than %d", w.lim.MaxDepth)
 		return
 	}
-	body, ok := w.composite(body, enc, "message/rfc822", rawEnc)
+	body, ok := w.composite(body, depth, enc, "message/rfc822", rawEnc)
 	if !ok {
 		return
 	}

@@ -41,7 +41,10 @@ var Symbols = func() []string {
 //	mime_malformed         2.0  broken part header, no close delimiter, ...
 //	mime_missing_boundary  2.0  a multipart without its boundary (RFC 2046 §5.1.1)
 //	mime_text_truncated    0.0  text beyond limits.max_text_bytes (logged only)
-//	mime_attachment_cut    1.0  an attachment left undecoded by the limits
+//	mime_attachment_cut    4.0  an attachment or an encoded layer left undecoded by
+//	                            the limits: its content was not inspected, and mail
+//	                            within smtp.max_message_bytes hardly reaches them
+//	                            honestly (with mime_too_large, a tag)
 type Config struct {
 	TooDeep          float64 `toml:"mime_too_deep"`
 	TooManyParts     float64 `toml:"mime_too_many_parts"`
@@ -65,7 +68,7 @@ func DefaultConfig() Config {
 		Malformed:        2,
 		MissingBoundary:  2,
 		TextTruncated:    0,
-		AttachmentCutOff: 1,
+		AttachmentCutOff: 4,
 	}
 }
 

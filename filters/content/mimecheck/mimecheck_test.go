@@ -46,7 +46,7 @@ func TestCheck(t *testing.T) {
 		{"too deep for the message's limits", read("nested-rfc822.eml"), content.Limits{MaxDepth: 2}, map[string]float64{"MIME_TOO_DEEP": 3}},
 		{"too many parts", read("rfc2231-filename.eml"), content.Limits{MaxParts: 2}, map[string]float64{"MIME_TOO_MANY_PARTS": 3}},
 		{"too large", read("rfc2231-filename.eml"), content.Limits{MaxDecodedBytes: 20},
-			map[string]float64{"MIME_TOO_LARGE": 1, "MIME_ATTACHMENT_CUT": 1}},
+			map[string]float64{"MIME_TOO_LARGE": 1, "MIME_ATTACHMENT_CUT": 4}},
 		{"text truncated scores 0 but is reported", read("plain.eml"), content.Limits{MaxTextBytes: 10}, map[string]float64{"MIME_TEXT_TRUNCATED": 0}},
 	}
 	for _, tt := range tests {
@@ -88,7 +88,7 @@ func TestConfig(t *testing.T) {
 	want := map[content.AnomalyKind]float64{
 		content.TooDeep: 3, content.TooManyParts: 3, content.TooLarge: 1, content.BadEncoding: 1,
 		content.UnknownCharset: 0.5, content.MalformedMIME: 2, content.MissingBoundary: 2,
-		content.TextTruncated: 0, content.AttachmentCutOff: 1,
+		content.TextTruncated: 0, content.AttachmentCutOff: 4,
 	}
 	for k, s := range want {
 		if got := d.score(k); got != s {
