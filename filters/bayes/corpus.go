@@ -115,7 +115,8 @@ func StripFromLine(b []byte) []byte {
 
 // splitMbox splits an mbox file at its "From " lines (a "From " line
 // starts a message when it follows an empty line or starts the file) and
-// unquotes ">From " lines.
+// unquotes ">From " lines. Lines may end in LF or CRLF (an mbox written on
+// or for Windows).
 func splitMbox(name string, b []byte) []Sample {
 	var out []Sample
 	add := func(m []byte) {
@@ -128,14 +129,23 @@ func splitMbox(name string, b []byte) []Sample {
 	}
 	start := 0
 	for i := 0; ; {
-		j := bytes.Index(b[i:], []byte("\n\nFrom "))
+		j := bytes.Index(b[i:], []byte("\nFrom "))
 		if j < 0 {
 			add(b[start:])
 			return out
 		}
-		cut := i + j + 2
-		add(b[start : cut-1]) // keep the line end, drop the separating empty line
-		start, i = cut, cut
+		nl := i + j // the line end before "From "
+		i = nl + 1
+		// Keep the last line's end, drop the separating empty line.
+		switch {
+		case nl >= 1 && b[nl-1] == '\n':
+			add(b[start:nl])
+		case nl >= 2 && b[nl-1] == '\r' && b[nl-2] == '\n':
+			add(b[start : nl-1])
+		default:
+			continue // a "From " line inside a message (mboxo leaves it unquoted)
+		}
+		start = i
 	}
 }
 

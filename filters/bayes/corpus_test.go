@@ -22,6 +22,9 @@ func TestReadCorpus(t *testing.T) {
 	mbox := write("box.mbox", "From a@example.org Thu Aug 22 08:17:21 2002\n"+
 		"Subject: one\n\nbody one\n>From the start\n\n"+
 		"From b@example.org Thu Aug 22 08:17:22 2002\nSubject: two\n\nbody two\n")
+	crlf := write("crlf.mbox", strings.ReplaceAll("From a@example.org Thu Aug 22 08:17:21 2002\n"+
+		"Subject: c1\n\nbody\nFrom inside, unquoted\n\n"+
+		"From b@example.org Thu Aug 22 08:17:22 2002\nSubject: c2\n\nbody two\n", "\n", "\r\n"))
 	write("folder/1.txt", "From x@example.org Mon Jan  1 00:00:00 2002\nSubject: f1\n\nx\n")
 	write("folder/2.txt", "Subject: f2\n\ny\n")
 	write("folder/.hidden", "Subject: hidden\n\nz\n")
@@ -46,6 +49,11 @@ func TestReadCorpus(t *testing.T) {
 				t.Errorf("separator line kept: %q", s[0].Raw)
 			}
 		}},
+		{crlf, []string{"c1", "c2"}, func(t *testing.T, s []Sample) {
+			if want := "Subject: c1\r\n\r\nbody\r\nFrom inside, unquoted\r\n"; string(s[0].Raw) != want {
+				t.Errorf("first message %q, want %q", s[0].Raw, want)
+			}
+		}},
 		{filepath.Join(dir, "folder"), []string{"f1", "f2", "s"}, nil},
 		{filepath.Join(dir, "maildir"), []string{"m1", "m2"}, nil},
 		{single, []string{"s"}, nil},
@@ -60,7 +68,7 @@ func TestReadCorpus(t *testing.T) {
 				t.Errorf("%s: %s keeps its mbox From line", tc.path, s.Name)
 			}
 			line, _, _ := strings.Cut(string(s.Raw), "\n")
-			subjects = append(subjects, strings.TrimPrefix(line, "Subject: "))
+			subjects = append(subjects, strings.TrimPrefix(strings.TrimSuffix(line, "\r"), "Subject: "))
 		}
 		if strings.Join(subjects, ",") != strings.Join(tc.subjects, ",") {
 			t.Errorf("%s: subjects %q, want %q", tc.path, subjects, tc.subjects)
