@@ -190,3 +190,26 @@ func TestEncodedLayersCut(t *testing.T) {
 		t.Fatalf("attachments %+v, want the cut message/rfc822 layer listed with its size and depth", c.Attachments)
 	}
 }
+
+// TestCharsetGrowthCounted: windows-1252 text of 0x80 bytes triples when
+// converted to UTF-8 (each becomes "€"); the growth counts against the
+// decoded-bytes budget, so the attachment after it is cut, not decoded.
+func TestCharsetGrowthCounted(t *testing.T) {
+	text := strings.Repeat("\x80", 40000)
+	raw := "Subject: euros\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n" +
+		"--b\r\nContent-Type: text/plain; charset=windows-1252\r\n\r\n" + text + "\r\n" +
+		"--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"a.bin\"\r\n\r\n" +
+		strings.Repeat("x", 30000) + "\r\n--b--\r\n"
+	c := Walk([]byte(raw), Limits{MaxDecodedBytes: 100000})
+	if !strings.Contains(c.Text, "€€€") {
+		t.Fatalf("text not converted: %.40q", c.Text)
+	}
+	if !slices.Contains(kinds(c), AttachmentCutOff) || len(c.Attachments) != 1 || c.Attachments[0].Data != nil {
+		t.Fatalf("anomalies %+v, attachments %d: want a.bin cut after 40,000 bytes became 120,000", c.Anomalies, len(c.Attachments))
+	}
+	// The same message within budget decodes both.
+	c = Walk([]byte(raw), Limits{MaxDecodedBytes: 200000})
+	if slices.Contains(kinds(c), AttachmentCutOff) || len(c.Attachments) != 1 || c.Attachments[0].Data == nil {
+		t.Fatalf("within budget: anomalies %+v", c.Anomalies)
+	}
+}

@@ -24,8 +24,8 @@ type Limits struct {
 	MaxDepth int `toml:"max_depth"`
 	// MaxParts is the most MIME parts walked (default 1000).
 	MaxParts int `toml:"max_parts"`
-	// MaxDecodedBytes bounds the bytes decoded from all parts together
-	// (default 64 MiB).
+	// MaxDecodedBytes bounds the bytes decoded from all parts together,
+	// with what charset conversion to UTF-8 adds (default 64 MiB).
 	MaxDecodedBytes int64 `toml:"max_decoded_bytes"`
 	// MaxTextBytes bounds Content.Text (default 1 MiB): classifiers read
 	// no further.

@@ -421,6 +421,11 @@ func (w *walker) leaf(body []byte, depth int, media string, params []param, enc 
 	if !known {
 		w.note(UnknownCharset, "unknown charset %q", cs)
 	}
+	// Conversion can triple the text (windows-1252 to UTF-8): the growth
+	// is decoded bytes too, so that later parts cannot go past the budget.
+	if grown := int64(len(u) - len(data)); grown > 0 {
+		w.decoded += grown
+	}
 	quiet = quiet || !inline
 	if isHTML {
 		w.html(u, quiet)
