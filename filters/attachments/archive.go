@@ -109,6 +109,12 @@ func (in *inspection) entry(parent, name string, size int64, level int, r io.Rea
 			}
 		}
 	}
+	if lr.err != nil {
+		// A deflate stream cut short, a gzip checksum that fails, a tar
+		// entry the archive ends inside: what follows the break is unseen.
+		in.add(findArchiveUnreadable, "%s: broken after %d bytes: %v", p, len(lr.buf), lr.err)
+		whole = false
+	}
 	in.file(p, names, "", data, whole, level)
 }
 
@@ -140,6 +146,7 @@ type lazyReader struct {
 	r   io.Reader
 	buf []byte
 	eof bool
+	err error // why reading stopped before the end: a broken or cut stream
 }
 
 // read returns the first n bytes (fewer at the end), charging what it
@@ -150,12 +157,19 @@ func (l *lazyReader) read(n int64, budget *int64) []byte {
 		size := min(n, max(2*int64(len(l.buf)), 64<<10))
 		grown := make([]byte, size)
 		copy(grown, l.buf)
-		k, err := io.ReadFull(l.r, grown[len(l.buf):])
-		*budget -= int64(k)
-		l.buf = grown[:len(l.buf)+k]
-		if err != nil {
-			l.eof = true
+		filled := len(l.buf)
+		for filled < len(grown) && !l.eof {
+			k, err := l.r.Read(grown[filled:])
+			filled += k
+			*budget -= int64(k)
+			if err != nil {
+				l.eof = true
+				if err != io.EOF {
+					l.err = err
+				}
+			}
 		}
+		l.buf = grown[:filled]
 	}
 	return l.buf[:min(n, int64(len(l.buf)))]
 }
@@ -498,6 +512,9 @@ func (in *inspection) tar(p string, data []byte, level int) {
 	for in.ctx.Err() == nil {
 		h, err := tr.Next()
 		if err != nil {
+			if err != io.EOF {
+				in.add(findArchiveUnreadable, "%s: tar broken: %v", p, err)
+			}
 			return
 		}
 		if !in.count(p) {

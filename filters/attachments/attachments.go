@@ -78,8 +78,10 @@ const (
 	// SymArchiveUnreadable: an archive entry compressed by a method the
 	// filter cannot unpack (zip's Deflate64, bzip2, LZMA, Zstandard, xz,
 	// which unpackers such as Windows Explorer or 7-Zip read), or an
-	// archive that claims a format and is broken: judged by its name
-	// only, its content unseen.
+	// archive that claims a format and is broken (a gzip or deflate
+	// stream that is cut or fails its checksum, a tar that ends inside an
+	// entry or has a bad header): what cannot be read is judged by its
+	// name only.
 	SymArchiveUnreadable = "ATTACH_ARCHIVE_UNREADABLE"
 )
 

@@ -47,6 +47,17 @@ func TestCheckMessages(t *testing.T) {
 	}
 	lyingInner := rawZip(t, "inner.zip", zipOf(t, zipFile{name: "a.txt", data: bytes.Repeat([]byte("x"), 50000)}), 100)
 
+	// Archives broken part way: what follows the break is unseen.
+	// A container is read to its end, where gzip checks its CRC-32 (RFC
+	// 1952 §2.3.1); a file that is only sniffed is read no further than
+	// its type needs.
+	files := tarOf(t, zipFile{name: "a.txt", data: randomBytes(20000)}, zipFile{name: "b.txt", data: []byte("b")})
+	badHeader := slices.Clone(files)
+	badHeader[512+20480+100] ^= 0xff // the second header's mode: its checksum fails
+	tgz := gzipOf(t, "", files)
+	cutTgz := append(slices.Clone(tgz[:len(tgz)/2]), tgz[len(tgz)-8:]...) // the trailer kept: ISIZE stays true
+	badCRC := slices.Clone(tgz)
+	badCRC[len(badCRC)-8] ^= 0xff
 	tests := []struct {
 		name   string
 		cfg    *Config
@@ -139,6 +150,18 @@ func TestCheckMessages(t *testing.T) {
 		{name: "zip entry in bzip2 named as an executable", parts: []part{{name: "setup.zip", data: methodZip(t, "setup.exe", 12, []byte("BZh91AY&SY"))}},
 			want: []string{SymArchiveDangerous, SymArchiveUnreadable}},
 		{name: "broken gzip", parts: []part{{name: "logs.gz", data: []byte("\x1f\x8b\x08\xffbroken")}},
+			want: []string{SymArchiveUnreadable}},
+		{name: "tar.gz cut short", parts: []part{{name: "files.tar.gz", data: cutTgz}},
+			want: []string{SymArchiveUnreadable}, reason: map[string]string{SymArchiveUnreadable: "files.tar.gz/files.tar: broken after"}},
+		{name: "tar.gz failing its checksum", parts: []part{{name: "files.tar.gz", data: badCRC}},
+			want: []string{SymArchiveUnreadable}, reason: map[string]string{SymArchiveUnreadable: "checksum"}},
+		{name: "tar.gz whole", parts: []part{{name: "files.tar.gz", data: tgz}}},
+		{name: "tar cut inside an entry", parts: []part{{name: "files.tar", data: files[:15000]}},
+			want: []string{SymArchiveUnreadable}, reason: map[string]string{SymArchiveUnreadable: "files.tar: tar broken: unexpected EOF"}},
+		{name: "tar with a broken second header", parts: []part{{name: "files.tar", data: badHeader}},
+			want: []string{SymArchiveUnreadable}, reason: map[string]string{SymArchiveUnreadable: "files.tar: tar broken: archive/tar: invalid tar header"}},
+		{name: "tar whole", parts: []part{{name: "files.tar", data: files}}},
+		{name: "zip entry with a corrupt deflate stream", parts: []part{{name: "a.zip", data: methodZip(t, "a.txt", 8, bytes.Repeat([]byte{0xff}, 64))}},
 			want: []string{SymArchiveUnreadable}},
 		{name: "docm in a zip", parts: []part{{name: "docs.zip", data: zipOf(t, zipFile{name: "report.docm", data: ooxml(t, true)})}},
 			want: []string{SymArchiveDangerous}, reason: map[string]string{SymArchiveDangerous: "macro document"}},

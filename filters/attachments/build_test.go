@@ -12,6 +12,7 @@ import (
 	"hash/crc32"
 	"image"
 	"image/png"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"unicode/utf16"
@@ -324,4 +325,13 @@ func storedZip(t testing.TB, files ...zipFile) []byte {
 		t.Fatal(err)
 	}
 	return b.Bytes()
+}
+
+// randomBytes returns n bytes that compress to no less and sniff as no
+// type, the same on every run.
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	r := rand.NewChaCha8([32]byte{'m', 'o', 'a', 't'})
+	r.Read(b)
+	return b
 }
