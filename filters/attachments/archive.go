@@ -6,9 +6,11 @@ import (
 	"compress/flate"
 	"compress/gzip"
 	"encoding/binary"
+	"encoding/xml"
 	"io"
 	"math"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -315,23 +317,15 @@ func zip64Extra(e *zipEntry, extra []byte, central bool) {
 // zip inspects a zip archive. It walks the central directory, the list a
 // zip reader shows; an archive without one (cut short, or made to be
 // read by its local headers only) is walked by its local headers. An
-// Office Open XML package (a "[Content_Types].xml" entry, ECMA-376 Part
-// 2 §10.1.2.4) with a vbaProject.bin is a document with macros, reported
-// on the package itself; its vbaProject.bin is then not an entry to
-// judge on its own.
+// Office Open XML package with macro parts (see macroParts) is a
+// document with macros, reported on the package itself; those parts are
+// then not entries to judge on their own.
 func (in *inspection) zip(p string, z []byte, level int, f *found) {
 	entries := zipEntries(z, in.cfg.MaxArchiveEntries-in.entries+1)
-	ooxml, vba := false, ""
-	for _, e := range entries {
-		if e.name == "[Content_Types].xml" {
-			ooxml = true
-		}
-		if strings.EqualFold(path.Base(e.name), "vbaProject.bin") && vba == "" {
-			vba = e.name
-		}
-	}
-	if ooxml && vba != "" {
-		f.consider(classMacro, "Office Open XML package with "+display(vba))
+	macros := in.macroParts(z, entries)
+	if len(macros) > 0 {
+		first := macros[0]
+		f.consider(classMacro, "Office Open XML package with "+display(first.name)+" ("+first.kind+")")
 	}
 	for _, e := range entries {
 		if !in.count(p) || in.ctx.Err() != nil {
@@ -340,7 +334,7 @@ func (in *inspection) zip(p string, z []byte, level int, f *found) {
 		if strings.HasSuffix(e.name, "/") && e.usize == 0 {
 			continue // a directory
 		}
-		if ooxml && e.name == vba {
+		if slices.ContainsFunc(macros, func(m macroPart) bool { return m.name == e.name }) {
 			continue
 		}
 		if e.flags&(flagEncrypted|flagStrong) != 0 || e.method == methodAES {
@@ -358,6 +352,93 @@ func (in *inspection) zip(p string, z []byte, level int, f *found) {
 		}
 		in.entry(p, e.name, size, level+1, r)
 	}
+}
+
+// maxContentTypes bounds what is read of an Office package's
+// [Content_Types].xml; Office's own are a few kilobytes.
+const maxContentTypes = 256 << 10
+
+// Content types of the Office Open XML parts that carry macros.
+var macroTypes = map[string]string{
+	"application/vnd.ms-office.vbaproject":        "VBA project", // [MS-OFFMACRO2] §2.2.1.4
+	"application/vnd.ms-excel.macrosheet+xml":     "Excel 4.0 macro sheet",
+	"application/vnd.ms-excel.intlmacrosheet+xml": "Excel 4.0 macro sheet",
+	"application/vnd.ms-excel.macrosheet":         "Excel 4.0 macro sheet", // in a binary workbook (.xlsb)
+	"application/vnd.ms-excel.intlmacrosheet":     "Excel 4.0 macro sheet",
+}
+
+// macroPart is an entry of an Office package that carries macros.
+type macroPart struct {
+	name string // the zip entry
+	kind string // "VBA project" or "Excel 4.0 macro sheet"
+}
+
+// macroParts returns the entries of an Office Open XML package (one with
+// a "[Content_Types].xml" entry, ECMA-376 Part 2 §10.1.2.4) that carry
+// macros: those whose content type, by an Override of their part name or
+// the Default of their extension, is a VBA project or an Excel 4.0 macro
+// sheet, and any vbaProject.bin. Office finds a VBA project through its
+// type, not its name, so a renamed one counts. Part names and media
+// types compare without case (§9.1.1.1.2). nil for any other zip.
+func (in *inspection) macroParts(z []byte, entries []zipEntry) []macroPart {
+	i := slices.IndexFunc(entries, func(e zipEntry) bool { return e.name == "[Content_Types].xml" })
+	if i < 0 {
+		return nil
+	}
+	overrides, defaults := map[string]string{}, map[string]string{}
+	var types []byte
+	if r := in.zipContent(z, entries[i]); r != nil {
+		types, _ = io.ReadAll(io.LimitReader(r, maxContentTypes)) // what was read before an error stands
+		in.budget -= int64(len(types))
+	}
+	// Most packages declare no macro type: parse only those that may.
+	if lower := bytes.ToLower(types); bytes.Contains(lower, []byte("vbaproject")) || bytes.Contains(lower, []byte("macrosheet")) {
+		d := xml.NewDecoder(bytes.NewReader(types))
+		for {
+			tok, err := d.RawToken()
+			if err != nil {
+				break // the end, or broken XML: what was read stands
+			}
+			el, ok := tok.(xml.StartElement)
+			if !ok {
+				continue
+			}
+			attr := func(name string) string {
+				for _, a := range el.Attr {
+					if a.Name.Local == name {
+						return strings.ToLower(strings.TrimSpace(a.Value))
+					}
+				}
+				return ""
+			}
+			switch el.Name.Local {
+			case "Override":
+				overrides[strings.TrimPrefix(attr("PartName"), "/")] = attr("ContentType")
+			case "Default":
+				defaults[attr("Extension")] = attr("ContentType")
+			}
+		}
+	}
+	var out []macroPart
+	for _, e := range entries {
+		name := strings.ToLower(e.name)
+		ext := ""
+		if j := strings.LastIndexByte(name, '.'); j >= 0 && !strings.Contains(name[j:], "/") {
+			ext = name[j+1:]
+		}
+		ct, ok := overrides[name] // an Override wins over the Default (§10.1.2.4)
+		if !ok {
+			ct = defaults[ext]
+		}
+		kind, ok := macroTypes[ct]
+		if !ok && path.Base(name) == "vbaproject.bin" {
+			kind, ok = "VBA project", true
+		}
+		if ok {
+			out = append(out, macroPart{name: e.name, kind: kind})
+		}
+	}
+	return out
 }
 
 // zipEntries lists at most most entries of z: from its central

@@ -10,8 +10,9 @@
 //   - scripts (JavaScript, VBScript, PowerShell, batch, shell with a #!
 //     line, HTML applications, ...) → ATTACH_SCRIPT;
 //   - Office documents with macros: .docm/.xlsm/.pptm and kin, an Office
-//     Open XML zip holding vbaProject.bin, an OLE2 file with a VBA or
-//     Macros storage → ATTACH_MACRO;
+//     Open XML zip holding a VBA project (by its content type, whatever
+//     its part is named, or a vbaProject.bin) or an Excel 4.0 macro
+//     sheet, an OLE2 file with a VBA or Macros storage → ATTACH_MACRO;
 //   - disk images (ISO 9660/UDF, VHD, VHDX, DMG, .img), which mount as a
 //     drive and shed the Mark-of-the-Web of the files in them
 //     → ATTACH_DISK_IMAGE;

@@ -205,15 +205,24 @@ func manyEntries(t testing.TB, n int) []byte {
 // ooxml returns an Office Open XML word processing package, with a VBA
 // project when macros is true.
 func ooxml(t testing.TB, macros bool) []byte {
+	if macros {
+		return ooxmlParts(t, `<Default Extension="bin" ContentType="application/vnd.ms-office.vbaProject"/>`,
+			zipFile{name: "word/vbaProject.bin", data: ole2File("VBA", "PROJECT")})
+	}
+	return ooxmlParts(t, "")
+}
+
+// ooxmlParts returns an Office Open XML word processing package with the
+// extra parts, and types (Default and Override elements) in its
+// [Content_Types].xml.
+func ooxmlParts(t testing.TB, types string, extra ...zipFile) []byte {
 	files := []zipFile{
-		{name: "[Content_Types].xml", data: []byte(`<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"/>`)},
+		{name: "[Content_Types].xml", data: []byte(`<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">` +
+			`<Default Extension="xml" ContentType="application/xml"/>` + types + `</Types>`)},
 		{name: "_rels/.rels", data: []byte(`<?xml version="1.0"?><Relationships/>`)},
 		{name: "word/document.xml", data: []byte(`<?xml version="1.0"?><w:document/>`)},
 	}
-	if macros {
-		files = append(files, zipFile{name: "word/vbaProject.bin", data: ole2File("VBA", "PROJECT")})
-	}
-	return zipOf(t, files...)
+	return zipOf(t, append(files, extra...)...)
 }
 
 // gzipOf returns data gzipped, with name in the header when not empty.
