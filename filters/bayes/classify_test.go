@@ -321,6 +321,10 @@ func TestPrune(t *testing.T) {
 	if _, err := s.Train(ctx, events); err != nil {
 		t.Fatal(err)
 	}
+	mirrored, err := s.loaded(ctx, "")
+	if err != nil || mirrored == nil {
+		t.Fatalf("model: %v %v", mirrored, err)
+	}
 	for _, tc := range []struct {
 		max, removed int
 		left         []uint64
@@ -346,6 +350,28 @@ func TestPrune(t *testing.T) {
 		if n != tc.removed || !equalU64(left, tc.left) {
 			t.Errorf("prune to %d: removed %d, left %v; want %d, %v", tc.max, n, left, tc.removed, tc.left)
 		}
+		// The mirror was patched, not dropped (a reload of a large
+		// model stalls every classification behind it), and agrees with
+		// a store that reads the database afresh.
+		s.mir.mu.RLock()
+		same := s.mir.models[0] == mirrored
+		s.mir.mu.RUnlock()
+		if !same {
+			t.Errorf("prune to %d: the mirrored model was reloaded", tc.max)
+		}
+		fresh, err := OpenSQLite(s.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := make([]Counts, 6)
+		err = fresh.Lookup(ctx, "", []uint64{1, 2, 3, 4, 5, 6}, want)
+		fresh.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(out, want) {
+			t.Errorf("prune to %d: mirror %+v, database %+v", tc.max, out, want)
+		}
 	}
 	// Learned records are bounded to a quarter of the rows (at least
 	// one; the three were learned in one batch, at one time).
@@ -355,6 +381,54 @@ func TestPrune(t *testing.T) {
 	}
 	if n != 1 {
 		t.Errorf("learned records after pruning to 2 rows: %d, want 1", n)
+	}
+}
+
+// A batch that forgets a message in a model that does not exist yet and
+// then learns one into it learns the second (the model's absence was
+// remembered for the batch, and the second event skipped).
+func TestTrainForgetThenLearn(t *testing.T) {
+	c := newTestClassifier(t, DefaultConfig())
+	ctx := context.Background()
+	s := c.store.(*SQLiteStore)
+	n, err := s.Train(ctx, []Event{
+		{User: "new@example.org", Digest: Digest{1}, Features: []uint64{7}, Class: Forget, Time: time.Now()},
+		{User: "new@example.org", Digest: Digest{2}, Features: []uint64{7}, Class: Spam, Time: time.Now()},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tot, err := s.Totals(ctx, "new@example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 || tot.Spam != 1 {
+		t.Errorf("changed %d, totals %+v; want 1 change and 1 spam", n, tot)
+	}
+}
+
+// The mirror keeps a model read whole only when the snapshot is not older
+// than what it already reflects, and patches only from the generation
+// before.
+func TestMirrorGenerations(t *testing.T) {
+	m := &mirror{gen: 5, models: map[int64]*memModel{1: {}}}
+	stale, fresh := &memModel{}, &memModel{}
+	m.keep(2, stale, 4) // read before a training of gen 5 was applied
+	if m.models[2] != nil || m.gen != 5 || m.models[1] == nil {
+		t.Errorf("older snapshot: models %v gen %d", m.models, m.gen)
+	}
+	m.keep(2, fresh, 6) // read after another writer's gen 6
+	if m.models[2] != fresh || m.models[1] != nil || m.gen != 6 {
+		t.Errorf("newer snapshot: models %v gen %d", m.models, m.gen)
+	}
+	if m.advance(6) || m.models[2] != fresh {
+		t.Error("gen 6 applied twice, or the model reading it dropped")
+	}
+	if !m.advance(7) || m.gen != 7 {
+		t.Error("gen 7 after 6 not patched")
+	}
+	if m.advance(9) || len(m.models) != 0 || m.gen != 9 {
+		t.Errorf("gen 9 after 7: models %v gen %d, want dropped at 9", m.models, m.gen)
 	}
 }
 

@@ -15,8 +15,9 @@ import (
 // (a million features take some 30 MB and a second or two) and kept in
 // step with the database:
 //
-//   - this store's own training applies the same changes to the mirror
-//     right after its transaction commits;
+//   - this store's own training and pruning apply the same changes to
+//     the mirror right after their transactions commit (a prune does not
+//     make the next message wait for a model to reload);
 //   - the database's generation counter (meta.gen, bumped by every
 //     training transaction and prune) is compared at most once a second:
 //     when another process trained (`moat bayes train` beside `moat
@@ -44,18 +45,51 @@ func (m *mirror) drop() {
 	m.mu.Unlock()
 }
 
+// advance moves the mirror to generation gen, made by a transaction of
+// this store, before its changes are patched in. It reports whether to
+// patch them: not when the mirror already reflects gen (a model loaded
+// after the commit), nor when another writer came between, which makes
+// the models unpatchable: they are dropped. m.mu must be held.
+func (m *mirror) advance(gen int64) bool {
+	switch {
+	case m.gen == gen-1:
+		m.gen = gen
+		return true
+	case m.gen >= gen:
+		return false
+	}
+	m.models = make(map[int64]*memModel)
+	m.gen = gen
+	return false
+}
+
+// keep adds model id, read whole from a snapshot of generation gen, to
+// the mirror, unless the mirror is already past that snapshot (a training
+// of this store committed and was applied while the model was read):
+// then the model serves the one caller and the next use reads it anew.
+// A snapshot newer than the mirror makes the other models stale: they
+// are dropped.
+func (m *mirror) keep(id int64, mm *memModel, gen int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch {
+	case gen < m.gen:
+		return
+	case gen > m.gen:
+		m.models = make(map[int64]*memModel)
+		m.gen = gen
+	}
+	m.models[id] = mm
+}
+
 // apply mirrors a committed training transaction that made generation
 // gen.
 func (m *mirror) apply(gen int64, deltas map[tokenKey]tokenDelta, totals map[int64]Totals) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.gen != gen-1 {
-		// Another writer came between: the mirror cannot be patched.
-		m.models = make(map[int64]*memModel)
-		m.gen = gen
+	if !m.advance(gen) {
 		return
 	}
-	m.gen = gen
 	for id, t := range totals {
 		if mm := m.models[id]; mm != nil {
 			mm.totals.Spam = max(0, mm.totals.Spam+t.Spam)
@@ -76,6 +110,21 @@ func (m *mirror) apply(gen int64, deltas map[tokenKey]tokenDelta, totals map[int
 			delete(mm.counts, k.hash)
 		} else {
 			mm.counts[k.hash] = c
+		}
+	}
+}
+
+// remove mirrors a committed prune that made generation gen and deleted
+// the rows gone.
+func (m *mirror) remove(gen int64, gone []tokenKey) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.advance(gen) {
+		return
+	}
+	for _, k := range gone {
+		if mm := m.models[k.model]; mm != nil {
+			delete(mm.counts, k.hash)
 		}
 	}
 }
@@ -130,15 +179,7 @@ func (s *SQLiteStore) loaded(ctx context.Context, user string) (*memModel, error
 	if err != nil {
 		return nil, err
 	}
-	s.mir.mu.Lock()
-	if gen != s.mir.gen {
-		// The database moved between the mirror's generation and the
-		// snapshot just read: keep only what is consistent with it.
-		s.mir.models = make(map[int64]*memModel)
-		s.mir.gen = gen
-	}
-	s.mir.models[id] = m
-	s.mir.mu.Unlock()
+	s.mir.keep(id, m, gen)
 	return m, nil
 }
 

@@ -241,7 +241,9 @@ func (s *SQLiteStore) Train(ctx context.Context, events []Event) (int, error) {
 	changed, stepped := 0, false
 	for _, ev := range events {
 		id, ok := ids[ev.User]
-		if !ok {
+		if !ok || id < 0 && ev.Class != Forget {
+			// A model that did not exist for a Forget is made for a
+			// later event of the batch that learns.
 			if id, err = ensureModel(ctx, tx, ev.User, ev.Class != Forget); err != nil {
 				return 0, err
 			}
@@ -457,31 +459,60 @@ func (s *SQLiteStore) Prune(ctx context.Context, maxRows int, olderThan time.Tim
 	if n <= maxRows {
 		return 0, nil
 	}
-	removed := 0
-	res, err := s.wdb.ExecContext(ctx, `DELETE FROM tokens WHERE spam + ham <= 1 AND seen < ?`, olderThan.Unix())
+	tx, err := s.wdb.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, fmt.Errorf("bayes prune: %w", err)
 	}
-	k, _ := res.RowsAffected()
-	removed += int(k)
+	defer tx.Rollback()
+	// The rows deleted are returned, so that the mirror drops the same
+	// ones instead of reloading whole models.
+	gone, err := deleteTokens(ctx, tx, nil, `DELETE FROM tokens WHERE spam + ham <= 1 AND seen < ? RETURNING model, hash`, olderThan.Unix())
+	if err != nil {
+		return 0, err
+	}
 	// Still too many: drop the rarest, oldest rows down to 90 % of the
 	// bound, so that pruning does not run again at the next message.
-	if over := n - removed - maxRows*9/10; n-removed > maxRows && over > 0 {
-		res, err := s.wdb.ExecContext(ctx, `DELETE FROM tokens WHERE (model, hash) IN
-			(SELECT model, hash FROM tokens ORDER BY spam + ham, seen LIMIT ?)`, over)
-		if err != nil {
-			return removed, fmt.Errorf("bayes prune: %w", err)
+	if left := n - len(gone); left > maxRows {
+		if gone, err = deleteTokens(ctx, tx, gone, `DELETE FROM tokens WHERE (model, hash) IN
+			(SELECT model, hash FROM tokens ORDER BY spam + ham, seen LIMIT ?) RETURNING model, hash`, left-maxRows*9/10); err != nil {
+			return 0, err
 		}
-		k, _ := res.RowsAffected()
-		removed += int(k)
 	}
-	if removed > 0 {
-		if _, err := s.wdb.ExecContext(ctx, `UPDATE meta SET gen = gen + 1`); err != nil {
-			return removed, fmt.Errorf("bayes prune: %w", err)
+	if len(gone) == 0 {
+		return 0, nil
+	}
+	var gen int64
+	if err := tx.QueryRowContext(ctx, `UPDATE meta SET gen = gen + 1 RETURNING gen`).Scan(&gen); err != nil {
+		return 0, fmt.Errorf("bayes prune: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("bayes prune: %w", err)
+	}
+	s.mir.remove(gen, gone)
+	return len(gone), nil
+}
+
+// deleteTokens runs a DELETE ... RETURNING model, hash and appends the
+// rows it deleted to gone.
+func deleteTokens(ctx context.Context, tx *sql.Tx, gone []tokenKey, query string, args ...any) ([]tokenKey, error) {
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("bayes prune: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k tokenKey
+		var h int64
+		if err := rows.Scan(&k.model, &h); err != nil {
+			return nil, fmt.Errorf("bayes prune: %w", err)
 		}
-		s.mir.drop()
+		k.hash = uint64(h)
+		gone = append(gone, k)
 	}
-	return removed, nil
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("bayes prune: %w", err)
+	}
+	return gone, nil
 }
 
 // Stats implements Store.
