@@ -1,12 +1,17 @@
 package main
 
 import (
+	"archive/tar"
+	"archive/zip"
+	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"strings"
 	"sync"
@@ -16,13 +21,20 @@ import (
 	"github.com/moatmail/moat/filters/antivirus/clamdtest"
 )
 
-// withAttachment builds a multipart message with a base64 attachment.
+// withAttachment builds a multipart message with a base64 attachment, in
+// lines of 76 characters (RFC 2045 §6.8).
 func withAttachment(subject string, payload []byte) string {
+	b64 := base64.StdEncoding.EncodeToString(payload)
+	var lines []string
+	for len(b64) > 76 {
+		lines, b64 = append(lines, b64[:76]), b64[76:]
+	}
+	lines = append(lines, b64)
 	return fmt.Sprintf("From: <bob@example.net>\r\nTo: <alice@example.com>\r\nSubject: %s\r\n"+
 		"Date: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <%s@example.net>\r\nMIME-Version: 1.0\r\n"+
 		"Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"+
 		"--b1\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"file.bin\"\r\n"+
-		"Content-Transfer-Encoding: base64\r\n\r\n%s\r\n--b1--\r\n", subject, subject, base64.StdEncoding.EncodeToString(payload))
+		"Content-Transfer-Encoding: base64\r\n\r\n%s\r\n--b1--\r\n", subject, subject, strings.Join(lines, "\r\n"))
 }
 
 // TestAntivirusThroughSMTP runs moat against Debian's clamd, started on a
@@ -80,12 +92,83 @@ func TestAttachmentPolicyThroughSMTP(t *testing.T) {
 		withName("report", "report.pdf", pdf)); r.code != 250 {
 		t.Fatalf("report.pdf: %v, want 250", r)
 	}
+	// A workbook whose only macros are an Excel 4.0 macro sheet, declared
+	// in [Content_Types].xml (no vbaProject.bin): ATTACH_MACRO (10)
+	// reaches the quarantine threshold.
+	xlsx := zipOf(t, map[string]string{
+		"[Content_Types].xml": `<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">` +
+			`<Override PartName="/xl/macrosheets/sheet1.xml" ContentType="application/vnd.ms-excel.macrosheet+xml"/></Types>`,
+		"xl/workbook.xml":           `<?xml version="1.0"?><workbook/>`,
+		"xl/macrosheets/sheet1.xml": `<?xml version="1.0"?><xm:macrosheet/>`,
+	})
+	if r := send(t, a.Addr("smtp"), tc, "bob@example.net", []string{"alice@example.com"},
+		withName("prices", "prices.xlsx", xlsx)); r.code != 250 {
+		t.Fatalf("prices.xlsx: %v, want 250 (held)", r)
+	}
+	// A tar.gz cut in the middle of its deflate stream: what follows the
+	// cut is unseen, ATTACH_ARCHIVE_UNREADABLE (4) tags nothing alone.
+	tgz := gzipped(t, tarOf(t, "app.log", rand.New(rand.NewPCG(1, 2))))
+	if r := send(t, a.Addr("smtp"), tc, "bob@example.net", []string{"alice@example.com"},
+		withName("logs", "logs.tar.gz", append(tgz[:len(tgz)/2:len(tgz)/2], tgz[len(tgz)-8:]...))); r.code != 250 {
+		t.Fatalf("logs.tar.gz: %v, want 250", r)
+	}
 	body, _ := io.ReadAll(mustGet(t, "http://"+a.Addr("metrics")+"/metrics"))
-	for _, want := range []string{`moat_symbol_hits_total{symbol="ATTACH_EXECUTABLE"} 1`, `moat_symbol_hits_total{symbol="ATTACH_DOUBLE_EXT"} 1`} {
+	for _, want := range []string{`moat_symbol_hits_total{symbol="ATTACH_EXECUTABLE"} 1`, `moat_symbol_hits_total{symbol="ATTACH_DOUBLE_EXT"} 1`,
+		`moat_symbol_hits_total{symbol="ATTACH_MACRO"} 1`, `moat_symbol_hits_total{symbol="ATTACH_ARCHIVE_UNREADABLE"} 1`,
+		`moat_messages_total{action="quarantine"} 1`} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
+}
+
+// zipOf returns a zip of the named files, deflated.
+func zipOf(t *testing.T, files map[string]string) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	w := zip.NewWriter(&b)
+	for name, data := range files {
+		f, err := w.Create(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Write([]byte(data))
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// tarOf returns a tar of one file of 64 KiB from r.
+func tarOf(t *testing.T, name string, r *rand.Rand) []byte {
+	t.Helper()
+	data := make([]byte, 64<<10)
+	for i := range data {
+		data[i] = byte(r.Uint32())
+	}
+	var b bytes.Buffer
+	w := tar.NewWriter(&b)
+	if err := w.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg}); err != nil {
+		t.Fatal(err)
+	}
+	w.Write(data)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// gzipped returns data gzipped.
+func gzipped(t *testing.T, data []byte) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	w := gzip.NewWriter(&b)
+	w.Write(data)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
 }
 
 func mustGet(t *testing.T, url string) io.Reader {

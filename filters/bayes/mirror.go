@@ -39,12 +39,6 @@ type memModel struct {
 // trained the database.
 const refreshEvery = time.Second
 
-func (m *mirror) drop() {
-	m.mu.Lock()
-	m.models = make(map[int64]*memModel)
-	m.mu.Unlock()
-}
-
 // advance moves the mirror to generation gen, made by a transaction of
 // this store, before its changes are patched in. It reports whether to
 // patch them: not when the mirror already reflects gen (a model loaded

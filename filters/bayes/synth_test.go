@@ -84,3 +84,11 @@ func trainedClassifier(t testing.TB, cfg Config, nspam, nham int) *Classifier {
 func dbPath(c *Classifier) string {
 	return c.store.(*SQLiteStore).path
 }
+
+// drop empties the mirror, so that models are read from the database
+// again on next use (a prune or training no longer needs it).
+func (m *mirror) drop() {
+	m.mu.Lock()
+	m.models = make(map[int64]*memModel)
+	m.mu.Unlock()
+}
