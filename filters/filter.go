@@ -1,9 +1,12 @@
 // Package filters defines the contract every check in moat implements and the
 // facts a check sees: the connection, the envelope and the parsed message.
 //
-// A filter never speaks SMTP. It returns symbols (a name, a score and a short
-// reason); the rules package sums them and turns them into a verdict. Packages
-// under filters/ are leaves: they never import gateway, rules or delivery.
+// A filter never speaks SMTP. It returns a [Result]: symbols (a name, a
+// score and a short reason), which the rules package sums and turns into a
+// verdict; authentication results, which become the Authentication-Results
+// field and which later checks read (DMARC reads SPF and DKIM); and named
+// facts, which later checks and rule expressions read. Packages under
+// filters/ are leaves: they never import gateway, rules or delivery.
 package filters
 
 import (
@@ -65,14 +68,27 @@ type Symbol struct {
 // be safe for concurrent use: one Filter value serves every session. An error
 // means the check could not be made (a DNS timeout, a daemon down); the
 // pipeline turns it into a <NAME>_TEMPFAIL symbol and never into a permanent
-// rejection.
+// rejection, and drops whatever Result came with the error.
 type Filter interface {
 	// Name is a short lower-case identifier used in config, logs and metrics.
 	Name() string
 	// Stage is when the filter runs.
 	Stage() Stage
 	// Check inspects the facts known so far and returns its findings.
-	Check(ctx context.Context, in *Input) ([]Symbol, error)
+	Check(ctx context.Context, in *Input) (Result, error)
+}
+
+// Sequenced is implemented by a filter that must run after other filters of
+// its own stage, to read what they found in [Input.Prior] (DMARC reads the
+// results of SPF and DKIM). The pipeline runs a stage's filters
+// concurrently in waves: a filter starts once every filter it names has
+// finished. A name that is not in the pipeline (disabled), that the policy
+// does not run, or that belongs to an earlier stage (whose results are in
+// Prior anyway) is ignored; a name of a later stage, and a cycle, are
+// configuration errors.
+type Sequenced interface {
+	// After names the filters this one runs after.
+	After() []string
 }
 
 // SymbolDeclarer is implemented by filters that declare every symbol name
@@ -93,6 +109,11 @@ type Input struct {
 	Rcpt string
 	// Msg is the received message at StageData.
 	Msg *Message
+	// Prior is what the checks that ran before this one found: those of
+	// the earlier stages of the connection and the transaction (for the
+	// rcpt stage, of the recipients accepted before), and those of this
+	// stage's earlier waves (see [Sequenced]). Read only: it is shared.
+	Prior *Result
 }
 
 // Connection holds what is known about the SMTP client.

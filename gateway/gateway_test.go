@@ -20,8 +20,9 @@ import (
 )
 
 // startGateway serves the SMTP front on a loopback port, without TLS, over
-// a real store, and returns its address.
-func startGateway(t testing.TB, cfg Config) (string, *delivery.Store) {
+// a real store, and returns its address. extra filters run after the
+// headers and gtube filters.
+func startGateway(t testing.TB, cfg Config, extra ...filters.Filter) (string, *delivery.Store) {
 	t.Helper()
 	st, err := delivery.Open(delivery.Config{Dir: t.TempDir()})
 	if err != nil {
@@ -37,7 +38,7 @@ func startGateway(t testing.TB, cfg Config) (string, *delivery.Store) {
 	}
 	h, _ := headers.New(headers.DefaultConfig())
 	g, _ := gtube.New(gtube.DefaultConfig())
-	p, err := rules.NewPipeline(rules.Config{}, []filters.Filter{h, g}, nil)
+	p, err := rules.NewPipeline(rules.Config{}, append([]filters.Filter{h, g}, extra...), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,22 +205,5 @@ func TestSanitize(t *testing.T) {
 		if got := sanitize(in); got != want {
 			t.Errorf("sanitize(%q) = %q, want %q", in, got, want)
 		}
-	}
-}
-
-func TestAdded(t *testing.T) {
-	sym := func(names ...string) []filters.Symbol {
-		var out []filters.Symbol
-		for _, n := range names {
-			out = append(out, filters.Symbol{Name: n})
-		}
-		return out
-	}
-	got := added(sym("A", "B", "B"), sym("A", "B", "B", "B", "RULE"))
-	if len(got) != 2 || got[0].Name != "B" || got[1].Name != "RULE" {
-		t.Errorf("added = %v, want [B RULE]", got)
-	}
-	if got := added(sym("A"), sym("A")); got != nil {
-		t.Errorf("added with nothing new = %v", got)
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/moatmail/moat/delivery/listen"
 	"github.com/moatmail/moat/filters"
+	"github.com/moatmail/moat/rules"
 )
 
 // limitListener enforces the connection limits and wraps every accepted
@@ -32,10 +33,10 @@ type trackedConn struct {
 	once  sync.Once
 	info  filters.Connection
 	ready bool // connect-stage filters have run
-	// connect-stage findings, kept for every transaction of the connection
-	connSymbols  []filters.Symbol
-	connTempfail bool
-	connRefusal  *smtp.SMTPError // a connect-stage reject or tempfail
+	// found is what the connect stage found, kept for every transaction
+	// of the connection.
+	found   rules.Result
+	refusal *smtp.SMTPError // a connect-stage reject or tempfail
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {

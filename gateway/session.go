@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,19 +32,20 @@ type recipient struct {
 
 // session is one SMTP session (go-smtp starts a new one after STARTTLS).
 type session struct {
-	srv   *Server
-	j     *Judge // the pipeline and policies of this transaction
-	conn  *smtp.Conn
-	tc    *trackedConn
-	info  filters.Connection
-	log   *slog.Logger
-	helo  []filters.Symbol // connect and helo findings
-	early bool             // a connect or helo filter with on_error=tempfail failed
+	srv  *Server
+	j    *Judge // the pipeline and policies of this transaction
+	conn *smtp.Conn
+	tc   *trackedConn
+	info filters.Connection
+	log  *slog.Logger
+	// helo is what the connect and helo stages found, with the symbols of
+	// the rules they matched: every transaction starts from it.
+	helo rules.Result
 
 	// the current transaction
-	env    filters.Envelope
-	txSyms []filters.Symbol
-	txTemp bool
+	env filters.Envelope
+	// found is helo plus what this transaction's stages found so far.
+	found  rules.Result
 	rcpts  []recipient
 	policy *policies.Policy
 	// allowing is the transaction's policy for recipients who
@@ -69,38 +71,69 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 	sess.j = s.judge.Load()
 	def := sess.j.Policies.Default()
 	if !tc.ready {
+		// Once per connection: what the connect stage finds survives
+		// STARTTLS, after which go-smtp starts a new session.
 		in := &filters.Input{Conn: &sess.info, Env: &filters.Envelope{}}
-		res := sess.j.Pipeline.Run(ctx, filters.StageConnect, in, def.Runs)
-		v := sess.j.Pipeline.Decide(filters.StageConnect, in, res.Symbols, def, res.Tempfail)
-		tc.connSymbols = append(res.Symbols, added(res.Symbols, v.Symbols)...)
-		tc.connTempfail, tc.ready = res.Tempfail, true
-		if tc.connRefusal = earlyReply(v); tc.connRefusal != nil {
-			sess.log.Info("connection refused", "action", v.Action.String(), "score", v.Score,
-				"symbols", v.SymbolNames(), "reasons", v.Reasons)
-			s.obs.Reply("connect", tc.connRefusal.Code)
-		}
+		found, v := sess.judge(ctx, filters.StageConnect, in, def, &rules.Result{})
+		tc.found, tc.ready = found, true
+		tc.info.ReverseName = found.Fact(filters.FactReverseName)
+		tc.refusal = sess.refuse("connect", "connection refused", v)
 	}
-	if tc.connRefusal != nil {
-		// Keep the session so that go-smtp answers every later command
-		// with the refusal instead of "introduce yourself".
-		sess.rejected = tc.connRefusal
+	sess.info.ReverseName = tc.info.ReverseName
+	// A refusal at connect or helo does not drop the connection: the
+	// session stays so that go-smtp answers every later command with it
+	// (as Postfix's delayed reject does) instead of "introduce yourself".
+	if sess.rejected = tc.refusal; sess.rejected != nil {
 		return sess, nil
 	}
 	in := &filters.Input{Conn: &sess.info, Env: &filters.Envelope{}}
-	res := sess.j.Pipeline.Run(ctx, filters.StageHelo, in, def.Runs)
-	sess.helo = append(append([]filters.Symbol(nil), tc.connSymbols...), res.Symbols...)
-	sess.early = tc.connTempfail || res.Tempfail
-	v := sess.j.Pipeline.Decide(filters.StageHelo, in, sess.helo, def, sess.early)
-	sess.helo = append(sess.helo, added(sess.helo, v.Symbols)...)
-	if err := earlyReply(v); err != nil {
-		sess.log.Info("connection refused", "helo", sess.info.Helo, "action", v.Action.String(),
-			"score", v.Score, "symbols", v.SymbolNames(), "reasons", v.Reasons)
-		s.obs.Reply("helo", err.Code)
-		// Keep the session so that go-smtp can answer every later command
-		// with the same refusal instead of "introduce yourself".
-		sess.rejected = err
-	}
+	found, v := sess.judge(ctx, filters.StageHelo, in, def, &tc.found)
+	sess.helo = found
+	sess.rejected = sess.refuse("helo", "connection refused", v, "helo", sess.info.Helo)
 	return sess, nil
+}
+
+// judge is the one judging path of every stage of the dialogue: it runs
+// the stage's checks under pol, with what the earlier stages found (base)
+// as their Input.Prior, decides, and returns everything known after the
+// stage (base, the stage's findings and the symbols of the rules that
+// matched) with the verdict. base is left as it was, so that a refused
+// recipient adds nothing to its transaction.
+func (s *session) judge(ctx context.Context, stage filters.Stage, in *filters.Input, pol *policies.Policy, base *rules.Result) (rules.Result, rules.Verdict) {
+	in.Prior = &base.Result
+	res := s.j.Pipeline.Run(ctx, stage, in, pol.Runs)
+	// Clipped, so that appending copies rather than writes into the
+	// spare capacity of base's slices.
+	found := rules.Result{
+		Result: filters.Result{
+			Symbols: slices.Clip(base.Symbols),
+			Auth:    slices.Clip(base.Auth),
+			Facts:   slices.Clip(base.Facts),
+		},
+		Tempfail: base.Tempfail,
+		Failed:   slices.Clip(base.Failed),
+	}
+	found.Add(res)
+	v := s.j.Pipeline.Decide(stage, in, found, pol)
+	// Rules' symbols stay with what was found: a tag or quarantine a
+	// rule forces before DATA acts at DATA (rules.Pipeline.Decide).
+	found.Symbols = append(found.Symbols, v.Added...)
+	return found, v
+}
+
+// refuse is what a verdict of the connect to rcpt stages does to the
+// dialogue: only reject and tempfail act there. It logs and counts the
+// refusal (what says what was refused, attrs who) and returns it, or nil
+// when the dialogue goes on.
+func (s *session) refuse(phase, what string, v rules.Verdict, attrs ...any) *smtp.SMTPError {
+	err := earlyReply(v)
+	if err == nil {
+		return nil
+	}
+	s.log.Info(what, append(attrs, "action", v.Action.String(), "score", v.Score,
+		"symbols", v.SymbolNames(), "reasons", v.Reasons)...)
+	s.srv.obs.Reply(phase, err.Code)
+	return err
 }
 
 // Generic replies: the client learns that a policy refused it, never which
@@ -147,37 +180,10 @@ func (s *session) reply(phase string, err *smtp.SMTPError) error {
 	return err
 }
 
-// added returns the symbols of after that are not in before (rule
-// symbols a verdict added), counting repeated names.
-func added(before, after []filters.Symbol) []filters.Symbol {
-	if len(after) <= len(before) {
-		return nil
-	}
-	seen := make(map[string]int, len(before))
-	for _, sym := range before {
-		seen[sym.Name]++
-	}
-	var out []filters.Symbol
-	for _, sym := range after {
-		if seen[sym.Name] > 0 {
-			seen[sym.Name]--
-			continue
-		}
-		out = append(out, sym)
-	}
-	return out
-}
-
-func (s *session) symbolsSoFar() []filters.Symbol {
-	out := make([]filters.Symbol, 0, len(s.helo)+len(s.txSyms)+8)
-	return append(append(out, s.helo...), s.txSyms...)
-}
-
 // Reset discards the current transaction.
 func (s *session) Reset() {
 	s.env = filters.Envelope{}
-	s.txSyms = s.txSyms[:0]
-	s.txTemp = false
+	s.found = rules.Result{}
 	s.rcpts = s.rcpts[:0]
 	s.policy = nil
 	clear(s.allowing)
@@ -207,21 +213,12 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), stageTimeout)
 	defer cancel()
-	def := s.j.Policies.Default()
 	in := &filters.Input{Conn: &s.info, Env: &s.env}
-	res := s.j.Pipeline.Run(ctx, filters.StageMail, in, def.Runs)
-	s.txSyms = append(s.txSyms, res.Symbols...)
-	s.txTemp = res.Tempfail
-	before := s.symbolsSoFar()
-	v := s.j.Pipeline.Decide(filters.StageMail, in, before, def, s.early || s.txTemp)
-	// Symbols added by mail-stage rules (a forced tag or quarantine acts
-	// only at DATA) stay with the transaction.
-	s.txSyms = append(s.txSyms, added(before, v.Symbols)...)
-	if err := earlyReply(v); err != nil {
-		s.log.Info("sender refused", "from", from, "action", v.Action.String(), "score", v.Score,
-			"symbols", v.SymbolNames(), "reasons", v.Reasons)
-		return s.reply("mail", err)
+	found, v := s.judge(ctx, filters.StageMail, in, s.j.Policies.Default(), &s.helo)
+	if err := s.refuse("mail", "sender refused", v, "from", from); err != nil {
+		return err
 	}
+	s.found = found
 	return nil
 }
 
@@ -287,16 +284,11 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		return s.reply("rcpt", errPolicySplit)
 	}
 	in := &filters.Input{Conn: &s.info, Env: &s.env, Rcpt: mailbox}
-	res := s.j.Pipeline.Run(ctx, filters.StageRcpt, in, pol.Runs)
-	syms := append(s.symbolsSoFar(), res.Symbols...)
-	v := s.j.Pipeline.Decide(filters.StageRcpt, in, syms, pol, s.early || s.txTemp || res.Tempfail)
-	if err := earlyReply(v); err != nil {
-		s.log.Info("recipient refused", "from", s.env.From, "rcpt", addr, "action", v.Action.String(),
-			"score", v.Score, "symbols", v.SymbolNames(), "reasons", v.Reasons)
-		return s.reply("rcpt", err)
+	found, v := s.judge(ctx, filters.StageRcpt, in, pol, &s.found)
+	if err := s.refuse("rcpt", "recipient refused", v, "from", s.env.From, "rcpt", addr); err != nil {
+		return err
 	}
-	s.txSyms = append(s.txSyms, added(s.symbolsSoFar(), v.Symbols)...)
-	s.txTemp = s.txTemp || res.Tempfail
+	s.found = found
 	s.policy = pol
 	s.rcpts = append(s.rcpts, recipient{addr: mailbox, userID: user.ID})
 	s.env.Rcpts = append(s.env.Rcpts, mailbox)
@@ -323,9 +315,7 @@ func (s *session) Data(r io.Reader) error {
 	msg := filters.ParseMessage(raw)
 	msg.Limits = s.j.Content
 	in := &filters.Input{Conn: &s.info, Env: &s.env, Msg: msg}
-	res := s.j.Pipeline.Run(ctx, filters.StageData, in, s.policy.Runs)
-	syms := append(s.symbolsSoFar(), res.Symbols...)
-	v := s.j.Pipeline.Decide(filters.StageData, in, syms, s.policy, s.early || s.txTemp || res.Tempfail)
+	_, v := s.judge(ctx, filters.StageData, in, s.policy, &s.found)
 	s.srv.obs.Verdict(v)
 	queueID := newID()
 	err = s.act(ctx, queueID, msg, v)

@@ -64,7 +64,7 @@ func BenchmarkPipelineData10KB(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		r := p.Run(ctx, filters.StageData, in, pol.Runs)
-		v := p.Decide(filters.StageData, in, r.Symbols, pol, r.Tempfail)
+		v := p.Decide(filters.StageData, in, r, pol)
 		if v.Action != policies.ActionAccept || len(v.Symbols) != 3 {
 			b.Fatalf("verdict %s", v)
 		}

@@ -225,7 +225,7 @@ func TestDecide(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			pol := pols.For(tt.rcpt)
 			in := slices.Clone(tt.symbols)
-			v := p.Decide(tt.stage, tt.in, tt.symbols, pol, tt.tempfail)
+			v := p.Decide(tt.stage, tt.in, Result{Result: filters.Result{Symbols: tt.symbols}, Tempfail: tt.tempfail}, pol)
 			if v.Action != tt.want {
 				t.Errorf("Action = %v, want %v (%s)", v.Action, tt.want, v)
 			}
@@ -264,11 +264,11 @@ func TestDecideRuntimeErrorIsNoMatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := p.Decide(filters.StageData, &filters.Input{Env: &filters.Envelope{}}, nil, nil, false)
+	v := p.Decide(filters.StageData, &filters.Input{Env: &filters.Envelope{}}, Result{}, nil)
 	if got := v.SymbolNames(); !slices.Equal(got, []string{"AFTER"}) {
 		t.Errorf("symbols = %v, want [AFTER]", got)
 	}
-	v = p.Decide(filters.StageData, &filters.Input{Env: &filters.Envelope{Rcpts: []string{"a@example.com"}}}, nil, nil, false)
+	v = p.Decide(filters.StageData, &filters.Input{Env: &filters.Envelope{Rcpts: []string{"a@example.com"}}}, Result{}, nil)
 	if got := v.SymbolNames(); !slices.Equal(got, []string{"AFTER", "FIRST_RCPT"}) || v.Score != 6 || v.Action != policies.ActionTag {
 		t.Errorf("verdict = %s", v)
 	}
@@ -293,7 +293,7 @@ func TestDecideIPVariants(t *testing.T) {
 	}
 	for _, tt := range tests {
 		in := &filters.Input{Conn: &filters.Connection{RemoteIP: netip.MustParseAddr(tt.addr)}}
-		v := p.Decide(filters.StageConnect, in, nil, nil, false)
+		v := p.Decide(filters.StageConnect, in, Result{}, nil)
 		if got := v.SymbolNames(); !slices.Equal(got, tt.want) {
 			t.Errorf("%s: symbols = %v, want %v", tt.addr, got, tt.want)
 		}
@@ -345,7 +345,7 @@ func TestDecidePolicyVariable(t *testing.T) {
 		{filters.StageMail, "", nil, policies.ActionAccept, "MAIL_POLICY"},
 	} {
 		in := &filters.Input{Env: &filters.Envelope{From: "a@sender.example"}, Rcpt: tc.rcpt}
-		v := p.Decide(tc.stage, in, tc.syms, pols.For(tc.rcpt), false)
+		v := p.Decide(tc.stage, in, found(tc.syms...), pols.For(tc.rcpt))
 		if v.Action != tc.want || !slices.Contains(v.SymbolNames(), tc.rule) || len(v.Symbols) != len(tc.syms)+1 {
 			t.Errorf("%v %q: %s, want %v by %s alone", tc.stage, tc.rcpt, v, tc.want, tc.rule)
 		}

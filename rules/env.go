@@ -33,6 +33,9 @@ import (
 //	                                     as parsed, not RFC 2047-decoded); "" when
 //	                                     absent or before the data stage
 //	headers(name)    []string            every value of that field, in message order
+//	fact(name)       string              first value of a fact a check set so far
+//	                                     ("rdns.name", "dkim.domain"), "" when none
+//	facts(name)      []string            every value of that fact, in the order set
 //	size             int                 message size in bytes, 0 before data
 //	policy           string              name of the policy the stage is judged
 //	                                     under: the recipient's at rcpt and data
@@ -48,6 +51,7 @@ import (
 //	rcpt == "abuse@example.com"
 //	size > 20000000 && len(headers("Received")) > 30
 //	has("ATTACH_EXECUTABLE") && policy == "domain:lab.example.com"
+//	has("RDNS_MISMATCH") && fact("rdns.name") == ""
 //
 // The expr built-in functions (len, lower, upper, any, all, matches, ...)
 // are available; an expression that fails at run time (an index out of
@@ -65,6 +69,8 @@ type Env struct {
 	Auth    string                `expr:"auth"`
 	Header  func(string) string   `expr:"header"`
 	Headers func(string) []string `expr:"headers"`
+	Fact    func(string) string   `expr:"fact"`
+	Facts   func(string) []string `expr:"facts"`
 	Size    int                   `expr:"size"`
 	Policy  string                `expr:"policy"`
 }
@@ -119,6 +125,7 @@ type evalState struct {
 	env    Env
 	vm     vm.VM
 	in     *filters.Input
+	found  *filters.Result // what the checks found so far, for fact()
 	syms   []filters.Symbol
 	symMap map[string]float64
 }
@@ -128,18 +135,20 @@ var statePool = sync.Pool{New: func() any {
 	s.env.Has = s.has
 	s.env.Header = s.header
 	s.env.Headers = s.headers
+	s.env.Fact = s.fact
+	s.env.Facts = s.facts
 	return s
 }}
 
 func getState() *evalState { return statePool.Get().(*evalState) }
 
 func putState(s *evalState) {
-	s.in = nil
+	s.in, s.found = nil, nil
 	clear(s.syms[:cap(s.syms)]) // drop references to reasons
 	s.syms = s.syms[:0]
 	clear(s.symMap)
-	has, header, headers := s.env.Has, s.env.Header, s.env.Headers
-	s.env = Env{Has: has, Header: header, Headers: headers}
+	e := &s.env
+	*e = Env{Has: e.Has, Header: e.Header, Headers: e.Headers, Fact: e.Fact, Facts: e.Facts}
 	statePool.Put(s)
 }
 
@@ -165,6 +174,10 @@ func (s *evalState) headers(name string) []string {
 	}
 	return s.in.Msg.Header.Values(name)
 }
+
+func (s *evalState) fact(name string) string { return s.found.Fact(name) }
+
+func (s *evalState) facts(name string) []string { return s.found.FactValues(name) }
 
 // eval runs prog and reports whether it evaluated to true.
 func (s *evalState) eval(prog *program) (bool, error) {

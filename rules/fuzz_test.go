@@ -45,7 +45,7 @@ func FuzzRuleExpr(f *testing.F) {
 		if err != nil {
 			return
 		}
-		v := p.Decide(filters.StageData, in, syms, nil, false)
+		v := p.Decide(filters.StageData, in, found(syms...), nil)
 		if n := len(v.Symbols); n != 2 && n != 3 {
 			t.Fatalf("%d symbols after one rule over two", n)
 		}

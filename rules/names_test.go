@@ -67,7 +67,7 @@ func TestRuleReply(t *testing.T) {
 		if err != nil {
 			continue
 		}
-		v := p.Decide(filters.StageData, &filters.Input{}, nil, nil, false)
+		v := p.Decide(filters.StageData, &filters.Input{}, Result{}, nil)
 		want, _ := ParseReply(tc.rule.Reply)
 		if v.Reply != want {
 			t.Errorf("%+v: verdict reply %+v, want %+v", tc.rule, v.Reply, want)

@@ -38,23 +38,38 @@ type Observer interface {
 	ObserveFilter(filter string, stage filters.Stage, d time.Duration, outcome string)
 }
 
-// Result is what the filters of one stage found.
+// Result is what the filters of one stage found, or (added up with
+// [Result.Add]) what the stages of a connection and a transaction found so
+// far.
 type Result struct {
-	// Symbols are the findings, in pipeline order and then in each
+	// Result holds the symbols, authentication results and facts, in wave
+	// order (see [filters.Sequenced]), then in pipeline order, then in each
 	// filter's own order, with a <NAME>_TEMPFAIL or <NAME>_ERROR symbol of
 	// score 0 in place of each filter that failed.
-	Symbols []filters.Symbol
+	filters.Result
 	// Tempfail is true when a filter whose on_error is "tempfail" failed.
 	Tempfail bool
-	// Failed names the filters that failed (error, timeout or panic), in
-	// pipeline order.
+	// Failed names the filters that failed (error, timeout or panic).
 	Failed []string
+}
+
+// Add appends what o found to r.
+func (r *Result) Add(o Result) {
+	r.Result.Add(o.Result)
+	r.Tempfail = r.Tempfail || o.Tempfail
+	r.Failed = append(r.Failed, o.Failed...)
+}
+
+// Clone returns a copy of r that appends to either cannot reach the other.
+func (r Result) Clone() Result {
+	return Result{Result: r.Result.Clone(), Tempfail: r.Tempfail, Failed: slices.Clone(r.Failed)}
 }
 
 // Pipeline runs filters and decides verdicts. It is immutable once built
 // and safe for concurrent use by every session.
 type Pipeline struct {
 	stages      [][]*stageFilter // by stage, in pipeline order
+	waves       []int            // by stage: the number of waves (1 + the highest wave)
 	rules       [][]*rule        // by stage, in configuration order
 	usesSymbols []bool           // by stage: some rule reads the symbols map
 	usesIP      []bool           // by stage: some rule reads ip
@@ -71,6 +86,8 @@ type stageFilter struct {
 	tempfail    bool   // on_error = "tempfail"
 	tempfailSym string // <NAME>_TEMPFAIL
 	errorSym    string // <NAME>_ERROR
+	after       []string
+	wave        int // 0 for a filter that runs after none of its stage
 }
 
 // NewPipeline builds a pipeline over fs, given explicitly in pipeline order
@@ -88,6 +105,7 @@ func NewPipeline(cfg Config, fs []filters.Filter, obs Observer) (*Pipeline, erro
 	n := len(filters.Stages)
 	p := &Pipeline{
 		stages:      make([][]*stageFilter, n),
+		waves:       make([]int, n),
 		rules:       make([][]*rule, n),
 		usesSymbols: make([]bool, n),
 		usesIP:      make([]bool, n),
@@ -124,7 +142,13 @@ func NewPipeline(cfg Config, fs []filters.Filter, obs Observer) (*Pipeline, erro
 		if sf.timeout == 0 {
 			sf.timeout = global
 		}
+		if sq, ok := f.(filters.Sequenced); ok {
+			sf.after = sq.After()
+		}
 		p.stages[st] = append(p.stages[st], sf)
+	}
+	if err := p.orderWaves(); err != nil {
+		return nil, err
 	}
 	for _, name := range sortedKeys(cfg.Filters) {
 		if !seen[name] {
@@ -190,10 +214,71 @@ func (p *Pipeline) Filters(stage filters.Stage) []string {
 	return names
 }
 
+// orderWaves places every filter in the wave after the latest wave of the
+// filters of its stage it runs after (filters.Sequenced).
+func (p *Pipeline) orderWaves() error {
+	stageOf := make(map[string]filters.Stage)
+	for st, list := range p.stages {
+		for _, sf := range list {
+			stageOf[sf.name] = filters.Stage(st)
+		}
+	}
+	for st, list := range p.stages {
+		byName := make(map[string]*stageFilter, len(list))
+		for _, sf := range list {
+			byName[sf.name] = sf
+			for _, dep := range sf.after {
+				if ds, ok := stageOf[dep]; ok && ds > filters.Stage(st) {
+					return fmt.Errorf("filter %q runs at %v and cannot run after %q, which runs at the later stage %v", sf.name, filters.Stage(st), dep, ds)
+				}
+			}
+		}
+		// wave(f) = 1 + max wave of its same-stage dependencies; a
+		// filter on the current path twice is a cycle.
+		const (
+			unvisited = iota
+			visiting
+			done
+		)
+		state := make(map[string]int, len(list))
+		var visit func(sf *stageFilter, path []string) error
+		visit = func(sf *stageFilter, path []string) error {
+			switch state[sf.name] {
+			case done:
+				return nil
+			case visiting:
+				return fmt.Errorf("filters run after each other in a cycle: %s", strings.Join(append(path, sf.name), " → "))
+			}
+			state[sf.name] = visiting
+			for _, dep := range sf.after {
+				d, ok := byName[dep]
+				if !ok {
+					continue // disabled or of an earlier stage
+				}
+				if err := visit(d, append(path, sf.name)); err != nil {
+					return err
+				}
+				sf.wave = max(sf.wave, d.wave+1)
+			}
+			state[sf.name] = done
+			p.waves[st] = max(p.waves[st], sf.wave+1)
+			return nil
+		}
+		for _, sf := range list {
+			if err := visit(sf, nil); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // Run runs every filter of stage for which runs(name) is true (every
 // filter when runs is nil), concurrently, each under its own deadline: its
 // timeout from the configuration or the global filter_timeout, or ctx's
-// deadline when that comes first.
+// deadline when that comes first. A filter that runs after others of the
+// stage ([filters.Sequenced]) runs in a later wave and finds their results
+// in in.Prior, added to what in.Prior held.
 //
 // Run never panics and never fails: a filter that returns an error yields
 // <NAME>_TEMPFAIL (score 0, the error text as reason), one that misses its
@@ -211,6 +296,31 @@ func (p *Pipeline) Run(ctx context.Context, stage filters.Stage, in *filters.Inp
 		return Result{}
 	}
 	list := p.stages[stage]
+	if p.waves[stage] <= 1 {
+		return p.runWave(ctx, list, 0, in, runs)
+	}
+	// Each wave sees, in Prior, what the earlier waves found.
+	var win filters.Input
+	if in != nil {
+		win = *in
+	}
+	var r Result
+	for w := range p.waves[stage] {
+		if w > 0 && !r.Result.IsZero() {
+			var prior filters.Result
+			if in != nil && in.Prior != nil {
+				prior = in.Prior.Clone()
+			}
+			prior.Add(r.Result)
+			win.Prior = &prior
+		}
+		r.Add(p.runWave(ctx, list, w, &win, runs))
+	}
+	return r
+}
+
+// runWave runs the filters of one wave of list that runs selects.
+func (p *Pipeline) runWave(ctx context.Context, list []*stageFilter, wave int, in *filters.Input, runs func(filter string) bool) Result {
 	var selBuf [32]bool
 	sel := selBuf[:0]
 	if len(list) > len(selBuf) {
@@ -218,7 +328,7 @@ func (p *Pipeline) Run(ctx context.Context, stage filters.Stage, in *filters.Inp
 	}
 	n, only := 0, -1
 	for i, sf := range list {
-		on := runs == nil || runs(sf.name)
+		on := sf.wave == wave && (runs == nil || runs(sf.name))
 		sel = append(sel, on)
 		if on {
 			n++
@@ -235,7 +345,7 @@ func (p *Pipeline) Run(ctx context.Context, stage filters.Stage, in *filters.Inp
 		if o.outcome == OutcomeOK {
 			// Clipped: a caller's append must copy, never write into
 			// spare capacity of a slice the filter may reuse.
-			return Result{Symbols: slices.Clip(o.syms)}
+			return Result{Result: clip(o.res)}
 		}
 		var r Result
 		r.addFailure(sf, o)
@@ -244,11 +354,16 @@ func (p *Pipeline) Run(ctx context.Context, stage filters.Stage, in *filters.Inp
 	return p.runConcurrently(ctx, list, sel, n, in)
 }
 
+// clip clips each slice of r to its length.
+func clip(r filters.Result) filters.Result {
+	return filters.Result{Symbols: slices.Clip(r.Symbols), Auth: slices.Clip(r.Auth), Facts: slices.Clip(r.Facts)}
+}
+
 // outcome is how one filter run went.
 type outcome struct {
 	idx      int
 	done     bool
-	syms     []filters.Symbol
+	res      filters.Result
 	outcome  string // OutcomeOK, OutcomeError or OutcomeTimeout
 	reason   string // for failures
 	panicked bool
@@ -296,7 +411,7 @@ wait:
 	var r Result
 	total := 0
 	for i := range outs {
-		total += len(outs[i].syms)
+		total += len(outs[i].res.Symbols)
 	}
 	r.Symbols = make([]filters.Symbol, 0, total+n)
 	for i, sf := range list {
@@ -309,7 +424,7 @@ wait:
 		}
 		p.observe(sf, *o)
 		if o.outcome == OutcomeOK {
-			r.Symbols = append(r.Symbols, o.syms...)
+			r.Result.Add(o.res)
 			continue
 		}
 		r.addFailure(sf, *o)
@@ -354,7 +469,7 @@ func (p *Pipeline) check(ctx context.Context, sf *stageFilter, in *filters.Input
 		}
 		o.d = time.Since(start)
 	}()
-	syms, err := sf.f.Check(fctx, in)
+	res, err := sf.f.Check(fctx, in)
 	cerr := fctx.Err()
 	switch {
 	case errors.Is(cerr, context.DeadlineExceeded):
@@ -364,5 +479,5 @@ func (p *Pipeline) check(ctx context.Context, sf *stageFilter, in *filters.Input
 	case err != nil:
 		return outcome{outcome: OutcomeError, reason: err.Error()}
 	}
-	return outcome{outcome: OutcomeOK, syms: syms}
+	return outcome{outcome: OutcomeOK, res: res}
 }

@@ -16,15 +16,23 @@ type fakeFilter struct {
 	name  string
 	stage filters.Stage
 	check func(ctx context.Context, in *filters.Input) ([]filters.Symbol, error)
+	// result, when set, is used instead of check.
+	result func(ctx context.Context, in *filters.Input) (filters.Result, error)
+	after  []string
 }
 
 func (f *fakeFilter) Name() string         { return f.name }
 func (f *fakeFilter) Stage() filters.Stage { return f.stage }
-func (f *fakeFilter) Check(ctx context.Context, in *filters.Input) ([]filters.Symbol, error) {
-	if f.check == nil {
-		return nil, nil
+func (f *fakeFilter) After() []string      { return f.after }
+func (f *fakeFilter) Check(ctx context.Context, in *filters.Input) (filters.Result, error) {
+	if f.result != nil {
+		return f.result(ctx, in)
 	}
-	return f.check(ctx, in)
+	if f.check == nil {
+		return filters.Result{}, nil
+	}
+	syms, err := f.check(ctx, in)
+	return filters.Result{Symbols: syms}, err
 }
 
 // returns is a filter at the data stage that finds syms.
@@ -34,6 +42,9 @@ func returns(name string, syms ...filters.Symbol) *fakeFilter {
 }
 
 func sym(name string, score float64) filters.Symbol { return filters.Symbol{Name: name, Score: score} }
+
+// found is a Result of syms, as Decide takes it.
+func found(syms ...filters.Symbol) Result { return Result{Result: filters.Result{Symbols: syms}} }
 
 // observation is one ObserveFilter call.
 type observation struct {

@@ -21,6 +21,10 @@ type Verdict struct {
 	// Symbols are every symbol known, rule symbols included, sorted by
 	// name for stable logs.
 	Symbols []filters.Symbol
+	// Added are the symbols of the rules that matched at this stage, in
+	// rule order: what the caller adds to what it found so far, so that
+	// later stages see them.
+	Added []filters.Symbol
 	// Reasons explain each contribution to Action, for logs and the
 	// quarantine; they are never sent to the SMTP client.
 	Reasons []string
@@ -98,16 +102,18 @@ func formatScore(f float64) string {
 //     stage where the sender is known. A sender on the allow list has its
 //     score-based action waived (accept), while actions forced by rules
 //     still apply: a virus rule still rejects. tempfail (from
-//     Result.Tempfail) makes the action at least tempfail, a 4yz reply
+//     found.Tempfail) makes the action at least tempfail, a 4yz reply
 //     (RFC 5321 §4.2.1): a filter that could not decide never turns into
 //     a permanent rejection by itself.
 //  4. Action is the most severe of these, and Reasons explain each
 //     contribution.
 //
-// symbols should be every symbol known for the transaction: those of the
-// previous stage's Verdict plus this stage's Result. in may have nil
-// fields; pol nil means policies.Builtin().
-func (p *Pipeline) Decide(stage filters.Stage, in *filters.Input, symbols []filters.Symbol, pol *policies.Policy, tempfail bool) Verdict {
+// found should be everything known for the transaction: what the earlier
+// stages found (with the symbols of the rules they matched, their
+// Verdict.Added) plus this stage's Result. in may have nil fields; pol nil
+// means policies.Builtin().
+func (p *Pipeline) Decide(stage filters.Stage, in *filters.Input, found Result, pol *policies.Policy) Verdict {
+	symbols, tempfail := found.Symbols, found.Tempfail
 	if pol == nil {
 		pol = policies.Builtin()
 	}
@@ -147,6 +153,7 @@ func (p *Pipeline) Decide(stage filters.Stage, in *filters.Input, symbols []filt
 	st := getState()
 	st.syms = append(st.syms, symbols...)
 	if stage >= 0 && int(stage) < len(p.rules) && len(p.rules[stage]) > 0 {
+		st.found = &found.Result
 		p.fillEnv(st, stage, in, from)
 		st.env.Policy = pol.Name
 		for _, r := range p.rules[stage] {
@@ -165,7 +172,9 @@ func (p *Pipeline) Decide(stage filters.Stage, in *filters.Input, symbols []filt
 				continue
 			}
 			if !st.has(r.name) { // never twice, even if Decide is repeated
-				st.syms = append(st.syms, filters.Symbol{Name: r.name, Score: r.score, Reason: r.reason})
+				sym := filters.Symbol{Name: r.name, Score: r.score, Reason: r.reason}
+				st.syms = append(st.syms, sym)
+				v.Added = append(v.Added, sym)
 				score += r.score
 				if st.env.Symbols != nil {
 					st.env.Symbols[r.name] += r.score

@@ -60,7 +60,7 @@ score = 1.0
 	for i := 0; i < b.N; i++ {
 		in := &filters.Input{Conn: conn, Env: env, Msg: filters.ParseMessage(raw)}
 		res := p.Run(ctx, filters.StageData, in, pol.Runs)
-		v := p.Decide(filters.StageData, in, res.Symbols, pol, res.Tempfail)
+		v := p.Decide(filters.StageData, in, res, pol)
 		if v.Action != policies.ActionAccept {
 			b.Fatalf("verdict %v", v)
 		}

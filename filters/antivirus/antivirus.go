@@ -160,33 +160,33 @@ var errNoMessage = errors.New("antivirus: no message (not at the data stage)")
 // ctx's deadline. Clean gives no symbol, a virus gives VIRUS, a message too
 // big to scan gives AV_SKIPPED_SIZE, and anything else (clamd down, slow,
 // or answering ERROR) is an error, never a clean verdict.
-func (f *Filter) Check(ctx context.Context, in *filters.Input) ([]filters.Symbol, error) {
+func (f *Filter) Check(ctx context.Context, in *filters.Input) (filters.Result, error) {
 	if in == nil || in.Msg == nil {
-		return nil, errNoMessage
+		return filters.Result{}, errNoMessage
 	}
 	raw := in.Msg.Raw
 	if n := int64(len(raw)); n > f.cfg.MaxScanBytes {
-		return []filters.Symbol{{
+		return filters.Result{Symbols: []filters.Symbol{{
 			Name:   SymSkippedSize,
 			Reason: "not scanned: " + strconv.FormatInt(n, 10) + " bytes, over max_scan_bytes " + strconv.FormatInt(f.cfg.MaxScanBytes, 10),
-		}}, nil
+		}}}, nil
 	}
 	res, err := f.clamd.Scan(ctx, raw)
 	if err != nil {
-		return nil, fmt.Errorf("antivirus: %w", err)
+		return filters.Result{}, fmt.Errorf("antivirus: %w", err)
 	}
 	switch res.Status {
 	case StatusClean:
-		return nil, nil
+		return filters.Result{}, nil
 	case StatusInfected:
-		return []filters.Symbol{{Name: SymVirus, Score: f.cfg.VirusScore, Reason: SignatureReason(res.Signature)}}, nil
+		return filters.Result{Symbols: []filters.Symbol{{Name: SymVirus, Score: f.cfg.VirusScore, Reason: SignatureReason(res.Signature)}}}, nil
 	case StatusSizeLimit:
-		return []filters.Symbol{{
+		return filters.Result{Symbols: []filters.Symbol{{
 			Name:   SymSkippedSize,
 			Reason: "not scanned: " + strconv.Itoa(len(raw)) + " bytes, over clamd's StreamMaxLength",
-		}}, nil
+		}}}, nil
 	}
-	return nil, fmt.Errorf("antivirus: clamd %s: unknown status %v", f.clamd, res.Status)
+	return filters.Result{}, fmt.Errorf("antivirus: clamd %s: unknown status %v", f.clamd, res.Status)
 }
 
 // maxSignatureLen bounds the signature name in a reason; ClamAV's own

@@ -120,7 +120,8 @@ func TestCheck(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			syms, err := f.Check(scanCtx(t), &filters.Input{Msg: filters.ParseMessage(raw)})
+			res, err := f.Check(scanCtx(t), &filters.Input{Msg: filters.ParseMessage(raw)})
+			syms := res.Symbols
 			if tt.wantErr {
 				if err == nil || syms != nil {
 					t.Fatalf("Check: %+v, %v; want an error and no symbols", syms, err)
@@ -163,7 +164,9 @@ func TestCheckSkipsBigMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	syms, err := f.Check(scanCtx(t), &filters.Input{Msg: filters.ParseMessage(big)})
+	res, err := f.Check(scanCtx(t), &filters.Input{Msg: filters.ParseMessage(big)})
+
+	syms := res.Symbols
 	want := []filters.Symbol{{Name: SymSkippedSize, Score: 0, Reason: "not scanned: 65 bytes, over max_scan_bytes 64"}}
 	if err != nil || !slices.Equal(syms, want) {
 		t.Fatalf("Check(%d bytes): %+v, %v; want %+v", len(big), syms, err, want)
@@ -172,7 +175,9 @@ func TestCheckSkipsBigMessage(t *testing.T) {
 		t.Fatalf("clamd got %d connections for a message over max_scan_bytes, want 0", n)
 	}
 
-	syms, err = f.Check(scanCtx(t), &filters.Input{Msg: filters.ParseMessage(small)})
+	res, err = f.Check(scanCtx(t), &filters.Input{Msg: filters.ParseMessage(small)})
+
+	syms = res.Symbols
 	if err != nil || syms != nil {
 		t.Fatalf("Check(%d bytes): %+v, %v; want clean", len(small), syms, err)
 	}
@@ -187,8 +192,8 @@ func TestCheckNoMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, in := range []*filters.Input{nil, {}} {
-		if syms, err := f.Check(context.Background(), in); !errors.Is(err, errNoMessage) || syms != nil {
-			t.Errorf("Check(%+v) = %+v, %v; want errNoMessage", in, syms, err)
+		if res, err := f.Check(context.Background(), in); !errors.Is(err, errNoMessage) || !res.IsZero() {
+			t.Errorf("Check(%+v) = %+v, %v; want errNoMessage", in, res, err)
 		}
 	}
 }

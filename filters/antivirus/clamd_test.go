@@ -103,7 +103,8 @@ func TestClamdScan(t *testing.T) {
 			t.Run(addr[:strings.IndexByte(addr, ':')]+"/"+tt.name, func(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()
-				syms, err := f.Check(ctx, &filters.Input{Msg: filters.ParseMessage(tt.raw)})
+				res, err := f.Check(ctx, &filters.Input{Msg: filters.ParseMessage(tt.raw)})
+				syms := res.Symbols
 				if err != nil {
 					t.Fatalf("Check: %v", err)
 				}
@@ -156,7 +157,8 @@ func TestClamdConcurrent(t *testing.T) {
 			if i%2 == 1 {
 				msg, want = virus, 1
 			}
-			syms, err := f.Check(ctx, &filters.Input{Msg: msg})
+			res, err := f.Check(ctx, &filters.Input{Msg: msg})
+			syms := res.Symbols
 			if err != nil {
 				errs <- err
 				return
@@ -191,7 +193,8 @@ func TestClamdKilled(t *testing.T) {
 	scan := func(f *Filter) ([]filters.Symbol, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		return f.Check(ctx, in)
+		res, err := f.Check(ctx, in)
+		return res.Symbols, err
 	}
 	for _, f := range fs {
 		if syms, err := scan(f); err != nil || len(syms) != 1 || syms[0].Name != SymVirus {

@@ -247,23 +247,23 @@ var errNoMessage = errors.New("attachments: no message (not at the data stage)")
 // MIME walk, opens archives in memory under the configured bounds, and
 // returns each symbol at most once, its reason naming the first
 // attachment that raised it. It fails only when ctx ends first.
-func (f *Filter) Check(ctx context.Context, in *filters.Input) ([]filters.Symbol, error) {
+func (f *Filter) Check(ctx context.Context, in *filters.Input) (filters.Result, error) {
 	if in == nil || in.Msg == nil {
-		return nil, errNoMessage
+		return filters.Result{}, errNoMessage
 	}
 	atts := in.Msg.Content().Attachments
 	if len(atts) == 0 {
-		return nil, nil
+		return filters.Result{}, nil
 	}
 	insp := newInspection(ctx, &f.cfg)
 	defer insp.unzip.release()
 	for _, a := range atts {
 		insp.attachment(a)
 		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("attachments: %w", err)
+			return filters.Result{}, fmt.Errorf("attachments: %w", err)
 		}
 	}
-	return insp.symbols(f.scores), nil
+	return filters.Result{Symbols: insp.symbols(f.scores)}, nil
 }
 
 // inspection is the state of one Check.

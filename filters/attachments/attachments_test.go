@@ -20,7 +20,8 @@ func check(t *testing.T, cfg Config, raw []byte) map[string]filters.Symbol {
 	if err != nil {
 		t.Fatal(err)
 	}
-	syms, err := f.Check(context.Background(), &filters.Input{Msg: filters.ParseMessage(raw)})
+	res, err := f.Check(context.Background(), &filters.Input{Msg: filters.ParseMessage(raw)})
+	syms := res.Symbols
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +225,8 @@ func TestCutAttachment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	syms, err := f.Check(context.Background(), &filters.Input{Msg: msg})
+	res, err := f.Check(context.Background(), &filters.Input{Msg: msg})
+	syms := res.Symbols
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,7 +251,8 @@ func TestCheckCanceled(t *testing.T) {
 	if _, err := f.Check(context.Background(), &filters.Input{}); err == nil {
 		t.Error("no error without a message")
 	}
-	syms, err := f.Check(context.Background(), &filters.Input{Msg: filters.ParseMessage([]byte("Subject: x\r\n\r\nhi\r\n"))})
+	res, err := f.Check(context.Background(), &filters.Input{Msg: filters.ParseMessage([]byte("Subject: x\r\n\r\nhi\r\n"))})
+	syms := res.Symbols
 	if err != nil || syms != nil {
 		t.Errorf("no attachments: %v %v", syms, err)
 	}

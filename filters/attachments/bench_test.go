@@ -18,7 +18,8 @@ func benchCheck(b *testing.B, raw []byte, want int) {
 	b.SetBytes(int64(len(raw)))
 	b.ReportAllocs()
 	for b.Loop() {
-		syms, err := f.Check(context.Background(), &filters.Input{Msg: filters.ParseMessage(raw)})
+		res, err := f.Check(context.Background(), &filters.Input{Msg: filters.ParseMessage(raw)})
+		syms := res.Symbols
 		if err != nil || len(syms) != want {
 			b.Fatal(syms, err)
 		}

@@ -488,10 +488,11 @@ func TestFilterCheck(t *testing.T) {
 		t.Error("no message: want an error")
 	}
 	spam, _ := synthCorpus(77, 1, 0, 1200)
-	syms, err := f.Check(context.Background(), &filters.Input{
+	res, err := f.Check(context.Background(), &filters.Input{
 		Msg: filters.ParseMessage(spam[0].Raw),
 		Env: &filters.Envelope{Rcpts: []string{"Bob@Example.com"}},
 	})
+	syms := res.Symbols
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,9 +36,9 @@ var errNoMessage = errors.New("bayes: no message (not at the data stage)")
 
 // Check implements filters.Filter. With Config.PerUser and a single
 // recipient, that recipient's model is used once it is trained.
-func (f *Filter) Check(ctx context.Context, in *filters.Input) ([]filters.Symbol, error) {
+func (f *Filter) Check(ctx context.Context, in *filters.Input) (filters.Result, error) {
 	if in == nil || in.Msg == nil {
-		return nil, errNoMessage
+		return filters.Result{}, errNoMessage
 	}
 	user := ""
 	if f.c.cfg.PerUser && in.Env != nil && len(in.Env.Rcpts) == 1 {
@@ -46,9 +46,9 @@ func (f *Filter) Check(ctx context.Context, in *filters.Input) ([]filters.Symbol
 	}
 	r, err := f.c.Classify(ctx, user, in.Msg)
 	if err != nil {
-		return nil, err
+		return filters.Result{}, err
 	}
-	return f.c.Symbols(r), nil
+	return filters.Result{Symbols: f.c.Symbols(r)}, nil
 }
 
 // Symbols maps a classification to the filter's symbols: none for a

@@ -77,12 +77,12 @@ var errNoMessage = errors.New("gtube: no message (not at the data stage)")
 
 // Check implements filters.Filter. String holds no CR or LF, so any match
 // lies on one line.
-func (f *Filter) Check(_ context.Context, in *filters.Input) ([]filters.Symbol, error) {
+func (f *Filter) Check(_ context.Context, in *filters.Input) (filters.Result, error) {
 	if in == nil || in.Msg == nil {
-		return nil, errNoMessage
+		return filters.Result{}, errNoMessage
 	}
 	if !bytes.Contains(in.Msg.Body(), gtube) {
-		return nil, nil
+		return filters.Result{}, nil
 	}
-	return []filters.Symbol{{Name: Symbol, Score: f.score, Reason: "GTUBE test string"}}, nil
+	return filters.Result{Symbols: []filters.Symbol{{Name: Symbol, Score: f.score, Reason: "GTUBE test string"}}}, nil
 }

@@ -54,7 +54,8 @@ func TestCheck(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			syms, err := f.Check(context.Background(), &filters.Input{Msg: filters.ParseMessage(tt.raw)})
+			res, err := f.Check(context.Background(), &filters.Input{Msg: filters.ParseMessage(tt.raw)})
+			syms := res.Symbols
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -76,7 +77,8 @@ func TestConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	syms, err := f.Check(context.Background(), &filters.Input{Msg: filters.ParseMessage([]byte(header + String))})
+	res, err := f.Check(context.Background(), &filters.Input{Msg: filters.ParseMessage([]byte(header + String))})
+	syms := res.Symbols
 	if err != nil || len(syms) != 1 || syms[0].Score != 42 {
 		t.Errorf("got %v, %v; want score 42", syms, err)
 	}
@@ -105,8 +107,8 @@ func BenchmarkCheck(b *testing.B) {
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if syms, _ := f.Check(context.Background(), in); len(syms) != 0 {
-			b.Fatal(syms)
+		if res, _ := f.Check(context.Background(), in); !res.IsZero() {
+			b.Fatal(res)
 		}
 	}
 }

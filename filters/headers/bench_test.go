@@ -42,7 +42,8 @@ func BenchmarkCheck(b *testing.B) {
 	b.SetBytes(int64(len(raw)))
 	b.ReportAllocs()
 	for b.Loop() {
-		syms, err := f.Check(context.Background(), in)
+		res, err := f.Check(context.Background(), in)
+		syms := res.Symbols
 		if err != nil || len(syms) != 0 {
 			b.Fatal(syms, err)
 		}

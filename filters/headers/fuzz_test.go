@@ -41,7 +41,8 @@ func FuzzHeaders(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, raw []byte, smtputf8 bool) {
 		in := &filters.Input{Env: &filters.Envelope{SMTPUTF8: smtputf8}, Msg: filters.ParseMessage(raw)}
-		syms, err := filter.Check(context.Background(), in)
+		res, err := filter.Check(context.Background(), in)
+		syms := res.Symbols
 		if err != nil {
 			t.Fatal(err)
 		}

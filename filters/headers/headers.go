@@ -168,9 +168,9 @@ func singleton(key string) int {
 
 // Check implements filters.Filter. It reads the parsed header once and
 // makes no DNS or disk access.
-func (f *Filter) Check(_ context.Context, in *filters.Input) ([]filters.Symbol, error) {
+func (f *Filter) Check(_ context.Context, in *filters.Input) (filters.Result, error) {
 	if in == nil || in.Msg == nil {
-		return nil, errNoMessage
+		return filters.Result{}, errNoMessage
 	}
 	m := in.Msg
 	var syms []filters.Symbol
@@ -258,7 +258,7 @@ func (f *Filter) Check(_ context.Context, in *filters.Input) ([]filters.Symbol, 
 			add(SymInvalidUTF8, f.cfg.InvalidUTF8, "header is not UTF-8 although SMTPUTF8 was announced (RFC 6532 §3.2)")
 		}
 	}
-	return syms, nil
+	return filters.Result{Symbols: syms}, nil
 }
 
 // headerBytes returns the raw header section of m. When the header could

@@ -29,7 +29,8 @@ func check(t testing.TB, raw []byte, smtputf8 bool) []filters.Symbol {
 		Env:  &filters.Envelope{From: "alice@example.test", SMTPUTF8: smtputf8},
 		Msg:  filters.ParseMessage(raw),
 	}
-	syms, err := f.Check(context.Background(), in)
+	res, err := f.Check(context.Background(), in)
+	syms := res.Symbols
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +183,8 @@ func TestScoresFromConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	in := &filters.Input{Env: &filters.Envelope{}, Msg: filters.ParseMessage(with([]string{"Date"}, "Subject: again"))}
-	syms, err := f.Check(context.Background(), in)
+	res, err := f.Check(context.Background(), in)
+	syms := res.Symbols
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +210,8 @@ func TestErrors(t *testing.T) {
 		t.Error("no error without a message")
 	}
 	// No envelope: 8-bit counts as without SMTPUTF8.
-	syms, err := f.Check(context.Background(), &filters.Input{Msg: filters.ParseMessage(with(nil, "X-Name: é"))})
+	res, err := f.Check(context.Background(), &filters.Input{Msg: filters.ParseMessage(with(nil, "X-Name: é"))})
+	syms := res.Symbols
 	if err != nil || !slices.Equal(names(syms), []string{Sym8BitNoSMTPUTF8}) {
 		t.Errorf("no envelope: %v, %v", syms, err)
 	}

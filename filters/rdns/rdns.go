@@ -99,21 +99,25 @@ func (f *Filter) Stage() filters.Stage { return filters.StageConnect }
 
 // Check implements filters.Filter. A DNS fault that leaves the answer open
 // is an error, never a symbol: the pipeline makes it RDNS_TEMPFAIL.
-func (f *Filter) Check(ctx context.Context, in *filters.Input) ([]filters.Symbol, error) {
+func (f *Filter) Check(ctx context.Context, in *filters.Input) (filters.Result, error) {
 	if in == nil || in.Conn == nil || !in.Conn.RemoteIP.IsValid() {
-		return nil, errors.New("rdns: no client address")
+		return filters.Result{}, errors.New("rdns: no client address")
 	}
 	ip := in.Conn.RemoteIP.Unmap().WithZone("")
 	if skipped(ip) {
-		return nil, nil
+		return filters.Result{}, nil
 	}
 
 	names, err := f.dns.LookupAddr(ctx, ip)
 	switch {
 	case resolver.IsNotFound(err), err == nil && len(names) == 0:
-		return []filters.Symbol{{Name: SymNone, Score: f.cfg.NoneScore, Reason: "no PTR record for " + ip.String()}}, nil
+		// RFC 8601 §2.7.3: no PTR data published is permerror.
+		return filters.Result{
+			Symbols: []filters.Symbol{{Name: SymNone, Score: f.cfg.NoneScore, Reason: "no PTR record for " + ip.String()}},
+			Auth:    []filters.AuthResult{iprev(filters.AuthPermError, ip)},
+		}, nil
 	case err != nil:
-		return nil, fmt.Errorf("rdns: PTR of %s: %w", ip, err)
+		return filters.Result{}, fmt.Errorf("rdns: PTR of %s: %w", ip, err)
 	}
 
 	if len(names) > f.cfg.MaxNames {
@@ -130,19 +134,29 @@ func (f *Filter) Check(ctx context.Context, in *filters.Input) ([]filters.Symbol
 		}
 		for _, a := range addrs {
 			if a.Unmap() == ip {
-				return nil, nil // confirmed
+				// Confirmed: the name the SMTP front shows in
+				// Received (RFC 5321 §4.4) and later checks read.
+				return filters.Result{
+					Auth:  []filters.AuthResult{iprev(filters.AuthPass, ip)},
+					Facts: []filters.Fact{{Name: filters.FactReverseName, Value: strings.TrimSuffix(strings.ToLower(name), ".")}},
+				}, nil
 			}
 		}
 	}
 	if open != nil {
 		// A name we could not resolve might have confirmed.
-		return nil, open
+		return filters.Result{}, open
 	}
-	return []filters.Symbol{{
-		Name:   SymMismatch,
-		Score:  f.cfg.MismatchScore,
-		Reason: mismatchReason(ip, names),
-	}}, nil
+	return filters.Result{
+		Symbols: []filters.Symbol{{Name: SymMismatch, Score: f.cfg.MismatchScore, Reason: mismatchReason(ip, names)}},
+		Auth:    []filters.AuthResult{iprev(filters.AuthFail, ip)},
+	}, nil
+}
+
+// iprev is the authentication result of RFC 8601 §2.7.3 for ip.
+func iprev(v filters.AuthValue, ip netip.Addr) filters.AuthResult {
+	return filters.AuthResult{Method: "iprev", Value: v,
+		Props: []filters.AuthProp{{Type: "policy", Name: "iprev", Value: ip.String()}}}
 }
 
 // skipped reports whether ip is one whose reverse DNS says nothing about

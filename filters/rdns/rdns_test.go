@@ -37,8 +37,14 @@ func setup(t *testing.T, cfg Config) (*Filter, *dnstest.Server) {
 	return f, srv
 }
 
-// run checks a connection from ip.
+// run checks a connection from ip and returns the symbols found.
 func run(f *Filter, ip string) ([]filters.Symbol, error) {
+	r, err := runResult(f, ip)
+	return r.Symbols, err
+}
+
+// runResult checks a connection from ip.
+func runResult(f *Filter, ip string) (filters.Result, error) {
 	in := &filters.Input{Conn: &filters.Connection{ID: "c1", RemoteIP: netip.MustParseAddr(ip)}}
 	return f.Check(context.Background(), in)
 }
@@ -54,31 +60,41 @@ func TestCheck(t *testing.T) {
 		want    string // symbol name, "" for none
 		tempErr bool
 		reason  string
+		rname   string            // the rdns.name fact
+		iprev   filters.AuthValue // RFC 8601 §2.7.3
 	}{
-		{"confirmed", "192.0.2.25", "", false, ""},
-		{"confirmed, mapped", "::ffff:192.0.2.25", "", false, ""},
-		{"confirmed, IPv6", "2001:db8::25", "", false, ""},
-		{"second name confirms", "192.0.2.29", "", false, ""},
-		{"name has other address", "192.0.2.26", SymMismatch, false, "other.example.test. does not resolve back to 192.0.2.26"},
-		{"name does not exist", "192.0.2.27", SymMismatch, false, "nowhere.example.test."},
-		{"no PTR (NODATA)", "192.0.2.30", SymNone, false, "192.0.2.30"},
-		{"no PTR (NXDOMAIN)", "192.0.2.31", SymNone, false, ""},
-		{"no PTR, IPv6", "2001:db8::31", SymNone, false, ""},
-		{"forward lookup fails", "192.0.2.28", "", true, ""},
-		{"PTR lookup fails", "192.0.2.32", "", true, ""},
-		{"PTR lookup times out", "192.0.2.33", "", true, ""},
+		{"confirmed", "192.0.2.25", "", false, "", "mail.example.test", filters.AuthPass},
+		{"confirmed, mapped", "::ffff:192.0.2.25", "", false, "", "mail.example.test", filters.AuthPass},
+		{"confirmed, IPv6", "2001:db8::25", "", false, "", "v6mail.example.test", filters.AuthPass},
+		{"second name confirms", "192.0.2.29", "", false, "", "multi29.example.test", filters.AuthPass},
+		{"name has other address", "192.0.2.26", SymMismatch, false, "other.example.test. does not resolve back to 192.0.2.26", "", filters.AuthFail},
+		{"name does not exist", "192.0.2.27", SymMismatch, false, "nowhere.example.test.", "", filters.AuthFail},
+		{"no PTR (NODATA)", "192.0.2.30", SymNone, false, "192.0.2.30", "", filters.AuthPermError},
+		{"no PTR (NXDOMAIN)", "192.0.2.31", SymNone, false, "", "", filters.AuthPermError},
+		{"no PTR, IPv6", "2001:db8::31", SymNone, false, "", "", filters.AuthPermError},
+		{"forward lookup fails", "192.0.2.28", "", true, "", "", ""},
+		{"PTR lookup fails", "192.0.2.32", "", true, "", "", ""},
+		{"PTR lookup times out", "192.0.2.33", "", true, "", "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			syms, err := run(f, tt.ip)
+			res, err := runResult(f, tt.ip)
+			syms := res.Symbols
 			if tt.tempErr {
-				if err == nil || !resolver.IsTemporary(err) || syms != nil {
-					t.Fatalf("got %v, %v; want a temporary error and no symbol", syms, err)
+				if err == nil || !resolver.IsTemporary(err) || !res.IsZero() {
+					t.Fatalf("got %v, %v; want a temporary error and no finding", res, err)
 				}
 				return
 			}
 			if err != nil {
 				t.Fatal(err)
+			}
+			if got := res.Fact(filters.FactReverseName); got != tt.rname {
+				t.Errorf("rdns.name fact %q, want %q", got, tt.rname)
+			}
+			ip := netip.MustParseAddr(tt.ip).Unmap().String()
+			if len(res.Auth) != 1 || res.Auth[0].Method != "iprev" || res.Auth[0].Value != tt.iprev || res.Auth[0].Prop("policy", "iprev") != ip {
+				t.Errorf("auth results %+v, want iprev=%s policy.iprev=%s", res.Auth, tt.iprev, ip)
 			}
 			if tt.want == "" {
 				if len(syms) != 0 {

@@ -131,17 +131,17 @@ var errNoMessage = errors.New("mime: no message (not at the data stage)")
 // Check implements filters.Filter. The walk is shared with the other
 // content filters (Message.Content); the walk reports each kind once, so
 // each symbol comes at most once, with the first occurrence as reason.
-func (f *Filter) Check(_ context.Context, in *filters.Input) ([]filters.Symbol, error) {
+func (f *Filter) Check(_ context.Context, in *filters.Input) (filters.Result, error) {
 	if in == nil || in.Msg == nil {
-		return nil, errNoMessage
+		return filters.Result{}, errNoMessage
 	}
 	an := in.Msg.Content().Anomalies
 	if len(an) == 0 {
-		return nil, nil
+		return filters.Result{}, nil
 	}
 	syms := make([]filters.Symbol, 0, len(an))
 	for _, a := range an {
 		syms = append(syms, filters.Symbol{Name: string(a.Kind), Score: f.cfg.score(a.Kind), Reason: a.Detail})
 	}
-	return syms, nil
+	return filters.Result{Symbols: syms}, nil
 }

@@ -53,7 +53,8 @@ func TestCheck(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			msg := filters.ParseMessage(tt.raw)
 			msg.Limits = tt.lim
-			syms, err := f.Check(context.Background(), &filters.Input{Msg: msg})
+			res, err := f.Check(context.Background(), &filters.Input{Msg: msg})
+			syms := res.Symbols
 			if err != nil {
 				t.Fatal(err)
 			}

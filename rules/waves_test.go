@@ -1,0 +1,144 @@
+package rules
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/moatmail/moat/filters"
+	"github.com/moatmail/moat/policies"
+)
+
+// authFilter is a data-stage filter that finds one authentication result
+// after sleeping d, and counts how many run at once.
+func authFilter(name string, d time.Duration, running, peak *atomic.Int32) *fakeFilter {
+	return &fakeFilter{name: name, stage: filters.StageData,
+		result: func(ctx context.Context, _ *filters.Input) (filters.Result, error) {
+			n := running.Add(1)
+			for {
+				p := peak.Load()
+				if n <= p || peak.CompareAndSwap(p, n) {
+					break
+				}
+			}
+			defer running.Add(-1)
+			time.Sleep(d)
+			return filters.Result{Auth: []filters.AuthResult{{Method: name, Value: filters.AuthPass}},
+				Facts: []filters.Fact{{Name: name + ".domain", Value: "example.net"}}}, nil
+		}}
+}
+
+// TestRunWaves: a filter that runs after others of its stage starts once
+// they have finished and reads their results in Prior, beside what earlier
+// stages found; the others still run concurrently.
+func TestRunWaves(t *testing.T) {
+	var running, peak atomic.Int32
+	var seen []string
+	var seenFacts []string
+	dmarc := &fakeFilter{name: "dmarc", stage: filters.StageData, after: []string{"spf", "dkim", "missing"},
+		result: func(_ context.Context, in *filters.Input) (filters.Result, error) {
+			if running.Load() != 0 {
+				t.Errorf("dmarc started while %d filters of the first wave ran", running.Load())
+			}
+			for _, a := range in.Prior.Auth {
+				seen = append(seen, a.Method+"="+string(a.Value))
+			}
+			seenFacts = in.Prior.FactValues("dkim.domain")
+			return filters.Result{Symbols: []filters.Symbol{sym("DMARC_PASS", -1)}}, nil
+		}}
+	spf := authFilter("spf", 0, &running, &peak)
+	spf.stage = filters.StageMail
+	fs := []filters.Filter{
+		dmarc, // listed first: order in the list is not the order of waves
+		authFilter("dkim", 30*time.Millisecond, &running, &peak),
+		authFilter("arc", 30*time.Millisecond, &running, &peak),
+		spf,
+	}
+	p, err := NewPipeline(Config{}, fs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What the mail stage found is in Prior when the data stage starts.
+	mail := p.Run(context.Background(), filters.StageMail, &filters.Input{}, nil)
+	in := &filters.Input{Prior: &mail.Result}
+	r := p.Run(context.Background(), filters.StageData, in, nil)
+
+	slices.Sort(seen)
+	if want := []string{"arc=pass", "dkim=pass", "spf=pass"}; !slices.Equal(seen, want) {
+		t.Errorf("dmarc saw auth results %v, want %v", seen, want)
+	}
+	if want := []string{"example.net"}; !slices.Equal(seenFacts, want) {
+		t.Errorf("dmarc saw dkim.domain facts %v, want %v", seenFacts, want)
+	}
+	if peak.Load() != 2 {
+		t.Errorf("at most %d first-wave filters ran at once, want 2 (concurrently)", peak.Load())
+	}
+	if len(mail.Auth) != 1 || len(in.Prior.Auth) != 1 {
+		t.Errorf("the caller's Prior was written into: %v", in.Prior.Auth)
+	}
+	var methods []string
+	for _, a := range r.Auth {
+		methods = append(methods, a.Method)
+	}
+	if want := []string{"dkim", "arc"}; !slices.Equal(methods, want) {
+		t.Errorf("data-stage auth results %v, want %v (wave, then pipeline order)", methods, want)
+	}
+	if !r.HasSymbol("DMARC_PASS") {
+		t.Errorf("symbols %v lack DMARC_PASS", r.Symbols)
+	}
+
+	// A policy that does not run dkim: dmarc still runs, after arc.
+	seen = nil
+	r = p.Run(context.Background(), filters.StageData, &filters.Input{}, func(name string) bool { return name != "dkim" })
+	if want := []string{"arc=pass"}; !slices.Equal(seen, want) || !r.HasSymbol("DMARC_PASS") {
+		t.Errorf("without dkim: dmarc saw %v, symbols %v", seen, r.Symbols)
+	}
+}
+
+func TestNewPipelineWaveErrors(t *testing.T) {
+	data := func(name string, after ...string) *fakeFilter {
+		return &fakeFilter{name: name, stage: filters.StageData, after: after}
+	}
+	mail := &fakeFilter{name: "spf", stage: filters.StageMail, after: []string{"dkim"}}
+	for _, tc := range []struct {
+		name string
+		fs   []filters.Filter
+		want string
+	}{
+		{"cycle", []filters.Filter{data("a", "b"), data("b", "c"), data("c", "a")}, "cycle: a → b → c → a"},
+		{"itself", []filters.Filter{data("a", "a")}, "cycle: a → a"},
+		{"later stage", []filters.Filter{mail, data("dkim")}, `"spf" runs at mail and cannot run after "dkim"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := NewPipeline(Config{}, tc.fs, nil)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("NewPipeline: %v, want an error with %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestRuleFacts: rule expressions read the facts found so far.
+func TestRuleFacts(t *testing.T) {
+	p, err := NewPipeline(Config{Rules: []RuleConfig{
+		{Name: "FROM_EXAMPLE", Stage: "data", Expr: `fact("rdns.name") endsWith ".example.net" && len(facts("dkim.domain")) == 2`, Score: 3},
+	}}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := Result{Result: filters.Result{Facts: []filters.Fact{
+		{Name: filters.FactReverseName, Value: "mail.example.net"},
+		{Name: "dkim.domain", Value: "a.example"}, {Name: "dkim.domain", Value: "b.example"},
+	}}}
+	v := p.Decide(filters.StageData, &filters.Input{}, f, policies.Builtin())
+	if v.Score != 3 || len(v.Added) != 1 || v.Added[0].Name != "FROM_EXAMPLE" {
+		t.Errorf("with the facts: score %v, added %v; want the rule to match", v.Score, v.Added)
+	}
+	f.Facts = f.Facts[:2]
+	if v := p.Decide(filters.StageData, &filters.Input{}, f, policies.Builtin()); v.Score != 0 || len(v.Added) != 0 {
+		t.Errorf("with one dkim domain: score %v, added %v; want no match", v.Score, v.Added)
+	}
+}
