@@ -61,7 +61,7 @@ func startGateway(t testing.TB, cfg Config, extra ...filters.Filter) (string, *d
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(l, "mx", false)
+	go srv.Serve(l, ListenOptions{Name: "mx"})
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()

@@ -117,11 +117,19 @@ func (s *Server) SetJudge(j *Judge) {
 	s.judge.Store(j)
 }
 
-// Serve accepts SMTP connections on l until Close. name labels the
-// listener in logs and metrics ("mx", "mxs"). With implicitTLS the
-// listener speaks TLS from the first byte (RFC 8314 §3.3); otherwise
-// STARTTLS (RFC 3207) is offered when a certificate is configured.
-func (s *Server) Serve(l net.Listener, name string, implicitTLS bool) error {
+// ListenOptions say how one listener speaks.
+type ListenOptions struct {
+	// Name labels the listener in logs and metrics ("mx", "mxs").
+	Name string
+	// ImplicitTLS makes the listener speak TLS from the first byte (RFC
+	// 8314 §3.3); otherwise STARTTLS (RFC 3207) is offered when a
+	// certificate is configured.
+	ImplicitTLS bool
+}
+
+// Serve accepts SMTP connections on l until Close.
+func (s *Server) Serve(l net.Listener, opts ListenOptions) error {
+	name, implicitTLS := opts.Name, opts.ImplicitTLS
 	var ln net.Listener = &limitListener{Listener: l, srv: s, name: name, implicit: implicitTLS}
 	if implicitTLS {
 		if s.tls == nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/moatmail/moat/filters"
+	"github.com/moatmail/moat/filters/resolver"
 	"github.com/moatmail/moat/policies"
 	"github.com/moatmail/moat/rules"
 )
@@ -37,7 +38,11 @@ score = 1.0
 	if err != nil {
 		b.Fatal(err)
 	}
-	fs, err := buildFilters(cfg, nil)
+	dns, err := resolver.New(cfg.DNS)
+	if err != nil {
+		b.Fatal(err)
+	}
+	fs, err := buildFilters(cfg, builtOnce{dns: dns}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

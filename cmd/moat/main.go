@@ -24,6 +24,8 @@ import (
 	"runtime/debug"
 	"syscall"
 	"time"
+
+	"github.com/moatmail/moat/filters/resolver"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -198,7 +200,11 @@ func cmdCheckConfig(args []string, stdout io.Writer) error {
 	}
 	// Build what start would build, short of opening files and ports, so
 	// that a config that passes here also starts.
-	if _, _, err := buildJudge(cfg, nil, nil); err != nil {
+	dns, err := resolver.New(cfg.DNS)
+	if err != nil {
+		return err
+	}
+	if _, _, err := buildJudge(cfg, builtOnce{dns: dns}); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "configuration OK: data in %s, local domains %v\n", cfg.DataDir, cfg.SMTP.LocalDomains)

@@ -45,8 +45,12 @@ expr = 'header("Subject") contains "reload me"'
 action = "reject"
 `
 	os.WriteFile(path, []byte(withRule), 0o600)
+	dns := a.dns
 	if err := a.reload(path); err != nil {
 		t.Fatal(err)
+	}
+	if a.dns != dns || dns == nil {
+		t.Errorf("the reload built another resolver (its cache would be lost)")
 	}
 	if code := try(); code != 550 {
 		t.Fatalf("after reload: %d, want 550", code)

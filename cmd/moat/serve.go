@@ -15,7 +15,6 @@ import (
 	"reflect"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/moatmail/moat/delivery"
@@ -45,10 +44,10 @@ type app struct {
 	store *delivery.Store
 	quar  *quarantine.Quarantine
 	bayes *bayes.Classifier // owns the token store
-	// learner is the classifier of the configuration in force, for
-	// autolearning (a reload may change its thresholds).
-	learner   atomic.Pointer[bayes.Classifier]
-	learning  chan struct{} // bounds autolearning in flight
+	// dns is the one resolver of the process: every check asks it, and
+	// its cache survives reloads.
+	dns       *resolver.DNS
+	learner   *bayes.Autolearner
 	review    *quarantine.Review
 	smtp      *gateway.Server
 	imap      *imapd.Server
@@ -61,18 +60,25 @@ type app struct {
 	errc      chan error
 }
 
+// builtOnce are the parts built once per process and shared by every
+// configuration a reload brings.
+type builtOnce struct {
+	// dns is the resolver every check asks (its cache outlives reloads).
+	dns resolver.Resolver
+	// bayes is the classifier over its token store; nil in check-config,
+	// where the bayes filter is checked but not built.
+	bayes *bayes.Classifier
+	// obs observes the pipeline (metrics); may be nil.
+	obs rules.Observer
+}
+
 // buildFilters returns the enabled filters in pipeline order. cls is the
-// process's Bayes classifier over its token store (nil in check-config:
-// the bayes filter is then checked but not built).
-func buildFilters(cfg *Config, cls *bayes.Classifier) ([]filters.Filter, error) {
+// Bayes classifier of cfg, or nil.
+func buildFilters(cfg *Config, once builtOnce, cls *bayes.Classifier) ([]filters.Filter, error) {
 	var fs []filters.Filter
 	enabled := func(name string) bool { return !contains(cfg.Filters.Disabled, name) }
 	if enabled("rdns") {
-		dns, err := resolver.New(cfg.DNS)
-		if err != nil {
-			return nil, err
-		}
-		f, err := rdns.New(cfg.Filters.RDNS, dns)
+		f, err := rdns.New(cfg.Filters.RDNS, once.dns)
 		if err != nil {
 			return nil, err
 		}
@@ -120,21 +126,23 @@ func buildFilters(cfg *Config, cls *bayes.Classifier) ([]filters.Filter, error) 
 }
 
 // buildJudge builds the filters, the pipeline with its rules, and the
-// policies of a configuration.
-// With a classifier, it also returns that classifier reconfigured by cfg
-// (a reload brings new bands and thresholds over the same store).
-func buildJudge(cfg *Config, obs rules.Observer, cls *bayes.Classifier) (*gateway.Judge, *bayes.Classifier, error) {
-	if cls != nil {
+// policies of a configuration over the parts built once. With a
+// classifier, it also returns that classifier reconfigured by cfg (a
+// reload brings new bands and thresholds over the same store), or nil when
+// cfg disables the bayes filter.
+func buildJudge(cfg *Config, once builtOnce) (*gateway.Judge, *bayes.Classifier, error) {
+	var cls *bayes.Classifier
+	if once.bayes != nil && !contains(cfg.Filters.Disabled, "bayes") {
 		var err error
-		if cls, err = cls.WithConfig(cfg.Filters.Bayes); err != nil {
+		if cls, err = once.bayes.WithConfig(cfg.Filters.Bayes); err != nil {
 			return nil, nil, err
 		}
 	}
-	fs, err := buildFilters(cfg, cls)
+	fs, err := buildFilters(cfg, once, cls)
 	if err != nil {
 		return nil, nil, err
 	}
-	pipeline, err := rules.NewPipeline(cfg.Rules, fs, obs)
+	pipeline, err := rules.NewPipeline(cfg.Rules, fs, once.obs)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -154,18 +162,19 @@ func (a *app) reload(path string) error {
 	if err != nil {
 		return err
 	}
-	judge, cls, err := buildJudge(cfg, a.metrics, a.bayes)
+	judge, cls, err := buildJudge(cfg, a.builtOnce())
 	if err != nil {
 		return err
 	}
 	a.smtp.SetJudge(judge)
-	a.learner.Store(cls)
+	a.learner.SetClassifier(cls)
 	old := a.cfg
 	for _, sec := range []struct {
 		key      string
 		old, new any
 	}{
 		{"data_dir", old.DataDir, cfg.DataDir}, {"listen", old.Listen, cfg.Listen}, {"tls", old.TLS, cfg.TLS},
+		{"dns", old.DNS, cfg.DNS},
 		{"smtp", old.SMTP, cfg.SMTP}, {"imap", old.IMAP, cfg.IMAP}, {"auth_throttle", old.Auth, cfg.Auth},
 		{"quarantine", old.Quarantine, cfg.Quarantine}, {"log", old.Log, cfg.Log},
 	} {
@@ -181,7 +190,7 @@ func (a *app) reload(path string) error {
 // addresses actually bound are in app.listeners (tests listen on port 0).
 func start(cfg *Config, log *slog.Logger, out io.Writer) (*app, error) {
 	a := &app{cfg: cfg, log: log, listeners: make(map[string]net.Listener), stop: make(chan struct{}),
-		errc: make(chan error, 8), learning: make(chan struct{}, 2)}
+		errc: make(chan error, 8)}
 	ok := false
 	defer func() {
 		if !ok {
@@ -209,14 +218,18 @@ func start(cfg *Config, log *slog.Logger, out io.Writer) (*app, error) {
 	if a.bayes, err = bayes.Open(cfg.Filters.Bayes, cfg.DataDir); err != nil {
 		return nil, err
 	}
-	judge, cls, err := buildJudge(cfg, a.metrics, a.bayes)
+	if a.dns, err = resolver.New(cfg.DNS); err != nil {
+		return nil, err
+	}
+	judge, cls, err := buildJudge(cfg, a.builtOnce())
 	if err != nil {
 		return nil, err
 	}
-	a.learner.Store(cls)
+	// At most two messages learn at once, beside the sessions.
+	a.learner = bayes.NewAutolearner(cls, 2, log, func(bayes.Class) { a.metrics.Review("autolearn") })
 	if a.smtp, err = gateway.New(cfg.SMTP, tlsConfig, gateway.Deps{
 		Judge: judge, Store: a.store, Quarantine: a.quar, Observer: a.metrics, Logger: log,
-		Learn: a.autolearn,
+		Learn: func(msg *filters.Message, v rules.Verdict) { a.learner.Learn(msg, v.Score, v.Symbols) },
 	}); err != nil {
 		return nil, err
 	}
@@ -238,8 +251,10 @@ func start(cfg *Config, log *slog.Logger, out io.Writer) (*app, error) {
 		name, addr string
 		serve      func(net.Listener) error
 	}{
-		{"smtp", cfg.Listen.SMTP, func(l net.Listener) error { return a.smtp.Serve(l, "mx", false) }},
-		{"smtps", cfg.Listen.SMTPS, func(l net.Listener) error { return a.smtp.Serve(l, "mxs", true) }},
+		{"smtp", cfg.Listen.SMTP, func(l net.Listener) error { return a.smtp.Serve(l, gateway.ListenOptions{Name: "mx"}) }},
+		{"smtps", cfg.Listen.SMTPS, func(l net.Listener) error {
+			return a.smtp.Serve(l, gateway.ListenOptions{Name: "mxs", ImplicitTLS: true})
+		}},
 		{"imap", cfg.Listen.IMAP, a.imap.Serve},
 		{"imaps", cfg.Listen.IMAPS, func(l net.Listener) error { return a.imap.Serve(tlsListener(l, tlsConfig)) }},
 		{"pop3", cfg.Listen.POP3, a.pop3.Serve},
@@ -346,6 +361,9 @@ func (a *app) Close(ctx context.Context) error {
 		l.Close()
 	}
 	a.wg.Wait()
+	if a.learner != nil {
+		a.learner.Close()
+	}
 	if a.review != nil {
 		a.review.Close()
 	}
@@ -390,41 +408,9 @@ func (a *app) ensureDemoUser(out io.Writer) error {
 	return nil
 }
 
-// autolearn teaches the classifier from a confident data-stage verdict
-// ([filters.bayes] autolearn), off the SMTP session's path: at most two at
-// once, and none while the classifier is busy.
-func (a *app) autolearn(msg *filters.Message, v rules.Verdict) {
-	if a.bayes == nil || contains(a.cfg.Filters.Disabled, "bayes") {
-		return
-	}
-	select {
-	case <-a.stop:
-		return // shutting down
-	default:
-	}
-	select {
-	case a.learning <- struct{}{}:
-	default:
-		return // busy: skip, autolearning is best effort
-	}
-	a.wg.Add(1)
-	go func() {
-		defer a.wg.Done()
-		defer func() { <-a.learning }()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		// The classifier of the configuration in force (a reload may
-		// have changed the autolearn thresholds).
-		cls := a.learner.Load()
-		class, err := cls.Autolearn(ctx, msg, v.Score, v.Symbols)
-		if err != nil {
-			a.log.Warn("autolearn failed", "err", err)
-			return
-		}
-		if class != bayes.Forget {
-			a.metrics.Review("autolearn")
-		}
-	}()
+// builtOnce returns the parts of a that every configuration shares.
+func (a *app) builtOnce() builtOnce {
+	return builtOnce{dns: a.dns, bayes: a.bayes, obs: a.metrics}
 }
 
 // loginObserver tells metrics which protocol a failed login came by.
