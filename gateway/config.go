@@ -43,6 +43,11 @@ type Config struct {
 	// LocalDomains are the domains this gateway receives mail for. Mail
 	// to any other domain is refused: moat is not an open relay.
 	LocalDomains []string `toml:"local_domains"`
+	// AuthservID names moat in the Authentication-Results fields it
+	// writes (RFC 8601 §2.5; default: Hostname). Fields under this id that
+	// arrive with a message are removed, so that a sender cannot forge
+	// moat's results; every node of one organisation should share it.
+	AuthservID string `toml:"authserv_id"`
 	// StripSpamHeaders removes X-Spam-* fields that arrive with a message
 	// so that a sender cannot forge moat's verdict (default true).
 	StripSpamHeaders *bool `toml:"strip_spam_headers"`
@@ -69,6 +74,12 @@ func (c *Config) Validate() error {
 	}
 	if strings.ContainsAny(c.Hostname, " \t\r\n") {
 		bad("hostname", "%q contains white space", c.Hostname)
+	}
+	if c.AuthservID == "" {
+		c.AuthservID = c.Hostname
+	}
+	if authservID(c.AuthservID) != c.AuthservID {
+		bad("authserv_id", "%q is not a single token (RFC 8601 §2.2: no white space, comments or ';')", c.AuthservID)
 	}
 	setDefault(&c.MaxMessageBytes, DefaultMaxMessageBytes)
 	setDefault(&c.MaxRecipients, DefaultMaxRecipients)

@@ -17,7 +17,8 @@ import (
 )
 
 // traceHeader returns the fields moat prepends to every message it stores:
-// Received (RFC 5321 §4.4) and the X-Spam- verdict fields.
+// Received (RFC 5321 §4.4), Authentication-Results (RFC 8601) and the
+// X-Spam- verdict fields.
 func (s *session) traceHeader(queueID string, v rules.Verdict) []byte {
 	var b bytes.Buffer
 	b.Grow(512)
@@ -53,6 +54,9 @@ func (s *session) traceHeader(queueID string, v rules.Verdict) []byte {
 	b.WriteString("; ")
 	b.WriteString(time.Now().Format(time.RFC1123Z))
 	b.WriteString("\r\n")
+	// RFC 8601 §4: directly below the Received field of the hop that
+	// made the checks.
+	writeAuthResults(&b, s.srv.cfg.AuthservID, s.found.Auth)
 
 	spam := v.Action >= policies.ActionTag
 	if spam {
@@ -145,10 +149,16 @@ func (s *session) rewrite(msg *filters.Message, v rules.Verdict) []byte {
 		prefix = s.policy.SubjectPrefix
 	}
 	strip := *s.srv.cfg.StripSpamHeaders && hasSpamFields(msg.Header)
-	if (!strip && prefix == "") || msg.HeaderErr != nil {
+	// RFC 8601 §5: a field under moat's own authserv-id that arrives with
+	// the message is a forgery (or a loop) and goes, always.
+	forged := ownAuthResults(msg.Header, s.srv.cfg.AuthservID)
+	if (!strip && !forged && prefix == "") || msg.HeaderErr != nil {
 		return msg.Raw
 	}
 	h := msg.Header.Copy()
+	if forged {
+		dropOwnAuthResults(&h, s.srv.cfg.AuthservID)
+	}
 	if strip {
 		for f := h.Fields(); f.Next(); {
 			if strings.HasPrefix(strings.ToLower(f.Key()), "x-spam-") {

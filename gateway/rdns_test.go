@@ -69,6 +69,9 @@ func TestReverseNameInReceived(t *testing.T) {
 		if !strings.HasPrefix(string(raw), want) {
 			t.Errorf("message %d starts %q, want %q", i+1, firstLine(raw), want)
 		}
+		if !strings.Contains(string(raw), "\r\n\tiprev=pass policy.iprev=192.0.2.25\r\n") {
+			t.Errorf("message %d lacks the iprev result:\n%s", i+1, raw)
+		}
 	}
 }
 

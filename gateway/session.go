@@ -315,7 +315,8 @@ func (s *session) Data(r io.Reader) error {
 	msg := filters.ParseMessage(raw)
 	msg.Limits = s.j.Content
 	in := &filters.Input{Conn: &s.info, Env: &s.env, Msg: msg}
-	_, v := s.judge(ctx, filters.StageData, in, s.policy, &s.found)
+	found, v := s.judge(ctx, filters.StageData, in, s.policy, &s.found)
+	s.found = found // for the Authentication-Results field
 	s.srv.obs.Verdict(v)
 	queueID := newID()
 	err = s.act(ctx, queueID, msg, v)
