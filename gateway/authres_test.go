@@ -37,12 +37,12 @@ func TestWriteAuthResults(t *testing.T) {
 
 func TestAuthservID(t *testing.T) {
 	for in, want := range map[string]string{
-		"mx.example.com; spf=pass":               "mx.example.com",
+		"mx.example.com; spf=pass":                "mx.example.com",
 		" (comment (nested)) mx.example.com 1; x": "mx.example.com",
-		"mx.example.com":                         "mx.example.com",
-		"(unclosed":                              "",
-		"":                                       "",
-		"\tMX.Example.Com(c);none":               "MX.Example.Com",
+		"mx.example.com":                          "mx.example.com",
+		"(unclosed":                               "",
+		"":                                        "",
+		"\tMX.Example.Com(c);none":                "MX.Example.Com",
 	} {
 		if got := authservID(in); got != want {
 			t.Errorf("authservID(%q) = %q, want %q", in, got, want)
