@@ -33,6 +33,16 @@ import (
 //	                                     as parsed, not RFC 2047-decoded); "" when
 //	                                     absent or before the data stage
 //	headers(name)    []string            every value of that field, in message order
+//	spf              string              the SPF result of the envelope sender ("pass",
+//	                                     "fail", "softfail", "neutral", "none",
+//	                                     "temperror", "permerror"), "" when not checked
+//	dkim_domains     []string            domains with a valid DKIM signature
+//	dmarc            string              the DMARC result ("pass", "fail", "none",
+//	                                     "temperror", "permerror"), "" when not checked
+//	from_domain      string              the RFC5322.From domain, "" before the data
+//	                                     stage or when DMARC was not checked
+//	sender_auth      bool                the envelope sender's domain is authenticated:
+//	                                     SPF pass, or a DKIM or DMARC pass aligned with it
 //	fact(name)       string              first value of a fact a check set so far
 //	                                     ("rdns.name", "dkim.domain"), "" when none
 //	facts(name)      []string            every value of that fact, in the order set
@@ -57,22 +67,27 @@ import (
 // are available; an expression that fails at run time (an index out of
 // range, say) counts as not matching and is logged.
 type Env struct {
-	Score   float64               `expr:"score"`
-	Symbols map[string]float64    `expr:"symbols"`
-	Has     func(string) bool     `expr:"has"`
-	From    string                `expr:"from"`
-	Rcpts   []string              `expr:"rcpts"`
-	Rcpt    string                `expr:"rcpt"`
-	Helo    string                `expr:"helo"`
-	IP      string                `expr:"ip"`
-	TLS     bool                  `expr:"tls"`
-	Auth    string                `expr:"auth"`
-	Header  func(string) string   `expr:"header"`
-	Headers func(string) []string `expr:"headers"`
-	Fact    func(string) string   `expr:"fact"`
-	Facts   func(string) []string `expr:"facts"`
-	Size    int                   `expr:"size"`
-	Policy  string                `expr:"policy"`
+	Score       float64               `expr:"score"`
+	Symbols     map[string]float64    `expr:"symbols"`
+	Has         func(string) bool     `expr:"has"`
+	From        string                `expr:"from"`
+	Rcpts       []string              `expr:"rcpts"`
+	Rcpt        string                `expr:"rcpt"`
+	Helo        string                `expr:"helo"`
+	IP          string                `expr:"ip"`
+	TLS         bool                  `expr:"tls"`
+	Auth        string                `expr:"auth"`
+	Header      func(string) string   `expr:"header"`
+	Headers     func(string) []string `expr:"headers"`
+	SPF         string                `expr:"spf"`
+	DKIMDomains []string              `expr:"dkim_domains"`
+	DMARC       string                `expr:"dmarc"`
+	FromDomain  string                `expr:"from_domain"`
+	SenderAuth  bool                  `expr:"sender_auth"`
+	Fact        func(string) string   `expr:"fact"`
+	Facts       func(string) []string `expr:"facts"`
+	Size        int                   `expr:"size"`
+	Policy      string                `expr:"policy"`
 }
 
 // program is a compiled expression and what it reads, so that Decide can
@@ -81,6 +96,7 @@ type program struct {
 	p           *vm.Program
 	usesSymbols bool // the symbols map must be filled
 	usesIP      bool // the IP must be formatted
+	usesAuth    bool // the sender-authentication variables must be filled
 }
 
 // compileExpr compiles src as a rule expression, exactly as Validate and
@@ -93,13 +109,13 @@ func compileExpr(src string) (*program, error) {
 	v := &usage{}
 	node := p.Node()
 	ast.Walk(&node, v)
-	return &program{p: p, usesSymbols: v.symbols, usesIP: v.ip}, nil
+	return &program{p: p, usesSymbols: v.symbols, usesIP: v.ip, usesAuth: v.auth}, nil
 }
 
 // usage records which costly variables an expression reads. It may say
 // yes where the answer is no (a local variable of the same name), never
 // the reverse.
-type usage struct{ symbols, ip bool }
+type usage struct{ symbols, ip, auth bool }
 
 // Visit implements ast.Visitor.
 func (u *usage) Visit(n *ast.Node) {
@@ -112,8 +128,10 @@ func (u *usage) Visit(n *ast.Node) {
 		u.symbols = true
 	case "ip":
 		u.ip = true
+	case "spf", "dkim_domains", "dmarc", "from_domain", "sender_auth":
+		u.auth = true
 	case "$env":
-		u.symbols, u.ip = true, true
+		u.symbols, u.ip, u.auth = true, true, true
 	}
 }
 

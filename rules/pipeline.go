@@ -73,6 +73,7 @@ type Pipeline struct {
 	rules       [][]*rule        // by stage, in configuration order
 	usesSymbols []bool           // by stage: some rule reads the symbols map
 	usesIP      []bool           // by stage: some rule reads ip
+	usesAuth    []bool           // by stage: some rule reads the sender-authentication variables
 	forcing     map[string]*rule // rules that force an action, by name
 	obs         Observer
 }
@@ -109,6 +110,7 @@ func NewPipeline(cfg Config, fs []filters.Filter, obs Observer) (*Pipeline, erro
 		rules:       make([][]*rule, n),
 		usesSymbols: make([]bool, n),
 		usesIP:      make([]bool, n),
+		usesAuth:    make([]bool, n),
 		forcing:     make(map[string]*rule),
 		obs:         obs,
 	}
@@ -180,6 +182,7 @@ func NewPipeline(cfg Config, fs []filters.Filter, obs Observer) (*Pipeline, erro
 		p.rules[r.stage] = append(p.rules[r.stage], r)
 		p.usesSymbols[r.stage] = p.usesSymbols[r.stage] || r.prog.usesSymbols
 		p.usesIP[r.stage] = p.usesIP[r.stage] || r.prog.usesIP
+		p.usesAuth[r.stage] = p.usesAuth[r.stage] || r.prog.usesAuth
 		if r.action != policies.ActionAccept {
 			p.forcing[r.name] = r
 		}

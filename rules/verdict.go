@@ -244,6 +244,13 @@ func (p *Pipeline) fillEnv(st *evalState, stage filters.Stage, in *filters.Input
 			e.Size = len(in.Msg.Raw)
 		}
 	}
+	if f := st.found; f != nil && p.usesAuth[stage] {
+		e.SPF = authValue(f, "spf")
+		e.DMARC = authValue(f, "dmarc")
+		e.DKIMDomains = f.FactValues(factDKIMDomain)
+		e.FromDomain = f.Fact(factFromDomain)
+		e.SenderAuth = senderAuthenticated(from, f)
+	}
 	if p.usesSymbols[stage] {
 		for _, s := range st.syms {
 			st.symMap[s.Name] += s.Score
