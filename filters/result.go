@@ -1,6 +1,10 @@
 package filters
 
-import "slices"
+import (
+	"slices"
+
+	"github.com/moatmail/moat/policies"
+)
 
 // Result is what one check found, and also what a whole stage, connection
 // or transaction found so far (results add up with [Result.Add]).
@@ -20,6 +24,24 @@ type Result struct {
 	// domains). A name may appear more than once (one fact per signing
 	// domain).
 	Facts []Fact
+	// Demands are actions a check asks of the verdict whatever the score:
+	// a greylisted triplet asks for tempfail, a client over a DNSBL
+	// threshold or mail failing DMARC for a p=reject domain for reject.
+	// A demand acts as a rule's forced action does (rules.Pipeline.Decide):
+	// tempfail and reject at any stage, tag and quarantine at the data
+	// stage; an allow list never waives it.
+	Demands []Demand
+}
+
+// Demand is an action a check asks for. The client never learns the
+// reason: the SMTP reply is the generic one of the action.
+type Demand struct {
+	// Action is the least action the check asks for.
+	Action policies.Action `json:"action"`
+	// Check names the check that asks (the pipeline sets it).
+	Check string `json:"check,omitempty"`
+	// Reason says why, for the log and the quarantine.
+	Reason string `json:"reason,omitempty"`
 }
 
 // Fact is a named finding that scores nothing by itself. Names are
@@ -92,17 +114,19 @@ func (r *Result) Add(o Result) {
 	r.Symbols = append(r.Symbols, o.Symbols...)
 	r.Auth = append(r.Auth, o.Auth...)
 	r.Facts = append(r.Facts, o.Facts...)
+	r.Demands = append(r.Demands, o.Demands...)
 }
 
 // Clone returns a copy of r whose slices r's later appends cannot reach,
 // and that appends to it cannot write into r's.
 func (r Result) Clone() Result {
-	return Result{Symbols: slices.Clone(r.Symbols), Auth: slices.Clone(r.Auth), Facts: slices.Clone(r.Facts)}
+	return Result{Symbols: slices.Clone(r.Symbols), Auth: slices.Clone(r.Auth), Facts: slices.Clone(r.Facts),
+		Demands: slices.Clone(r.Demands)}
 }
 
 // IsZero reports whether r found nothing.
 func (r Result) IsZero() bool {
-	return len(r.Symbols) == 0 && len(r.Auth) == 0 && len(r.Facts) == 0
+	return len(r.Symbols) == 0 && len(r.Auth) == 0 && len(r.Facts) == 0 && len(r.Demands) == 0
 }
 
 // Fact returns the first value of the fact name, or "" when none was set.

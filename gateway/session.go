@@ -109,6 +109,7 @@ func (s *session) judge(ctx context.Context, stage filters.Stage, in *filters.In
 			Symbols: slices.Clip(base.Symbols),
 			Auth:    slices.Clip(base.Auth),
 			Facts:   slices.Clip(base.Facts),
+			Demands: slices.Clip(base.Demands),
 		},
 		Tempfail: base.Tempfail,
 		Failed:   slices.Clip(base.Failed),

@@ -359,7 +359,8 @@ func (p *Pipeline) runWave(ctx context.Context, list []*stageFilter, wave int, i
 
 // clip clips each slice of r to its length.
 func clip(r filters.Result) filters.Result {
-	return filters.Result{Symbols: slices.Clip(r.Symbols), Auth: slices.Clip(r.Auth), Facts: slices.Clip(r.Facts)}
+	return filters.Result{Symbols: slices.Clip(r.Symbols), Auth: slices.Clip(r.Auth), Facts: slices.Clip(r.Facts),
+		Demands: slices.Clip(r.Demands)}
 }
 
 // outcome is how one filter run went.
@@ -481,6 +482,9 @@ func (p *Pipeline) check(ctx context.Context, sf *stageFilter, in *filters.Input
 		return outcome{outcome: OutcomeTimeout, reason: "timeout"}
 	case err != nil:
 		return outcome{outcome: OutcomeError, reason: err.Error()}
+	}
+	for i := range res.Demands {
+		res.Demands[i].Check = sf.name
 	}
 	return outcome{outcome: OutcomeOK, res: res}
 }

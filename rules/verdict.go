@@ -98,6 +98,7 @@ func formatScore(f float64) string {
 //     their symbols, and Decide at StageData applies the forced action of
 //     every earlier-stage rule whose symbol it is given. So Decide before
 //     StageData returns only accept, tempfail or reject.
+//     A check's demand (filters.Demand) acts in the same way.
 //  3. A sender (envelope From) on pol's block list is rejected, at any
 //     stage where the sender is known. A sender on the allow list has its
 //     score-based action waived (accept), while actions forced by rules
@@ -144,6 +145,22 @@ func (p *Pipeline) Decide(stage filters.Stage, in *filters.Input, found Result, 
 				force(r)
 			}
 		}
+	}
+	// A check's demand acts as a forcing rule does: tag and quarantine
+	// wait for the data stage, where what was found still holds them.
+	for _, d := range found.Demands {
+		if stage < filters.StageData && d.Action < policies.ActionTempfail {
+			continue
+		}
+		if d.Action > forced {
+			v.Reply = Reply{} // the generic reply of the action
+		}
+		forced = max(forced, d.Action)
+		reason := "check " + d.Check + " demands " + d.Action.String()
+		if d.Reason != "" {
+			reason += ": " + d.Reason
+		}
+		v.Reasons = append(v.Reasons, reason)
 	}
 
 	var from string

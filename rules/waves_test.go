@@ -142,3 +142,44 @@ func TestRuleFacts(t *testing.T) {
 		t.Errorf("with one dkim domain: score %v, added %v; want no match", v.Score, v.Added)
 	}
 }
+
+// TestDemands: a check's demanded action acts as a forced rule does:
+// tempfail and reject at once, quarantine only at the data stage, never
+// waived by an allow list; the pipeline names the check that asked.
+func TestDemands(t *testing.T) {
+	greylist := &fakeFilter{name: "greylist", stage: filters.StageRcpt,
+		result: func(context.Context, *filters.Input) (filters.Result, error) {
+			return filters.Result{Demands: []filters.Demand{{Action: policies.ActionTempfail, Reason: "new triplet"}}}, nil
+		}}
+	dnsbl := &fakeFilter{name: "dnsbl", stage: filters.StageConnect,
+		result: func(context.Context, *filters.Input) (filters.Result, error) {
+			return filters.Result{Demands: []filters.Demand{{Action: policies.ActionQuarantine, Reason: "listed"}}}, nil
+		}}
+	p, err := NewPipeline(Config{}, []filters.Filter{greylist, dnsbl}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pols, err := policies.New(policies.Config{Default: policies.PolicyConfig{AllowSenders: []string{"bob@example.net"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := pols.Default()
+	in := &filters.Input{Env: &filters.Envelope{From: "bob@example.net"}}
+
+	rcpt := p.Run(context.Background(), filters.StageRcpt, in, nil)
+	if len(rcpt.Demands) != 1 || rcpt.Demands[0].Check != "greylist" {
+		t.Fatalf("demands %+v, want one named greylist", rcpt.Demands)
+	}
+	if v := p.Decide(filters.StageRcpt, in, rcpt, pol); v.Action != policies.ActionTempfail ||
+		len(v.Reasons) != 1 || v.Reasons[0] != "check greylist demands tempfail: new triplet" {
+		t.Errorf("rcpt verdict %v, want tempfail from greylist even for an allowed sender", v)
+	}
+
+	conn := p.Run(context.Background(), filters.StageConnect, in, nil)
+	if v := p.Decide(filters.StageConnect, in, conn, pol); v.Action != policies.ActionAccept {
+		t.Errorf("connect verdict %v, want accept (quarantine waits for data)", v)
+	}
+	if v := p.Decide(filters.StageData, in, conn, pol); v.Action != policies.ActionQuarantine {
+		t.Errorf("data verdict %v, want the connect stage's quarantine", v)
+	}
+}
