@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/delivery/mailstore"
 )
 
 // digestKey is where the time of the last digest run is kept.
@@ -53,7 +53,7 @@ func (q *Quarantine) SendDigests(ctx context.Context, from string, interval time
 		JOIN mailboxes mb ON mb.id = m.mailbox_id AND mb.name = ?
 		JOIN users u ON u.id = mb.user_id
 		WHERE q.created >= ? AND q.created < ?
-		ORDER BY mb.user_id, q.created`, delivery.QuarantineMailbox, since.Unix(), now.Unix())
+		ORDER BY mb.user_id, q.created`, mailstore.QuarantineMailbox, since.Unix(), now.Unix())
 	if err != nil {
 		return 0, fmt.Errorf("digest: %w", err)
 	}
@@ -89,13 +89,13 @@ func (q *Quarantine) SendDigests(ctx context.Context, from string, interval time
 	n := 0
 	for _, u := range users {
 		msg := digestMessage(from, u.addr, now, u.lines)
-		if _, err := q.store.Deliver(ctx, &delivery.Delivery{Body: msg,
-			Targets: []delivery.Target{{UserID: u.id, Mailbox: "INBOX"}}}); err != nil {
+		if _, err := q.store.Deliver(ctx, &mailstore.Delivery{Body: msg,
+			Targets: []mailstore.Target{{UserID: u.id, Mailbox: "INBOX"}}}); err != nil {
 			return n, fmt.Errorf("digest for %s: %w", u.addr, err)
 		}
 		n++
 	}
-	err = q.store.Update(ctx, func(tx *delivery.Tx) error {
+	err = q.store.Update(ctx, func(tx *mailstore.Tx) error {
 		_, err := tx.Exec("INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
 			digestKey, strconv.FormatInt(now.Unix(), 10))
 		return err

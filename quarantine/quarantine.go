@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/delivery/mailstore"
 	"github.com/moatmail/moat/filters"
 )
 
@@ -33,7 +33,7 @@ type Config struct {
 	DigestInterval time.Duration `toml:"digest_interval"`
 	// AllowSenderOnRelease puts the envelope sender of a message a user
 	// releases from their Quarantine folder on that user's allow list
-	// (delivery.Store.AllowSender): their later mail from it is not
+	// (mailstore.Store.AllowSender): their later mail from it is not
 	// tagged, quarantined or rejected on score. Off by default: until
 	// the sender is authenticated (SPF, DKIM), anyone can forge it.
 	AllowSenderOnRelease bool `toml:"allow_sender_on_release"`
@@ -87,12 +87,12 @@ type Entry struct {
 // Quarantine is the durable quarantine on top of the mailbox store.
 type Quarantine struct {
 	cfg   Config
-	store *delivery.Store
+	store *mailstore.Store
 	now   func() time.Time
 }
 
 // New returns the quarantine kept in store.
-func New(cfg Config, store *delivery.Store) (*Quarantine, error) {
+func New(cfg Config, store *mailstore.Store) (*Quarantine, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("quarantine config: %w", err)
 	}
@@ -102,9 +102,9 @@ func New(cfg Config, store *delivery.Store) (*Quarantine, error) {
 // Put stores a message in the Quarantine folder of each recipient user and
 // records the verdict, in one durable transaction.
 func (q *Quarantine) Put(ctx context.Context, header, body []byte, rec Record, users []int64) (Entry, error) {
-	targets := make([]delivery.Target, len(users))
+	targets := make([]mailstore.Target, len(users))
 	for i, u := range users {
-		targets[i] = delivery.Target{UserID: u, Mailbox: delivery.QuarantineMailbox}
+		targets[i] = mailstore.Target{UserID: u, Mailbox: mailstore.QuarantineMailbox}
 	}
 	e := Entry{Created: q.now().Truncate(time.Second), Record: rec, Size: int64(len(header) + len(body))}
 	symbols, err := json.Marshal(rec.Symbols)
@@ -115,12 +115,12 @@ func (q *Quarantine) Put(ctx context.Context, header, body []byte, rec Record, u
 	if err != nil {
 		return Entry{}, fmt.Errorf("quarantine: %w", err)
 	}
-	_, err = q.store.Deliver(ctx, &delivery.Delivery{
+	_, err = q.store.Deliver(ctx, &mailstore.Delivery{
 		Header:       header,
 		Body:         body,
 		Targets:      targets,
 		InternalDate: e.Created,
-		Record: func(tx *delivery.Tx, blobID int64, _ []delivery.Placed) error {
+		Record: func(tx *mailstore.Tx, blobID int64, _ []mailstore.Placed) error {
 			e.BlobID = blobID
 			res, err := tx.Exec(`INSERT INTO quarantine (blob_id, queue_id, created, sender, recipients, subject,
 				score, action, symbols, reasons, client_ip) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -169,7 +169,7 @@ func (q *Quarantine) List(ctx context.Context, recipient string) ([]Entry, error
 	var args []any
 	if recipient != "" {
 		query += " WHERE instr(' '||q.recipients||' ', ?) > 0"
-		args = append(args, " "+delivery.NormalizeAddress(recipient)+" ")
+		args = append(args, " "+mailstore.NormalizeAddress(recipient)+" ")
 	}
 	rows, err := q.store.DB().QueryContext(ctx, query+" ORDER BY q.created DESC, q.id DESC", args...)
 	if err != nil {
@@ -201,7 +201,7 @@ func (q *Quarantine) Get(ctx context.Context, id int64) (Entry, []byte, error) {
 	if err := q.store.DB().QueryRowContext(ctx, "SELECT coalesce(key, '') FROM blobs WHERE id = ?", e.BlobID).Scan(&key); err != nil {
 		return Entry{}, nil, fmt.Errorf("quarantine %d: %w", id, err)
 	}
-	data, err := q.store.ReadMessage(delivery.Message{BlobID: e.BlobID, BlobKey: key})
+	data, err := q.store.ReadMessage(mailstore.Message{BlobID: e.BlobID, BlobKey: key})
 	if err != nil {
 		return Entry{}, nil, fmt.Errorf("quarantine %d: %w", id, err)
 	}
@@ -210,9 +210,9 @@ func (q *Quarantine) Get(ctx context.Context, id int64) (Entry, []byte, error) {
 
 // placements lists the (mailbox, uid) pairs of a quarantined blob that are
 // still in their owners' Quarantine folders.
-func placements(tx *delivery.Tx, blobID int64) (map[int64][]uint32, map[int64]int64, error) {
+func placements(tx *mailstore.Tx, blobID int64) (map[int64][]uint32, map[int64]int64, error) {
 	rows, err := tx.Query(`SELECT m.mailbox_id, m.uid, mb.user_id FROM messages m JOIN mailboxes mb ON mb.id = m.mailbox_id
-		WHERE m.blob_id = ? AND mb.name = ?`, blobID, delivery.QuarantineMailbox)
+		WHERE m.blob_id = ? AND mb.name = ?`, blobID, mailstore.QuarantineMailbox)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -247,7 +247,7 @@ func (q *Quarantine) senderOf(ctx context.Context, blobID int64) (string, error)
 // mailboxes received it.
 func (q *Quarantine) Release(ctx context.Context, id int64) (int, error) {
 	n := 0
-	err := q.store.Update(ctx, func(tx *delivery.Tx) error {
+	err := q.store.Update(ctx, func(tx *mailstore.Tx) error {
 		n = 0
 		blobID, err := q.take(tx, id)
 		if err != nil {
@@ -279,7 +279,7 @@ func (q *Quarantine) Release(ctx context.Context, id int64) (int, error) {
 // Delete removes a quarantined message from every Quarantine folder and
 // forgets it.
 func (q *Quarantine) Delete(ctx context.Context, id int64) error {
-	err := q.store.Update(ctx, func(tx *delivery.Tx) error {
+	err := q.store.Update(ctx, func(tx *mailstore.Tx) error {
 		return q.deleteTx(tx, id)
 	})
 	if err != nil {
@@ -288,7 +288,7 @@ func (q *Quarantine) Delete(ctx context.Context, id int64) error {
 	return nil
 }
 
-func (q *Quarantine) deleteTx(tx *delivery.Tx, id int64) error {
+func (q *Quarantine) deleteTx(tx *mailstore.Tx, id int64) error {
 	blobID, err := q.take(tx, id)
 	if err != nil {
 		return err
@@ -306,7 +306,7 @@ func (q *Quarantine) deleteTx(tx *delivery.Tx, id int64) error {
 }
 
 // take deletes the verdict row and returns its blob.
-func (q *Quarantine) take(tx *delivery.Tx, id int64) (int64, error) {
+func (q *Quarantine) take(tx *mailstore.Tx, id int64) (int64, error) {
 	var blobID int64
 	err := tx.QueryRow("DELETE FROM quarantine WHERE id = ? RETURNING blob_id", id).Scan(&blobID)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -349,12 +349,12 @@ func (q *Quarantine) Expire(ctx context.Context) (int, error) {
 
 // inQuarantine is true of a blob that some user's Quarantine folder holds.
 const inQuarantine = `EXISTS (SELECT 1 FROM messages m JOIN mailboxes mb ON mb.id = m.mailbox_id
-	WHERE m.blob_id = quarantine.blob_id AND mb.name = '` + delivery.QuarantineMailbox + `')`
+	WHERE m.blob_id = quarantine.blob_id AND mb.name = '` + mailstore.QuarantineMailbox + `')`
 
 // forgetBlob deletes the verdict records of a blob that no Quarantine
 // folder holds any more (every recipient released or deleted it).
 func (q *Quarantine) forgetBlob(ctx context.Context, blobID int64) error {
-	return q.store.Update(ctx, func(tx *delivery.Tx) error {
+	return q.store.Update(ctx, func(tx *mailstore.Tx) error {
 		if _, err := tx.Exec("DELETE FROM quarantine WHERE blob_id = ? AND NOT "+inQuarantine, blobID); err != nil {
 			return fmt.Errorf("forget quarantined message: %w", err)
 		}
@@ -366,7 +366,7 @@ func (q *Quarantine) forgetBlob(ctx context.Context, blobID int64) error {
 // their Quarantine folders, and returns how many went.
 func (q *Quarantine) Tidy(ctx context.Context) (int, error) {
 	n := 0
-	err := q.store.Update(ctx, func(tx *delivery.Tx) error {
+	err := q.store.Update(ctx, func(tx *mailstore.Tx) error {
 		n = 0
 		blobs, err := tx.Query("DELETE FROM quarantine WHERE NOT " + inQuarantine + " RETURNING blob_id")
 		if err != nil {

@@ -11,8 +11,8 @@ import (
 
 	"github.com/BurntSushi/toml"
 
-	"github.com/moatmail/moat/delivery"
 	"github.com/moatmail/moat/delivery/imapd"
+	"github.com/moatmail/moat/delivery/mailstore"
 	"github.com/moatmail/moat/delivery/pop3d"
 	"github.com/moatmail/moat/delivery/throttle"
 	"github.com/moatmail/moat/filters/antivirus"
@@ -44,7 +44,7 @@ type Config struct {
 	// certificate.
 	DataDir    string            `toml:"data_dir"`
 	Listen     ListenConfig      `toml:"listen"`
-	Store      delivery.Config   `toml:"store"`
+	Store      mailstore.Config  `toml:"store"`
 	TLS        gateway.TLSConfig `toml:"tls"`
 	SMTP       gateway.Config    `toml:"smtp"`
 	IMAP       imapd.Config      `toml:"imap"`

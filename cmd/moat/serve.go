@@ -18,8 +18,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/moatmail/moat/delivery"
 	"github.com/moatmail/moat/delivery/imapd"
+	"github.com/moatmail/moat/delivery/mailstore"
 	"github.com/moatmail/moat/delivery/pop3d"
 	"github.com/moatmail/moat/delivery/throttle"
 	"github.com/moatmail/moat/filters"
@@ -42,7 +42,7 @@ import (
 type app struct {
 	cfg   *Config
 	log   *slog.Logger
-	store *delivery.Store
+	store *mailstore.Store
 	quar  *quarantine.Quarantine
 	bayes *bayes.Classifier // owns the token store
 	// learner is the classifier of the configuration in force, for
@@ -189,7 +189,7 @@ func start(cfg *Config, log *slog.Logger, out io.Writer) (*app, error) {
 		}
 	}()
 	var err error
-	if a.store, err = delivery.Open(cfg.Store); err != nil {
+	if a.store, err = mailstore.Open(cfg.Store); err != nil {
 		return nil, err
 	}
 	if a.quar, err = quarantine.New(cfg.Quarantine, a.store); err != nil {

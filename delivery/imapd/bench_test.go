@@ -13,12 +13,12 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
-	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/delivery/mailstore"
 )
 
 // fill delivers n messages of about size bytes to a user's INBOX, from
 // several goroutines so that the store's group commit batches them.
-func fill(tb testing.TB, e *env, u delivery.User, n, size int) {
+func fill(tb testing.TB, e *env, u mailstore.User, n, size int) {
 	tb.Helper()
 	body := strings.Repeat("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.,\r\n", size/66+1)[:size]
 	jobs := make(chan int)
@@ -32,9 +32,9 @@ func fill(tb testing.TB, e *env, u delivery.User, n, size int) {
 			for i := range jobs {
 				raw := message("bench@example.net", u.Address, fmt.Sprintf("message %d", i),
 					"Mon, 2 Mar 2026 10:00:00 +0000", body)
-				_, err := e.store.Deliver(context.Background(), &delivery.Delivery{
+				_, err := e.store.Deliver(context.Background(), &mailstore.Delivery{
 					Body:    []byte(raw[:size]),
-					Targets: []delivery.Target{{UserID: u.ID, Mailbox: "INBOX"}},
+					Targets: []mailstore.Target{{UserID: u.ID, Mailbox: "INBOX"}},
 				})
 				if err != nil {
 					once.Do(func() { firstErr = err })

@@ -6,7 +6,7 @@ import (
 	"math"
 	"time"
 
-	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/delivery/mailstore"
 )
 
 // Config configures the IMAP server. Zero fields take their defaults in
@@ -104,9 +104,9 @@ const (
 type Reviewer interface {
 	// Moved says that msgs (as they were in from) were copied or, with
 	// move, moved to the mailbox to of the same user.
-	Moved(user delivery.User, from, to delivery.Mailbox, msgs []delivery.Message, move bool)
+	Moved(user mailstore.User, from, to mailstore.Mailbox, msgs []mailstore.Message, move bool)
 	// Expunging says that msgs of mailbox mb are about to be expunged;
 	// their content is still readable. It is called only for the
 	// Quarantine folder.
-	Expunging(user delivery.User, mb delivery.Mailbox, msgs []delivery.Message)
+	Expunging(user mailstore.User, mb mailstore.Mailbox, msgs []mailstore.Message)
 }

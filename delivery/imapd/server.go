@@ -13,15 +13,15 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
-	"github.com/moatmail/moat/delivery"
 	"github.com/moatmail/moat/delivery/listen"
+	"github.com/moatmail/moat/delivery/mailstore"
 	"github.com/moatmail/moat/delivery/throttle"
 )
 
 // ErrServerClosed is returned by Serve after Close.
 var ErrServerClosed = errors.New("imapd: server closed")
 
-// Server is an IMAP server over a delivery.Store.
+// Server is an IMAP server over a mailstore.Store.
 //
 // Connections are handed to one of two go-imap servers: a strict one that
 // refuses authentication before TLS (and says so with LOGINDISABLED,
@@ -40,7 +40,7 @@ type Server struct {
 
 	cfg      Config
 	cfgErr   error
-	store    *delivery.Store
+	store    *mailstore.Store
 	throttle *throttle.Throttle
 	log      *slog.Logger
 
@@ -97,7 +97,7 @@ var capabilities = imap.CapSet{
 // AllowPlaintextLoopback can log in there). th may be nil for a throttle
 // with default settings. cfg is validated here; an invalid cfg makes Serve
 // return the error.
-func New(cfg Config, store *delivery.Store, tlsConfig *tls.Config, th *throttle.Throttle, log *slog.Logger) *Server {
+func New(cfg Config, store *mailstore.Store, tlsConfig *tls.Config, th *throttle.Throttle, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.Default()
 	}

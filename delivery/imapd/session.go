@@ -14,8 +14,8 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-sasl"
 
-	"github.com/moatmail/moat/delivery"
 	"github.com/moatmail/moat/delivery/listen"
+	"github.com/moatmail/moat/delivery/mailstore"
 	"github.com/moatmail/moat/delivery/throttle"
 )
 
@@ -37,9 +37,9 @@ type session struct {
 	cork    *corkConn // nil for connections that came in as TLS
 
 	mu        sync.Mutex
-	user      delivery.User // ID 0 until logged in
-	sel       *selected     // nil unless a mailbox is selected
-	infoTimer *time.Timer   // drops sel.info when it fires
+	user      mailstore.User // ID 0 until logged in
+	sel       *selected      // nil unless a mailbox is selected
+	infoTimer *time.Timer    // drops sel.info when it fires
 }
 
 var (
@@ -112,14 +112,14 @@ func (sess *session) Login(username, password string) error {
 	if sess.user.ID != 0 {
 		return &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Already logged in"}
 	}
-	account := delivery.NormalizeAddress(username)
-	var u delivery.User
+	account := mailstore.NormalizeAddress(username)
+	var u mailstore.User
 	ok, err := sess.srv.gate.Check(sess.remote, account, func() (bool, error) {
 		ctx, cancel := sess.ctx()
 		defer cancel()
 		var err error
 		u, err = sess.srv.store.Authenticate(ctx, account, password)
-		if errors.Is(err, delivery.ErrAuthFailed) {
+		if errors.Is(err, mailstore.ErrAuthFailed) {
 			return false, nil
 		}
 		return err == nil, err
@@ -160,7 +160,7 @@ func (sess *session) Authenticate(mech string) (sasl.Server, error) {
 	return sasl.NewPlainServer(func(identity, username, password string) error {
 		// RFC 4616 §2: an empty authorization identity means the
 		// authentication identity; acting as someone else is not offered.
-		if identity != "" && delivery.NormalizeAddress(identity) != delivery.NormalizeAddress(username) {
+		if identity != "" && mailstore.NormalizeAddress(identity) != mailstore.NormalizeAddress(username) {
 			sess.srv.loginFailed(ReasonIdentity)
 			return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAuthorizationFailed,
 				Text: "Authorization identity not supported"}
@@ -174,7 +174,7 @@ func (sess *session) Unauthenticate() error {
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
 	sess.unselect()
-	sess.user = delivery.User{}
+	sess.user = mailstore.User{}
 	sess.log = sess.baseLog
 	return nil
 }
@@ -188,10 +188,10 @@ func (sess *session) AppendLimit() uint32 { return uint32(sess.srv.cfg.AppendLim
 // is no "other users" namespace.
 func (sess *session) Namespace() (*imap.NamespaceData, error) {
 	data := &imap.NamespaceData{
-		Personal: []imap.NamespaceDescriptor{{Prefix: "", Delim: delivery.Delimiter}},
+		Personal: []imap.NamespaceDescriptor{{Prefix: "", Delim: mailstore.Delimiter}},
 	}
 	if sess.user.Admin {
-		data.Shared = []imap.NamespaceDescriptor{{Prefix: sharedRoot + delim, Delim: delivery.Delimiter}}
+		data.Shared = []imap.NamespaceDescriptor{{Prefix: sharedRoot + delim, Delim: mailstore.Delimiter}}
 	}
 	return data, nil
 }
@@ -200,7 +200,7 @@ func (sess *session) Namespace() (*imap.NamespaceData, error) {
 // never the error text, which may name files or SQL.
 func (sess *session) internalError(op string, err error) error {
 	sess.log.Error("imap "+op+" failed", "err", err)
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, delivery.ErrClosed) {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, mailstore.ErrClosed) {
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable,
 			Text: "Temporary failure, try again later"}
 	}
@@ -217,9 +217,9 @@ var errNoMailbox = &imap.Error{
 // mailboxError maps a store error about a named mailbox to a response.
 func (sess *session) mailboxError(op string, err error) error {
 	switch {
-	case errors.Is(err, delivery.ErrNoMailbox):
+	case errors.Is(err, mailstore.ErrNoMailbox):
 		return errNoMailbox
-	case errors.Is(err, delivery.ErrMailboxExists):
+	case errors.Is(err, mailstore.ErrMailboxExists):
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAlreadyExists,
 			Text: "Mailbox already exists"}
 	}

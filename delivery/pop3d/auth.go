@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/delivery/mailstore"
 	"github.com/moatmail/moat/delivery/throttle"
 )
 
@@ -143,7 +143,7 @@ func (sess *session) cmdAuth(arg string) bool {
 	}
 	// RFC 4616 §2: an empty authorization identity means the
 	// authentication identity; acting as someone else is not offered.
-	if authz != "" && delivery.NormalizeAddress(authz) != delivery.NormalizeAddress(authc) {
+	if authz != "" && mailstore.NormalizeAddress(authz) != mailstore.NormalizeAddress(authc) {
 		sess.srv.loginFailed(ReasonIdentity)
 		sess.fail("[AUTH] Authorization identity not supported")
 		return true
@@ -173,14 +173,14 @@ func splitPlain(b []byte) (authz, authc, pass string, ok bool) {
 
 // login checks a password and opens the maildrop; it writes the response.
 func (sess *session) login(user, password string) {
-	account := delivery.NormalizeAddress(user)
-	var u delivery.User
+	account := mailstore.NormalizeAddress(user)
+	var u mailstore.User
 	ok, err := sess.srv.gate.Check(sess.remote, account, func() (bool, error) {
 		ctx, cancel := opContext()
 		defer cancel()
 		var err error
 		u, err = sess.srv.authenticate(ctx, account, password)
-		if errors.Is(err, delivery.ErrAuthFailed) {
+		if errors.Is(err, mailstore.ErrAuthFailed) {
 			return false, nil
 		}
 		return err == nil, err
@@ -216,7 +216,7 @@ func (sess *session) login(user, password string) {
 		sess.srv.unlockMaildrop(u.ID)
 		sess.srv.loginFailed(ReasonInternal)
 		log.Error("pop3 login: cannot open maildrop", "err", err)
-		if errors.Is(err, delivery.ErrNoMailbox) {
+		if errors.Is(err, mailstore.ErrNoMailbox) {
 			// RFC 3206 §4: SYS/PERM, the problem will not go away by
 			// itself (the user has no INBOX).
 			sess.reply("-ERR [SYS/PERM] Maildrop unavailable")

@@ -9,8 +9,8 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
-	"github.com/moatmail/moat/delivery"
 	"github.com/moatmail/moat/delivery/imapd"
+	"github.com/moatmail/moat/delivery/mailstore"
 )
 
 // step is one command of a scripted session and what it must answer.
@@ -247,7 +247,7 @@ func TestUIDLMatchesIMAP(t *testing.T) {
 	// A removed message leaves a gap in the UIDs: UIDL must follow the UIDs,
 	// not the positions.
 	uids, mb := e.inbox(t, e.alice)
-	if err := e.store.Update(t.Context(), func(tx *delivery.Tx) error { return tx.RemoveMessages(mb.ID, uids[1:2]) }); err != nil {
+	if err := e.store.Update(t.Context(), func(tx *mailstore.Tx) error { return tx.RemoveMessages(mb.ID, uids[1:2]) }); err != nil {
 		t.Fatal(err)
 	}
 

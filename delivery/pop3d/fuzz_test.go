@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/delivery/mailstore"
 )
 
 // fakeConn is a connection from loopback whose client sends input and then
@@ -59,10 +59,10 @@ func FuzzCommand(f *testing.F) {
 	srv.gate.SetSleep(func(time.Duration) bool { return true })
 	// argon2id under the fuzzer's instrumentation takes most of a second
 	// per check; a plain comparison keeps the fuzzer exploring commands.
-	srv.authenticate = func(ctx context.Context, address, password string) (delivery.User, error) {
+	srv.authenticate = func(ctx context.Context, address, password string) (mailstore.User, error) {
 		u, err := store.LookupUser(ctx, address)
 		if err != nil || password != alicePass {
-			return delivery.User{}, delivery.ErrAuthFailed
+			return mailstore.User{}, mailstore.ErrAuthFailed
 		}
 		return u, nil
 	}
@@ -115,11 +115,11 @@ func FuzzCommand(f *testing.F) {
 	})
 }
 
-func deliverRaw(t *testing.T, st *delivery.Store, u delivery.User, raw string) {
+func deliverRaw(t *testing.T, st *mailstore.Store, u mailstore.User, raw string) {
 	t.Helper()
-	if _, err := st.Deliver(context.Background(), &delivery.Delivery{
+	if _, err := st.Deliver(context.Background(), &mailstore.Delivery{
 		Body:    []byte(raw),
-		Targets: []delivery.Target{{UserID: u.ID, Mailbox: "INBOX"}},
+		Targets: []mailstore.Target{{UserID: u.ID, Mailbox: "INBOX"}},
 	}); err != nil {
 		t.Fatal(err)
 	}

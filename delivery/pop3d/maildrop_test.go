@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/delivery/mailstore"
 )
 
 // TestDeleQuitDeletesExactlyThose: QUIT removes the messages marked by DELE
@@ -23,7 +23,7 @@ func TestDeleQuitDeletesExactlyThose(t *testing.T) {
 	}
 	_, mb := e.inbox(t, e.alice)
 	ctx := context.Background()
-	if _, err := e.store.StoreFlags(ctx, mb.ID, uids[4:], delivery.FlagsAdd, []string{`\Deleted`}); err != nil {
+	if _, err := e.store.StoreFlags(ctx, mb.ID, uids[4:], mailstore.FlagsAdd, []string{`\Deleted`}); err != nil {
 		t.Fatal(err)
 	}
 	cl := e.login(t, aliceAddr, alicePass)
@@ -232,7 +232,7 @@ func TestExpungedMeanwhile(t *testing.T) {
 	cl := e.login(t, aliceAddr, alicePass)
 	_, mb := e.inbox(t, e.alice)
 	ctx := context.Background()
-	if _, err := e.store.StoreFlags(ctx, mb.ID, uids[1:2], delivery.FlagsAdd, []string{`\Deleted`}); err != nil {
+	if _, err := e.store.StoreFlags(ctx, mb.ID, uids[1:2], mailstore.FlagsAdd, []string{`\Deleted`}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.store.Expunge(ctx, mb.ID, uids[1:2]); err != nil {
@@ -260,7 +260,7 @@ func TestExpungedMeanwhile(t *testing.T) {
 func TestMaildropUnavailable(t *testing.T) {
 	e := newEnv(t, Config{})
 	_, mb := e.inbox(t, e.bob)
-	if err := e.store.Update(context.Background(), func(tx *delivery.Tx) error {
+	if err := e.store.Update(context.Background(), func(tx *mailstore.Tx) error {
 		_, err := tx.Exec("DELETE FROM mailboxes WHERE id = ?", mb.ID)
 		return err
 	}); err != nil {

@@ -12,15 +12,15 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/moatmail/moat/delivery"
 	"github.com/moatmail/moat/delivery/listen"
+	"github.com/moatmail/moat/delivery/mailstore"
 	"github.com/moatmail/moat/delivery/throttle"
 )
 
 // ErrServerClosed is returned by Serve and Close after Close.
 var ErrServerClosed = errors.New("pop3d: server closed")
 
-// Server is a POP3 server over a delivery.Store.
+// Server is a POP3 server over a mailstore.Store.
 type Server struct {
 	// Observer, when set before Serve is first called, is told about
 	// refused logins. Nil is allowed.
@@ -28,7 +28,7 @@ type Server struct {
 
 	cfg       Config
 	cfgErr    error
-	store     *delivery.Store
+	store     *mailstore.Store
 	tlsConfig *tls.Config
 	throttle  *throttle.Throttle
 	log       *slog.Logger
@@ -52,7 +52,7 @@ type Server struct {
 
 	// authenticate is store.Authenticate; the fuzz test replaces it with
 	// a check that costs less than argon2id.
-	authenticate func(ctx context.Context, address, password string) (delivery.User, error)
+	authenticate func(ctx context.Context, address, password string) (mailstore.User, error)
 }
 
 // New returns a server over store. tlsConfig enables STLS on plain
@@ -60,7 +60,7 @@ type Server struct {
 // AllowPlaintextLoopback can log in there). th may be nil for a throttle
 // with default settings. cfg is validated here; an invalid cfg makes Serve
 // return the error.
-func New(cfg Config, store *delivery.Store, tlsConfig *tls.Config, th *throttle.Throttle, log *slog.Logger) *Server {
+func New(cfg Config, store *mailstore.Store, tlsConfig *tls.Config, th *throttle.Throttle, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.Default()
 	}

@@ -1,11 +1,12 @@
-// Package delivery owns where accepted mail goes: the mailbox store (an
-// SQLite index plus one file per message), local delivery into it, and the
-// servers that read it (IMAP, and later POP3 and relay).
+// Package mailstore is the mailbox store: an SQLite index of users,
+// mailboxes and messages, plus one file per message too large to keep
+// inline, and local delivery into it. The servers that read it (IMAP,
+// POP3) are delivery/imapd and delivery/pop3d.
 //
 // Durability contract: Deliver returns only once the message file and its
 // directory entry are fsync'd and the index transaction that references it
 // is committed with synchronous=FULL. The SMTP front sends 250 after that.
-package delivery
+package mailstore
 
 import (
 	"database/sql"

@@ -1,6 +1,6 @@
 //go:build unix
 
-package delivery
+package mailstore
 
 import (
 	"io"
