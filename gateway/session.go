@@ -15,6 +15,7 @@ import (
 
 	"github.com/moatmail/moat/delivery/mailstore"
 	"github.com/moatmail/moat/filters"
+	"github.com/moatmail/moat/filters/address"
 	"github.com/moatmail/moat/policies"
 	"github.com/moatmail/moat/rules"
 )
@@ -196,7 +197,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	// takes effect at the next MAIL.
 	s.j = s.srv.judge.Load()
 	from = strings.TrimSpace(from)
-	if from != "" && !mailstore.ValidAddress(from) {
+	if from != "" && !address.Valid(from) {
 		return s.reply("mail", errBadSender)
 	}
 	s.env.From = from
@@ -231,8 +232,8 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if s.rejected != nil {
 		return s.reply("rcpt", s.rejected)
 	}
-	addr := mailstore.NormalizeAddress(to)
-	if !mailstore.ValidAddress(addr) {
+	addr := address.Normalize(to)
+	if !address.Valid(addr) {
 		return s.reply("rcpt", errBadAddress)
 	}
 	at := strings.LastIndexByte(addr, '@')

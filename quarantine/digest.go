@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/moatmail/moat/delivery/mailstore"
+	"github.com/moatmail/moat/filters/address"
 )
 
 // digestKey is where the time of the last digest run is kept.
@@ -154,8 +155,8 @@ func oneLine(s string) string {
 }
 
 func domainOf(addr string) string {
-	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
-		return addr[i+1:]
+	if _, domain, ok := address.Split(addr); ok {
+		return domain
 	}
 	return "localhost"
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/moatmail/moat/delivery/mailstore"
 	"github.com/moatmail/moat/filters"
+	"github.com/moatmail/moat/filters/address"
 )
 
 // ErrNotFound is returned for an unknown quarantine id.
@@ -169,7 +170,7 @@ func (q *Quarantine) List(ctx context.Context, recipient string) ([]Entry, error
 	var args []any
 	if recipient != "" {
 		query += " WHERE instr(' '||q.recipients||' ', ?) > 0"
-		args = append(args, " "+mailstore.NormalizeAddress(recipient)+" ")
+		args = append(args, " "+address.Normalize(recipient)+" ")
 	}
 	rows, err := q.store.DB().QueryContext(ctx, query+" ORDER BY q.created DESC, q.id DESC", args...)
 	if err != nil {

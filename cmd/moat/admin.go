@@ -15,6 +15,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/moatmail/moat/delivery/mailstore"
+	"github.com/moatmail/moat/filters/address"
 	"github.com/moatmail/moat/quarantine"
 )
 
@@ -77,7 +78,7 @@ func userAllowlist(ctx context.Context, w io.Writer, st *mailstore.Store, addr, 
 		if err := st.AllowSender(ctx, u.ID, allow); err != nil {
 			return err
 		}
-		fmt.Fprintf(w, "%s allowed for %s\n", mailstore.NormalizeAddress(allow), u.Address)
+		fmt.Fprintf(w, "%s allowed for %s\n", address.Normalize(allow), u.Address)
 	}
 	if disallow != "" {
 		removed, err := st.DisallowSender(ctx, u.ID, disallow)
@@ -85,9 +86,9 @@ func userAllowlist(ctx context.Context, w io.Writer, st *mailstore.Store, addr, 
 			return err
 		}
 		if !removed {
-			return fmt.Errorf("user allowlist %s: %s is not on the allow list", u.Address, mailstore.NormalizeAddress(disallow))
+			return fmt.Errorf("user allowlist %s: %s is not on the allow list", u.Address, address.Normalize(disallow))
 		}
-		fmt.Fprintf(w, "%s removed from %s's allow list\n", mailstore.NormalizeAddress(disallow), u.Address)
+		fmt.Fprintf(w, "%s removed from %s's allow list\n", address.Normalize(disallow), u.Address)
 	}
 	if allow != "" || disallow != "" {
 		return nil
@@ -135,7 +136,7 @@ func cmdUser(args []string, stdin io.Reader, stdout io.Writer) error {
 	ctx := context.Background()
 	switch sub {
 	case "add":
-		addr := mailstore.NormalizeAddress(rest[0])
+		addr := address.Normalize(rest[0])
 		at := strings.LastIndexByte(addr, '@')
 		if at < 0 || !contains(cfg.SMTP.LocalDomains, addr[at+1:]) {
 			return fmt.Errorf("user add: %s is not in a local domain (smtp.local_domains: %v)", addr, cfg.SMTP.LocalDomains)

@@ -17,6 +17,7 @@ import (
 	"github.com/moatmail/moat/delivery/listen"
 	"github.com/moatmail/moat/delivery/mailstore"
 	"github.com/moatmail/moat/delivery/throttle"
+	"github.com/moatmail/moat/filters/address"
 )
 
 // opTimeout bounds one store operation made for a command.
@@ -112,7 +113,7 @@ func (sess *session) Login(username, password string) error {
 	if sess.user.ID != 0 {
 		return &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Already logged in"}
 	}
-	account := mailstore.NormalizeAddress(username)
+	account := address.Normalize(username)
 	var u mailstore.User
 	ok, err := sess.srv.gate.Check(sess.remote, account, func() (bool, error) {
 		ctx, cancel := sess.ctx()
@@ -160,7 +161,7 @@ func (sess *session) Authenticate(mech string) (sasl.Server, error) {
 	return sasl.NewPlainServer(func(identity, username, password string) error {
 		// RFC 4616 §2: an empty authorization identity means the
 		// authentication identity; acting as someone else is not offered.
-		if identity != "" && mailstore.NormalizeAddress(identity) != mailstore.NormalizeAddress(username) {
+		if identity != "" && address.Normalize(identity) != address.Normalize(username) {
 			sess.srv.loginFailed(ReasonIdentity)
 			return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAuthorizationFailed,
 				Text: "Authorization identity not supported"}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/moatmail/moat/filters/address"
 )
 
 // Each user has an allow list of envelope senders: a message released
@@ -22,8 +24,8 @@ type AllowedSender struct {
 // AllowSender puts sender on the user's allow list (again: nothing
 // changes).
 func (s *Store) AllowSender(ctx context.Context, userID int64, sender string) error {
-	sender = NormalizeAddress(sender)
-	if !ValidAddress(sender) {
+	sender = address.Normalize(sender)
+	if !address.Valid(sender) {
 		return fmt.Errorf("allow sender: %q is not a mail address", sender)
 	}
 	err := s.Update(ctx, func(tx *Tx) error {
@@ -40,7 +42,7 @@ func (s *Store) AllowSender(ctx context.Context, userID int64, sender string) er
 // DisallowSender takes sender off the user's allow list and reports
 // whether it was there.
 func (s *Store) DisallowSender(ctx context.Context, userID int64, sender string) (bool, error) {
-	sender = NormalizeAddress(sender)
+	sender = address.Normalize(sender)
 	var removed bool
 	err := s.Update(ctx, func(tx *Tx) error {
 		res, err := tx.Exec(`DELETE FROM allowed_senders WHERE user_id = ? AND sender = ?`, userID, sender)
@@ -60,7 +62,7 @@ func (s *Store) DisallowSender(ctx context.Context, userID int64, sender string)
 // SenderAllowed reports whether sender is on the user's allow list. The
 // null sender (bounces) never is.
 func (s *Store) SenderAllowed(ctx context.Context, userID int64, sender string) (bool, error) {
-	sender = NormalizeAddress(sender)
+	sender = address.Normalize(sender)
 	if sender == "" {
 		return false, nil
 	}

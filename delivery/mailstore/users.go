@@ -13,6 +13,8 @@ import (
 
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/moatmail/moat/filters/address"
 )
 
 // User is a mailbox owner.
@@ -38,50 +40,27 @@ var DefaultMailboxes = []struct{ Name, SpecialUse string }{
 // mail.
 const QuarantineMailbox = "Quarantine"
 
-// NormalizeAddress returns the canonical form of a mail address used as a
-// user name: trimmed and lower-cased. Local parts are compared
-// case-insensitively, as nearly every receiving site does, although RFC 5321
-// §2.4 lets a server treat them as case-sensitive.
-func NormalizeAddress(addr string) string {
-	return strings.ToLower(strings.TrimSpace(addr))
-}
-
-// ValidAddress reports whether addr looks like local@domain, without
-// spaces, brackets or control characters.
-func ValidAddress(addr string) bool {
-	at := strings.LastIndexByte(addr, '@')
-	if at <= 0 || at == len(addr)-1 || len(addr) > 254 {
-		return false
-	}
-	for _, r := range addr {
-		if r <= ' ' || r == '<' || r == '>' || r == '"' || r == 0x7f {
-			return false
-		}
-	}
-	return !strings.Contains(addr[at+1:], "..")
-}
-
 // AddUser creates a user with the default mailboxes.
-func (s *Store) AddUser(ctx context.Context, address, password string, admin bool) (User, error) {
-	address = NormalizeAddress(address)
-	if !ValidAddress(address) {
-		return User{}, fmt.Errorf("add user: %q is not a mail address", address)
+func (s *Store) AddUser(ctx context.Context, addr, password string, admin bool) (User, error) {
+	addr = address.Normalize(addr)
+	if !address.Valid(addr) {
+		return User{}, fmt.Errorf("add user: %q is not a mail address", addr)
 	}
 	hash, err := HashPassword(password)
 	if err != nil {
 		return User{}, fmt.Errorf("add user: %w", err)
 	}
-	u := User{Address: address, Admin: admin, Created: s.now().Truncate(time.Second)}
+	u := User{Address: addr, Admin: admin, Created: s.now().Truncate(time.Second)}
 	err = s.Update(ctx, func(tx *Tx) error {
 		var n int
-		if err := tx.QueryRow("SELECT count(*) FROM users WHERE address = ?", address).Scan(&n); err != nil {
+		if err := tx.QueryRow("SELECT count(*) FROM users WHERE address = ?", addr).Scan(&n); err != nil {
 			return err
 		}
 		if n > 0 {
 			return ErrUserExists
 		}
 		res, err := tx.Exec("INSERT INTO users (address, password_hash, admin, created) VALUES (?, ?, ?, ?)",
-			address, hash, admin, u.Created.Unix())
+			addr, hash, admin, u.Created.Unix())
 		if err != nil {
 			return err
 		}
@@ -97,36 +76,36 @@ func (s *Store) AddUser(ctx context.Context, address, password string, admin boo
 		return nil
 	})
 	if err != nil {
-		return User{}, fmt.Errorf("add user %s: %w", address, err)
+		return User{}, fmt.Errorf("add user %s: %w", addr, err)
 	}
 	return u, nil
 }
 
 // SetPassword replaces a user's password.
-func (s *Store) SetPassword(ctx context.Context, address, password string) error {
+func (s *Store) SetPassword(ctx context.Context, addr, password string) error {
 	hash, err := HashPassword(password)
 	if err != nil {
 		return fmt.Errorf("set password: %w", err)
 	}
 	return s.Update(ctx, func(tx *Tx) error {
-		res, err := tx.Exec("UPDATE users SET password_hash = ? WHERE address = ?", hash, NormalizeAddress(address))
+		res, err := tx.Exec("UPDATE users SET password_hash = ? WHERE address = ?", hash, address.Normalize(addr))
 		if err != nil {
 			return fmt.Errorf("set password: %w", err)
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return fmt.Errorf("set password for %s: %w", address, ErrNoUser)
+			return fmt.Errorf("set password for %s: %w", addr, ErrNoUser)
 		}
 		return nil
 	})
 }
 
 // DeleteUser removes a user, their mailboxes and messages.
-func (s *Store) DeleteUser(ctx context.Context, address string) error {
+func (s *Store) DeleteUser(ctx context.Context, addr string) error {
 	return s.Update(ctx, func(tx *Tx) error {
 		var id int64
-		err := tx.QueryRow("SELECT id FROM users WHERE address = ?", NormalizeAddress(address)).Scan(&id)
+		err := tx.QueryRow("SELECT id FROM users WHERE address = ?", address.Normalize(addr)).Scan(&id)
 		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("delete user %s: %w", address, ErrNoUser)
+			return fmt.Errorf("delete user %s: %w", addr, ErrNoUser)
 		}
 		if err != nil {
 			return fmt.Errorf("delete user: %w", err)
@@ -163,17 +142,17 @@ func (s *Store) Users(ctx context.Context) ([]User, error) {
 }
 
 // LookupUser finds a user by address; it returns ErrNoUser when there is none.
-func (s *Store) LookupUser(ctx context.Context, address string) (User, error) {
-	u, _, err := s.lookup(ctx, address)
+func (s *Store) LookupUser(ctx context.Context, addr string) (User, error) {
+	u, _, err := s.lookup(ctx, addr)
 	return u, err
 }
 
-func (s *Store) lookup(ctx context.Context, address string) (User, string, error) {
+func (s *Store) lookup(ctx context.Context, addr string) (User, string, error) {
 	var u User
 	var hash string
 	var created int64
 	err := s.rdb.QueryRowContext(ctx, "SELECT id, address, admin, created, password_hash FROM users WHERE address = ?",
-		NormalizeAddress(address)).Scan(&u.ID, &u.Address, &u.Admin, &created, &hash)
+		address.Normalize(addr)).Scan(&u.ID, &u.Address, &u.Admin, &created, &hash)
 	if errors.Is(err, sql.ErrNoRows) {
 		return User{}, "", ErrNoUser
 	}
@@ -187,9 +166,9 @@ func (s *Store) lookup(ctx context.Context, address string) (User, string, error
 // Authenticate checks a password. It returns ErrAuthFailed for an unknown
 // user or a wrong password alike, after doing the same hashing work, so that
 // timing does not reveal which addresses exist.
-func (s *Store) Authenticate(ctx context.Context, address, password string) (User, error) {
+func (s *Store) Authenticate(ctx context.Context, addr, password string) (User, error) {
 	defer releaseHashMemory()
-	u, hash, err := s.lookup(ctx, address)
+	u, hash, err := s.lookup(ctx, addr)
 	if errors.Is(err, ErrNoUser) {
 		VerifyPassword(dummyHash, password)
 		return User{}, ErrAuthFailed

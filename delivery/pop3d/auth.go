@@ -12,6 +12,7 @@ import (
 
 	"github.com/moatmail/moat/delivery/mailstore"
 	"github.com/moatmail/moat/delivery/throttle"
+	"github.com/moatmail/moat/filters/address"
 )
 
 // authorizationCommand runs a command of the AUTHORIZATION state (RFC 1939
@@ -143,7 +144,7 @@ func (sess *session) cmdAuth(arg string) bool {
 	}
 	// RFC 4616 §2: an empty authorization identity means the
 	// authentication identity; acting as someone else is not offered.
-	if authz != "" && mailstore.NormalizeAddress(authz) != mailstore.NormalizeAddress(authc) {
+	if authz != "" && address.Normalize(authz) != address.Normalize(authc) {
 		sess.srv.loginFailed(ReasonIdentity)
 		sess.fail("[AUTH] Authorization identity not supported")
 		return true
@@ -173,7 +174,7 @@ func splitPlain(b []byte) (authz, authc, pass string, ok bool) {
 
 // login checks a password and opens the maildrop; it writes the response.
 func (sess *session) login(user, password string) {
-	account := mailstore.NormalizeAddress(user)
+	account := address.Normalize(user)
 	var u mailstore.User
 	ok, err := sess.srv.gate.Check(sess.remote, account, func() (bool, error) {
 		ctx, cancel := opContext()
