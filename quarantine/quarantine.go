@@ -92,10 +92,48 @@ type Quarantine struct {
 	now   func() time.Time
 }
 
-// New returns the quarantine kept in store.
+// schema is the quarantine's table in the store's index: one row per
+// quarantined message (not per recipient), the verdict that put it there.
+// Its blob_id references the store's blobs, so that the store keeps the
+// content while the record lasts. Until the index kept a version per
+// schema, the store's own schema created this table: the first step
+// leaves such a table, and its rows, as they are.
+var schema = mailstore.Schema{
+	Name: "quarantine",
+	Migrations: [][]string{{
+		`CREATE TABLE IF NOT EXISTS quarantine (
+			id INTEGER PRIMARY KEY,
+			blob_id INTEGER NOT NULL REFERENCES blobs(id),
+			queue_id TEXT NOT NULL,
+			created INTEGER NOT NULL,
+			sender TEXT NOT NULL,
+			recipients TEXT NOT NULL,
+			subject TEXT NOT NULL,
+			score REAL NOT NULL,
+			action TEXT NOT NULL,
+			symbols TEXT NOT NULL,
+			reasons TEXT NOT NULL,
+			client_ip TEXT NOT NULL
+		)`,
+		`CREATE INDEX IF NOT EXISTS quarantine_blob ON quarantine (blob_id)`,
+		`CREATE INDEX IF NOT EXISTS quarantine_created ON quarantine (created)`,
+	}},
+}
+
+// migrateTimeout bounds New's wait for the store to bring the schema up
+// to date (another process may hold the index's write lock meanwhile).
+const migrateTimeout = time.Minute
+
+// New returns the quarantine kept in store, first bringing its table in
+// the store's index up to date, so that no caller has to remember to.
 func New(cfg Config, store *mailstore.Store) (*Quarantine, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("quarantine config: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), migrateTimeout)
+	defer cancel()
+	if err := store.Migrate(ctx, schema); err != nil {
+		return nil, fmt.Errorf("quarantine: %w", err)
 	}
 	return &Quarantine{cfg: cfg, store: store, now: time.Now}, nil
 }

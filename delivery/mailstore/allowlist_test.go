@@ -2,9 +2,6 @@ package mailstore
 
 import (
 	"context"
-	"database/sql"
-	"path/filepath"
-	"slices"
 	"testing"
 )
 
@@ -63,39 +60,5 @@ func TestAllowList(t *testing.T) {
 	var n int
 	if err := s.rdb.QueryRow(`SELECT count(*) FROM allowed_senders`).Scan(&n); err != nil || n != 0 {
 		t.Errorf("allow list rows after deleting bob: %d, %v", n, err)
-	}
-}
-
-// TestMigrateFromVersion1: an index written by a moat of schema version 1
-// (before allow lists) is brought up to date at open, its users kept.
-func TestMigrateFromVersion1(t *testing.T) {
-	dir := t.TempDir()
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "index.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, stmt := range append(slices.Clone(schema), `PRAGMA user_version = 1`,
-		`INSERT INTO users (address, password_hash, created) VALUES ('alice@example.com', 'x', 0)`) {
-		if _, err := db.Exec(stmt); err != nil {
-			t.Fatal(err)
-		}
-	}
-	db.Close()
-	s, err := Open(Config{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	ctx := context.Background()
-	u, err := s.LookupUser(ctx, "alice@example.com")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.AllowSender(ctx, u.ID, "bob@example.net"); err != nil {
-		t.Fatalf("allow list after the migration: %v", err)
-	}
-	var v int
-	if err := s.DB().QueryRow("PRAGMA user_version").Scan(&v); err != nil || v != len(migrations) {
-		t.Errorf("user_version = %d, %v; want %d", v, err, len(migrations))
 	}
 }

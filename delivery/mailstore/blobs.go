@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 func (s *Store) blobPath(key string) string {
@@ -176,14 +177,20 @@ func blobsOf(tx *Tx, query string, args ...any) ([]int64, error) {
 	return ids, rows.Err()
 }
 
-// dropUnreferenced deletes the index rows of blobs that no message and no
-// quarantine record uses any more; their files are removed after commit.
+// dropUnreferenced deletes the index rows of blobs that no row of any
+// table holds any more (no message, no quarantine record); their files are
+// removed after commit.
 func dropUnreferenced(tx *Tx, blobIDs []int64) error {
+	if len(blobIDs) == 0 {
+		return nil
+	}
+	check, err := tx.refs.check(tx)
+	if err != nil {
+		return fmt.Errorf("check blob references: %w", err)
+	}
 	for _, id := range blobIDs {
 		var key sql.NullString
-		err := tx.QueryRow(`SELECT key FROM blobs WHERE id = ?
-			AND NOT EXISTS (SELECT 1 FROM messages WHERE blob_id = ?)
-			AND NOT EXISTS (SELECT 1 FROM quarantine WHERE blob_id = ?)`, id, id, id).Scan(&key)
+		err := tx.QueryRow(check, id).Scan(&key)
 		if errors.Is(err, sql.ErrNoRows) {
 			continue // still referenced, or already gone
 		}
@@ -200,8 +207,56 @@ func dropUnreferenced(tx *Tx, blobIDs []int64) error {
 	return nil
 }
 
-// DropBlobIfUnreferenced is dropUnreferenced for packages that keep their
-// own references to blobs (quarantine).
+// blobRefs knows the columns that hold blob ids: messages.blob_id, and any
+// column of another package's table declared REFERENCES blobs(id) (the
+// quarantine's verdict records). The store learns them from the index's
+// own foreign keys rather than from a list of other packages' tables, and
+// learns them again whenever the schema changes (SQLite's schema cookie,
+// PRAGMA schema_version), a migration by another process included.
+type blobRefs struct {
+	cookie int64
+	query  string // the key of blob ?1, no row when something holds it
+}
+
+// check returns the query that finds blob ?1 when no column holds it.
+func (r *blobRefs) check(tx *Tx) (string, error) {
+	var cookie int64
+	if err := tx.QueryRow("PRAGMA schema_version").Scan(&cookie); err != nil {
+		return "", err
+	}
+	if r.query != "" && cookie == r.cookie {
+		return r.query, nil
+	}
+	rows, err := tx.Query(`SELECT m.name, f."from" FROM sqlite_master m, pragma_foreign_key_list(m.name) f
+		WHERE m.type = 'table' AND lower(f."table") = 'blobs' ORDER BY m.name, f."from"`)
+	if err != nil {
+		return "", err
+	}
+	defer rows.Close()
+	var b strings.Builder
+	b.WriteString("SELECT key FROM blobs WHERE id = ?1")
+	for rows.Next() {
+		var table, column string
+		if err := rows.Scan(&table, &column); err != nil {
+			return "", err
+		}
+		fmt.Fprintf(&b, " AND NOT EXISTS (SELECT 1 FROM %s WHERE %s = ?1)", quoteIdent(table), quoteIdent(column))
+	}
+	if err := rows.Err(); err != nil {
+		return "", err
+	}
+	r.cookie, r.query = cookie, b.String()
+	return r.query, nil
+}
+
+// quoteIdent quotes an SQL identifier.
+func quoteIdent(name string) string {
+	return `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
+}
+
+// DropBlobIfUnreferenced deletes a blob that no row holds any more, for a
+// package that keeps its own references to blobs (quarantine) and has just
+// deleted one.
 func (tx *Tx) DropBlobIfUnreferenced(blobID int64) error {
 	return dropUnreferenced(tx, []int64{blobID})
 }

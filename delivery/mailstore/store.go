@@ -86,6 +86,9 @@ type Store struct {
 
 	// ranges are the connections of ReadBatch (rangeread.go).
 	ranges *rangeReaders
+	// refs are the columns that hold blob ids; only the committer's
+	// goroutine uses them (blobs.go).
+	refs blobRefs
 }
 
 // Open opens (creating if needed) the store in cfg.Dir.
@@ -115,7 +118,7 @@ func Open(cfg Config) (*Store, error) {
 	}
 	wdb.SetMaxOpenConns(1)
 	wdb.SetConnMaxIdleTime(0)
-	if err := migrate(wdb); err != nil {
+	if err := migrate(wdb, storeSchema); err != nil {
 		wdb.Close()
 		return nil, fmt.Errorf("open index %s: %w", path, err)
 	}
@@ -160,120 +163,9 @@ func (s *Store) Close() error {
 	return err
 }
 
-// DB returns the read-only handle on the index, for packages that keep
-// their own tables in it (quarantine).
+// DB returns the read-only handle on the index, for a package that keeps
+// tables of its own in it (quarantine, through Migrate). Such a package
+// reads only its own tables with it: the store's (users, mailboxes,
+// messages, blobs, allowed_senders, state) are read through the store's
+// methods, so that their layout can change with the store's migrations.
 func (s *Store) DB() *sql.DB { return s.rdb }
-
-// schemaVersion is the version of the index this moat writes: the
-// number of steps in migrations.
-var schemaVersion = len(migrations)
-
-// migrations are the steps from an empty index (version 0) to the
-// current one: step i takes version i to i+1. A step is only ever added,
-// never changed, so that an index of any earlier version is brought up to
-// date in one transaction at open.
-var migrations = [][]string{
-	schema,
-	// 2: each user's allow list of envelope senders (allowlist.go).
-	{`CREATE TABLE allowed_senders (
-		user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-		sender TEXT NOT NULL,
-		added INTEGER NOT NULL,
-		PRIMARY KEY (user_id, sender)
-	) WITHOUT ROWID`},
-}
-
-func migrate(db *sql.DB) error {
-	var v int
-	if err := db.QueryRow("PRAGMA user_version").Scan(&v); err != nil {
-		return fmt.Errorf("read schema version: %w", err)
-	}
-	if v > schemaVersion {
-		return fmt.Errorf("index schema version %d is newer than this moat (%d)", v, schemaVersion)
-	}
-	if v == schemaVersion {
-		return nil
-	}
-	tx, err := db.Begin()
-	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	defer tx.Rollback()
-	for step := v; step < schemaVersion; step++ {
-		for _, stmt := range migrations[step] {
-			if _, err := tx.Exec(stmt); err != nil {
-				return fmt.Errorf("migrate to version %d: %w", step+1, err)
-			}
-		}
-	}
-	if _, err := tx.Exec(fmt.Sprintf("PRAGMA user_version = %d", schemaVersion)); err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	return tx.Commit()
-}
-
-// schema is version 1 of the index. Messages are files under blobs/; a blob
-// is shared by every mailbox entry that holds the same delivered copy, and
-// removed once nothing references it.
-var schema = []string{
-	`CREATE TABLE users (
-		id INTEGER PRIMARY KEY,
-		address TEXT NOT NULL UNIQUE,
-		password_hash TEXT NOT NULL,
-		admin INTEGER NOT NULL DEFAULT 0,
-		created INTEGER NOT NULL,
-		last_uidvalidity INTEGER NOT NULL DEFAULT 0
-	)`,
-	`CREATE TABLE mailboxes (
-		id INTEGER PRIMARY KEY,
-		user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-		name TEXT NOT NULL,
-		uidvalidity INTEGER NOT NULL,
-		uidnext INTEGER NOT NULL DEFAULT 1,
-		modseq INTEGER NOT NULL DEFAULT 1,
-		special_use TEXT NOT NULL DEFAULT '',
-		subscribed INTEGER NOT NULL DEFAULT 1,
-		UNIQUE (user_id, name)
-	)`,
-	// A blob is either inline (data holds the message, key is NULL) or a
-	// file under blobs/ named by key (data is NULL).
-	`CREATE TABLE blobs (
-		id INTEGER PRIMARY KEY,
-		key TEXT UNIQUE,
-		size INTEGER NOT NULL,
-		created INTEGER NOT NULL,
-		data BLOB
-	)`,
-	`CREATE TABLE messages (
-		mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
-		uid INTEGER NOT NULL,
-		blob_id INTEGER NOT NULL REFERENCES blobs(id),
-		flags TEXT NOT NULL DEFAULT '',
-		internal_date INTEGER NOT NULL,
-		size INTEGER NOT NULL,
-		modseq INTEGER NOT NULL,
-		PRIMARY KEY (mailbox_id, uid)
-	) WITHOUT ROWID`,
-	`CREATE INDEX messages_blob ON messages (blob_id)`,
-	// quarantine holds one row per quarantined message (not per recipient):
-	// the verdict that put it there. The quarantine package owns the queries.
-	`CREATE TABLE quarantine (
-		id INTEGER PRIMARY KEY,
-		blob_id INTEGER NOT NULL REFERENCES blobs(id),
-		queue_id TEXT NOT NULL,
-		created INTEGER NOT NULL,
-		sender TEXT NOT NULL,
-		recipients TEXT NOT NULL,
-		subject TEXT NOT NULL,
-		score REAL NOT NULL,
-		action TEXT NOT NULL,
-		symbols TEXT NOT NULL,
-		reasons TEXT NOT NULL,
-		client_ip TEXT NOT NULL
-	)`,
-	`CREATE INDEX quarantine_blob ON quarantine (blob_id)`,
-	`CREATE INDEX quarantine_created ON quarantine (created)`,
-	// state keeps small named values that must survive restarts (the
-	// time of the last quarantine digest).
-	`CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL)`,
-}

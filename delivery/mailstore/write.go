@@ -12,9 +12,31 @@ import (
 // one WAL fsync, each inside its own savepoint so that one failing job
 // rolls back alone.
 type Tx struct {
-	*sql.Tx
+	tx        *sql.Tx
+	refs      *blobRefs // the store's, read and written by the committer only
 	touched   map[int64]struct{}
 	dropBlobs []string
+}
+
+// Exec runs a statement in the transaction. It is for the tables of the
+// caller's own Schema (the quarantine's verdict records) and no others:
+// the store's tables change only through its typed methods (Mailbox,
+// CopyMessages, RemoveMessages, DropBlobIfUnreferenced, SetState, ...),
+// which keep UIDs, modification sequences, watchers and blob files right.
+func (tx *Tx) Exec(query string, args ...any) (sql.Result, error) {
+	return tx.tx.Exec(query, args...)
+}
+
+// Query runs a query in the transaction, on the caller's own tables only
+// (see Exec).
+func (tx *Tx) Query(query string, args ...any) (*sql.Rows, error) {
+	return tx.tx.Query(query, args...)
+}
+
+// QueryRow runs a query of at most one row in the transaction, on the
+// caller's own tables only (see Exec).
+func (tx *Tx) QueryRow(query string, args ...any) *sql.Row {
+	return tx.tx.QueryRow(query, args...)
 }
 
 // Touch records that a mailbox changed, so that its watchers (IMAP IDLE)
@@ -100,7 +122,7 @@ func (s *Store) commit(batch []*job) {
 	}
 	ok := 0
 	for _, j := range batch {
-		j.tx = Tx{Tx: sqlTx}
+		j.tx = Tx{tx: sqlTx, refs: &s.refs}
 		if _, err := sqlTx.Exec("SAVEPOINT job"); err != nil {
 			j.err = fmt.Errorf("savepoint: %w", err)
 			continue
