@@ -178,15 +178,16 @@ func (q *Quarantine) Put(ctx context.Context, header, body []byte, rec Record, u
 	return e, nil
 }
 
-const entryCols = `q.id, q.created, q.queue_id, q.sender, q.recipients, q.subject, q.client_ip, q.score, q.action,
-	q.symbols, q.reasons, b.size, q.blob_id`
+const entryCols = `id, created, queue_id, sender, recipients, subject, client_ip, score, action,
+	symbols, reasons, blob_id`
 
+// scanEntry reads a record; its Size comes from the store (sized).
 func scanEntry(r interface{ Scan(...any) error }) (Entry, error) {
 	var e Entry
 	var created int64
 	var rcpts, symbols, reasons string
 	err := r.Scan(&e.ID, &created, &e.QueueID, &e.Sender, &rcpts, &e.Subject, &e.ClientIP, &e.Score, &e.Action,
-		&symbols, &reasons, &e.Size, &e.BlobID)
+		&symbols, &reasons, &e.BlobID)
 	if err != nil {
 		return Entry{}, err
 	}
@@ -204,13 +205,13 @@ func scanEntry(r interface{ Scan(...any) error }) (Entry, error) {
 // List returns the quarantined messages, newest first. When recipient is
 // not empty, only those addressed to that recipient.
 func (q *Quarantine) List(ctx context.Context, recipient string) ([]Entry, error) {
-	query := "SELECT " + entryCols + " FROM quarantine q JOIN blobs b ON b.id = q.blob_id"
+	query := "SELECT " + entryCols + " FROM quarantine"
 	var args []any
 	if recipient != "" {
-		query += " WHERE instr(' '||q.recipients||' ', ?) > 0"
+		query += " WHERE instr(' '||recipients||' ', ?) > 0"
 		args = append(args, " "+address.Normalize(recipient)+" ")
 	}
-	rows, err := q.store.DB().QueryContext(ctx, query+" ORDER BY q.created DESC, q.id DESC", args...)
+	rows, err := q.store.DB().QueryContext(ctx, query+" ORDER BY created DESC, id DESC", args...)
 	if err != nil {
 		return nil, fmt.Errorf("list quarantine: %w", err)
 	}
@@ -223,51 +224,77 @@ func (q *Quarantine) List(ctx context.Context, recipient string) ([]Entry, error
 		}
 		out = append(out, e)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list quarantine: %w", err)
+	}
+	out, _, err = q.sized(ctx, out)
+	if err != nil {
+		return nil, fmt.Errorf("list quarantine: %w", err)
+	}
+	return out, nil
+}
+
+// sized fills the Size of each entry from its blob and returns the blobs.
+// An entry whose blob is gone (deleted since the record was read) is left
+// out, as it is gone too.
+func (q *Quarantine) sized(ctx context.Context, entries []Entry) ([]Entry, map[int64]mailstore.Blob, error) {
+	ids := make([]int64, len(entries))
+	for i, e := range entries {
+		ids[i] = e.BlobID
+	}
+	blobs, err := q.store.Blobs(ctx, ids)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := entries[:0]
+	for _, e := range entries {
+		if b, ok := blobs[e.BlobID]; ok {
+			e.Size = b.Size
+			out = append(out, e)
+		}
+	}
+	return out, blobs, nil
 }
 
 // Get returns one entry and its stored content.
 func (q *Quarantine) Get(ctx context.Context, id int64) (Entry, []byte, error) {
-	e, err := scanEntry(q.store.DB().QueryRowContext(ctx,
-		"SELECT "+entryCols+" FROM quarantine q JOIN blobs b ON b.id = q.blob_id WHERE q.id = ?", id))
+	e, err := scanEntry(q.store.DB().QueryRowContext(ctx, "SELECT "+entryCols+" FROM quarantine WHERE id = ?", id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Entry{}, nil, fmt.Errorf("quarantine %d: %w", id, ErrNotFound)
 	}
 	if err != nil {
 		return Entry{}, nil, fmt.Errorf("quarantine %d: %w", id, err)
 	}
-	var key string
-	if err := q.store.DB().QueryRowContext(ctx, "SELECT coalesce(key, '') FROM blobs WHERE id = ?", e.BlobID).Scan(&key); err != nil {
+	found, blobs, err := q.sized(ctx, []Entry{e})
+	if err != nil {
 		return Entry{}, nil, fmt.Errorf("quarantine %d: %w", id, err)
 	}
-	data, err := q.store.ReadMessage(mailstore.Message{BlobID: e.BlobID, BlobKey: key})
+	if len(found) == 0 {
+		return Entry{}, nil, fmt.Errorf("quarantine %d: %w", id, ErrNotFound)
+	}
+	e = found[0]
+	data, err := q.store.ReadMessage(mailstore.Message{BlobID: e.BlobID, BlobKey: blobs[e.BlobID].Key})
 	if err != nil {
 		return Entry{}, nil, fmt.Errorf("quarantine %d: %w", id, err)
 	}
 	return e, data, nil
 }
 
-// placements lists the (mailbox, uid) pairs of a quarantined blob that are
-// still in their owners' Quarantine folders.
+// placements lists the messages of a quarantined blob that are still in
+// their owners' Quarantine folders: their UIDs by mailbox, and the owner
+// of each mailbox.
 func placements(tx *mailstore.Tx, blobID int64) (map[int64][]uint32, map[int64]int64, error) {
-	rows, err := tx.Query(`SELECT m.mailbox_id, m.uid, mb.user_id FROM messages m JOIN mailboxes mb ON mb.id = m.mailbox_id
-		WHERE m.blob_id = ? AND mb.name = ?`, blobID, mailstore.QuarantineMailbox)
+	held, err := tx.Placements(mailstore.QuarantineMailbox, []int64{blobID})
 	if err != nil {
 		return nil, nil, err
 	}
-	defer rows.Close()
 	uids := make(map[int64][]uint32)
 	owner := make(map[int64]int64)
-	for rows.Next() {
-		var mb, user int64
-		var uid uint32
-		if err := rows.Scan(&mb, &uid, &user); err != nil {
-			return nil, nil, err
-		}
-		uids[mb] = append(uids[mb], uid)
-		owner[mb] = user
+	for _, p := range held {
+		uids[p.MailboxID] = append(uids[p.MailboxID], p.UID)
+		owner[p.MailboxID] = p.UserID
 	}
-	return uids, owner, rows.Err()
+	return uids, owner, nil
 }
 
 // senderOf returns the envelope sender of the quarantined message held in
@@ -386,19 +413,47 @@ func (q *Quarantine) Expire(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// inQuarantine is true of a blob that some user's Quarantine folder holds.
-const inQuarantine = `EXISTS (SELECT 1 FROM messages m JOIN mailboxes mb ON mb.id = m.mailbox_id
-	WHERE m.blob_id = quarantine.blob_id AND mb.name = '` + mailstore.QuarantineMailbox + `')`
-
 // forgetBlob deletes the verdict records of a blob that no Quarantine
 // folder holds any more (every recipient released or deleted it).
 func (q *Quarantine) forgetBlob(ctx context.Context, blobID int64) error {
 	return q.store.Update(ctx, func(tx *mailstore.Tx) error {
-		if _, err := tx.Exec("DELETE FROM quarantine WHERE blob_id = ? AND NOT "+inQuarantine, blobID); err != nil {
+		if _, err := forgetUnheld(tx, []int64{blobID}); err != nil {
 			return fmt.Errorf("forget quarantined message: %w", err)
 		}
 		return tx.DropBlobIfUnreferenced(blobID)
 	})
+}
+
+// forgetUnheld deletes the verdict records of those of blobIDs that no
+// Quarantine folder holds, and returns their blobs, one per record
+// deleted.
+func forgetUnheld(tx *mailstore.Tx, blobIDs []int64) ([]int64, error) {
+	held, err := tx.Placements(mailstore.QuarantineMailbox, blobIDs)
+	if err != nil {
+		return nil, err
+	}
+	kept := make(map[int64]bool, len(held))
+	for _, p := range held {
+		kept[p.BlobID] = true
+	}
+	var gone []int64
+	for _, id := range blobIDs {
+		if kept[id] {
+			continue
+		}
+		res, err := tx.Exec("DELETE FROM quarantine WHERE blob_id = ?", id)
+		if err != nil {
+			return nil, err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return nil, err
+		}
+		for range n {
+			gone = append(gone, id)
+		}
+	}
+	return gone, nil
 }
 
 // Tidy deletes the verdict records of messages that users removed from
@@ -407,26 +462,33 @@ func (q *Quarantine) Tidy(ctx context.Context) (int, error) {
 	n := 0
 	err := q.store.Update(ctx, func(tx *mailstore.Tx) error {
 		n = 0
-		blobs, err := tx.Query("DELETE FROM quarantine WHERE NOT " + inQuarantine + " RETURNING blob_id")
+		rows, err := tx.Query("SELECT DISTINCT blob_id FROM quarantine")
 		if err != nil {
 			return fmt.Errorf("tidy quarantine: %w", err)
 		}
-		var ids []int64
-		for blobs.Next() {
+		var all []int64
+		for rows.Next() {
 			var id int64
-			if err := blobs.Scan(&id); err != nil {
-				blobs.Close()
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
 				return fmt.Errorf("tidy quarantine: %w", err)
 			}
-			ids = append(ids, id)
+			all = append(all, id)
 		}
-		blobs.Close()
-		for _, id := range ids {
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("tidy quarantine: %w", err)
+		}
+		gone, err := forgetUnheld(tx, all)
+		if err != nil {
+			return fmt.Errorf("tidy quarantine: %w", err)
+		}
+		for _, id := range gone {
 			if err := tx.DropBlobIfUnreferenced(id); err != nil {
 				return err
 			}
 		}
-		n = len(ids)
+		n = len(gone)
 		return nil
 	})
 	return n, err
