@@ -266,48 +266,18 @@ func start(cfg *Config, log *slog.Logger, out io.Writer) (*app, error) {
 		log.Info("listening", "listener", name, "addr", ln.Addr().String())
 	}
 	a.wg.Add(1)
-	go a.expireLoop()
+	go func() { // the quarantine's upkeep, hourly until Close
+		defer a.wg.Done()
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() { <-a.stop; cancel() }()
+		a.quar.Maintain(ctx, time.Hour, "postmaster@"+cfg.SMTP.Hostname, log)
+	}()
 	ok = true
 	return a, nil
 }
 
 func (a *app) serveMetrics(l net.Listener) error {
 	return a.http.Serve(l)
-}
-
-// expireLoop deletes expired quarantined mail, sends the digests that are
-// due, and drops the records of messages users deleted: at start and
-// every hour.
-func (a *app) expireLoop() {
-	defer a.wg.Done()
-	t := time.NewTicker(time.Hour)
-	defer t.Stop()
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-		if n, err := a.quar.Expire(ctx); err != nil {
-			a.log.Error("quarantine expiry failed", "err", err)
-		} else if n > 0 {
-			a.log.Info("quarantine expired", "messages", n)
-		}
-		if *a.cfg.Quarantine.Digest {
-			if n, err := a.quar.SendDigests(ctx, "postmaster@"+a.cfg.SMTP.Hostname, a.cfg.Quarantine.DigestInterval); err != nil {
-				a.log.Error("quarantine digest failed", "err", err)
-			} else if n > 0 {
-				a.log.Info("quarantine digests delivered", "users", n)
-			}
-		}
-		if n, err := a.quar.Tidy(ctx); err != nil {
-			a.log.Error("quarantine tidying failed", "err", err)
-		} else if n > 0 {
-			a.log.Info("quarantine records of messages users deleted removed", "records", n)
-		}
-		cancel()
-		select {
-		case <-a.stop:
-			return
-		case <-t.C:
-		}
-	}
 }
 
 // Addr returns the bound address of a listener ("smtp", "imap", ...).
