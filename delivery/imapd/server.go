@@ -13,9 +13,9 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
-	"github.com/moatmail/moat/delivery/listen"
 	"github.com/moatmail/moat/delivery/mailstore"
-	"github.com/moatmail/moat/delivery/throttle"
+	"github.com/moatmail/moat/gateway/listen"
+	"github.com/moatmail/moat/gateway/throttle"
 )
 
 // ErrServerClosed is returned by Serve after Close.

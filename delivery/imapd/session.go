@@ -14,10 +14,10 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-sasl"
 
-	"github.com/moatmail/moat/delivery/listen"
 	"github.com/moatmail/moat/delivery/mailstore"
-	"github.com/moatmail/moat/delivery/throttle"
 	"github.com/moatmail/moat/filters/address"
+	"github.com/moatmail/moat/gateway/listen"
+	"github.com/moatmail/moat/gateway/throttle"
 )
 
 // opTimeout bounds one store operation made for a command.

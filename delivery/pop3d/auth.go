@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/moatmail/moat/delivery/mailstore"
-	"github.com/moatmail/moat/delivery/throttle"
 	"github.com/moatmail/moat/filters/address"
+	"github.com/moatmail/moat/gateway/throttle"
 )
 
 // authorizationCommand runs a command of the AUTHORIZATION state (RFC 1939

@@ -12,9 +12,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/moatmail/moat/delivery/listen"
 	"github.com/moatmail/moat/delivery/mailstore"
-	"github.com/moatmail/moat/delivery/throttle"
+	"github.com/moatmail/moat/gateway/listen"
+	"github.com/moatmail/moat/gateway/throttle"
 )
 
 // ErrServerClosed is returned by Serve and Close after Close.

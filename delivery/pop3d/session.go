@@ -14,8 +14,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/moatmail/moat/delivery/listen"
 	"github.com/moatmail/moat/delivery/mailstore"
+	"github.com/moatmail/moat/gateway/listen"
 )
 
 // Limits of one session.

@@ -11,6 +11,10 @@
 // the count halves for every quiet period without a failure, so that a user
 // who mistyped a password yesterday starts afresh. Both counters are
 // bounded: when the table is full the entry touched longest ago is evicted.
+//
+// It lives under gateway/, moat's network front, as a leaf: it imports
+// nothing of moat, so that the mail servers under delivery/ (imapd, pop3d)
+// use it as the SMTP front does, and it must never import package gateway.
 package throttle
 
 import (

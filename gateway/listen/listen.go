@@ -1,6 +1,10 @@
 // Package listen holds what every moat server (SMTP, IMAP, POP3) does the
 // same way with its listeners and connections: telling a passing accept
 // failure from a closed listener, and naming the client's address.
+//
+// It lives under gateway/, moat's network front, as a leaf: it imports
+// nothing of moat, so that the mail servers under delivery/ (imapd, pop3d)
+// use it as the SMTP front does, and it must never import package gateway.
 package listen
 
 import (
