@@ -106,7 +106,7 @@ var errPrivacyRequired = &imap.Error{
 // store after the throttle's delay for this client and account.
 func (sess *session) Login(username, password string) error {
 	if !sess.plaintextAllowed() {
-		sess.srv.loginFailed(ReasonPlaintext)
+		sess.srv.loginFailed(throttle.ReasonPlaintext)
 		sess.log.Info("imap login refused before TLS")
 		return errPrivacyRequired
 	}
@@ -129,12 +129,12 @@ func (sess *session) Login(username, password string) error {
 	case errors.Is(err, throttle.ErrClosing):
 		return errShuttingDown
 	case err != nil:
-		sess.srv.loginFailed(ReasonInternal)
+		sess.srv.loginFailed(throttle.ReasonInternal)
 		sess.log.Error("imap login: store failed", "user", clip(account), "err", err)
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable,
 			Text: "Temporary failure, try again later"}
 	case !ok:
-		sess.srv.loginFailed(ReasonCredentials)
+		sess.srv.loginFailed(throttle.ReasonCredentials)
 		sess.log.Info("imap login failed", "user", clip(account))
 		return imapserver.ErrAuthFailed
 	}
@@ -155,14 +155,14 @@ func (sess *session) Authenticate(mech string) (sasl.Server, error) {
 		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Text: "SASL mechanism not supported"}
 	}
 	if !sess.plaintextAllowed() {
-		sess.srv.loginFailed(ReasonPlaintext)
+		sess.srv.loginFailed(throttle.ReasonPlaintext)
 		return nil, errPrivacyRequired
 	}
 	return sasl.NewPlainServer(func(identity, username, password string) error {
 		// RFC 4616 §2: an empty authorization identity means the
 		// authentication identity; acting as someone else is not offered.
 		if identity != "" && address.Normalize(identity) != address.Normalize(username) {
-			sess.srv.loginFailed(ReasonIdentity)
+			sess.srv.loginFailed(throttle.ReasonIdentity)
 			return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAuthorizationFailed,
 				Text: "Authorization identity not supported"}
 		}

@@ -500,7 +500,7 @@ func (sess *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) erro
 		select {
 		case <-stop:
 			return nil
-		case <-sess.srv.done:
+		case <-sess.srv.accept.Done():
 			return nil
 		case <-timer.C:
 			// RFC 9051 §5.4 autologout: the client should have renewed

@@ -50,7 +50,7 @@ const (
 // allowed. RFC 3206 §4: [AUTH] covers "an attempt to authenticate in
 // violation of policy".
 func (sess *session) refusePlaintext() {
-	sess.srv.loginFailed(ReasonPlaintext)
+	sess.srv.loginFailed(throttle.ReasonPlaintext)
 	sess.log.Info("pop3 login refused before TLS")
 	sess.loginFailures++
 	sess.reply(respTLSRequired)
@@ -145,7 +145,7 @@ func (sess *session) cmdAuth(arg string) bool {
 	// RFC 4616 §2: an empty authorization identity means the
 	// authentication identity; acting as someone else is not offered.
 	if authz != "" && address.Normalize(authz) != address.Normalize(authc) {
-		sess.srv.loginFailed(ReasonIdentity)
+		sess.srv.loginFailed(throttle.ReasonIdentity)
 		sess.fail("[AUTH] Authorization identity not supported")
 		return true
 	}
@@ -191,12 +191,12 @@ func (sess *session) login(user, password string) {
 		sess.reply(respShutdown)
 		return
 	case err != nil:
-		sess.srv.loginFailed(ReasonInternal)
+		sess.srv.loginFailed(throttle.ReasonInternal)
 		sess.log.Error("pop3 login: store failed", "user", clip(account), "err", err)
 		sess.reply(respTempFail)
 		return
 	case !ok:
-		sess.srv.loginFailed(ReasonCredentials)
+		sess.srv.loginFailed(throttle.ReasonCredentials)
 		sess.log.Info("pop3 login failed", "user", clip(account))
 		sess.loginFailures++
 		sess.reply(respAuthFailed)
@@ -205,7 +205,7 @@ func (sess *session) login(user, password string) {
 	log := sess.log.With("user", u.Address)
 	if !sess.srv.lockMaildrop(u.ID) {
 		// RFC 2449 §8.1.1: another session holds the maildrop.
-		sess.srv.loginFailed(ReasonInUse)
+		sess.srv.loginFailed(throttle.ReasonInUse)
 		log.Info("pop3 login refused: maildrop in use")
 		sess.reply("-ERR [IN-USE] Maildrop is in use by another POP3 session")
 		return
@@ -215,7 +215,7 @@ func (sess *session) login(user, password string) {
 	cancel()
 	if err != nil {
 		sess.srv.unlockMaildrop(u.ID)
-		sess.srv.loginFailed(ReasonInternal)
+		sess.srv.loginFailed(throttle.ReasonInternal)
 		log.Error("pop3 login: cannot open maildrop", "err", err)
 		if errors.Is(err, mailstore.ErrNoMailbox) {
 			// RFC 3206 §4: SYS/PERM, the problem will not go away by

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/moatmail/moat/delivery/mailstore"
+	"github.com/moatmail/moat/gateway/throttle"
 )
 
 // fill delivers n messages of size bytes to a user's INBOX, from several
@@ -94,7 +95,7 @@ func BenchmarkRetr1000(b *testing.B) {
 			}
 			saved := storeInlineMax
 			storeInlineMax = inlineMax
-			e := newEnv(b, Config{AllowPlaintextLoopback: true})
+			e := newEnv(b, Config{LoginConfig: throttle.LoginConfig{AllowPlaintextLoopback: true}})
 			storeInlineMax = saved
 			fill(b, e.store, e.alice, n, size)
 			for _, mode := range []string{"sequential", "pipelined", "stls"} {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/moatmail/moat/delivery/imapd"
 	"github.com/moatmail/moat/delivery/mailstore"
+	"github.com/moatmail/moat/gateway/throttle"
 )
 
 // step is one command of a scripted session and what it must answer.
@@ -111,7 +112,7 @@ func TestTransactionCommands(t *testing.T) {
 }
 
 func TestAuthorizationCommands(t *testing.T) {
-	e := newEnv(t, Config{AllowPlaintextLoopback: true})
+	e := newEnv(t, Config{LoginConfig: throttle.LoginConfig{AllowPlaintextLoopback: true}})
 	cl := e.dial(t)
 	if cl.greeting != "+OK moat POP3 server ready" {
 		t.Errorf("greeting %q", cl.greeting)
@@ -298,7 +299,7 @@ func TestUIDLMatchesIMAP(t *testing.T) {
 }
 
 func TestLineLength(t *testing.T) {
-	e := newEnv(t, Config{AllowPlaintextLoopback: true})
+	e := newEnv(t, Config{LoginConfig: throttle.LoginConfig{AllowPlaintextLoopback: true}})
 	for _, tc := range []struct {
 		name      string
 		line      string

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/moatmail/moat/delivery/mailstore"
+	"github.com/moatmail/moat/gateway/throttle"
 )
 
 // fakeConn is a connection from loopback whose client sends input and then
@@ -55,7 +56,7 @@ func FuzzCommand(f *testing.F) {
 	store, alice, _ := newStore(f)
 	serverTLS, _, _ := testCertificates(f)
 	// A discarding logger: f.Log may not be called from the fuzz target.
-	srv := New(Config{AllowPlaintextLoopback: true}, store, serverTLS, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv := New(Config{LoginConfig: throttle.LoginConfig{AllowPlaintextLoopback: true}}, store, serverTLS, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	srv.gate.SetSleep(func(time.Duration) bool { return true })
 	// argon2id under the fuzzer's instrumentation takes most of a second
 	// per check; a plain comparison keeps the fuzzer exploring commands.

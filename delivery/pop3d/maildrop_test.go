@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/moatmail/moat/delivery/mailstore"
+	"github.com/moatmail/moat/gateway/throttle"
 )
 
 // TestDeleQuitDeletesExactlyThose: QUIT removes the messages marked by DELE
@@ -214,8 +215,8 @@ func TestMaildropLock(t *testing.T) {
 			if !strings.HasPrefix(got, "+OK") {
 				t.Errorf("login after the first session's %s: %q", end, got)
 			}
-			if obs := e.observed.list(); len(obs) == 0 || obs[0] != ReasonInUse {
-				t.Errorf("observed %v, want %s first", obs, ReasonInUse)
+			if obs := e.observed.list(); len(obs) == 0 || obs[0] != throttle.ReasonInUse {
+				t.Errorf("observed %v, want %s first", obs, throttle.ReasonInUse)
 			}
 		})
 	}
@@ -282,7 +283,7 @@ func TestMaildropUnavailable(t *testing.T) {
 	if got := cl.cmd("PASS " + alicePass); got != "-ERR [SYS/TEMP] Temporary failure, try again later" {
 		t.Errorf("login with the store closed: %q", got)
 	}
-	if obs := e.observed.list(); !slices.Equal(obs, []string{ReasonInternal, ReasonInternal}) {
-		t.Errorf("observed %v, want two %s", obs, ReasonInternal)
+	if obs := e.observed.list(); !slices.Equal(obs, []string{throttle.ReasonInternal, throttle.ReasonInternal}) {
+		t.Errorf("observed %v, want two %s", obs, throttle.ReasonInternal)
 	}
 }

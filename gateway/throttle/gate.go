@@ -26,12 +26,19 @@ type Gate struct {
 }
 
 // NewGate returns a gate over th allowing concurrency checks at once;
-// done closes when the server shuts down.
+// done closes when the server shuts down. th may be nil for a throttle of
+// default settings (a server on its own, tests).
 func NewGate(th *Throttle, concurrency int, done <-chan struct{}) *Gate {
+	if th == nil {
+		th = defaultThrottle()
+	}
 	g := &Gate{th: th, sem: make(chan struct{}, max(concurrency, 1)), done: done}
 	g.sleep = g.pause
 	return g
 }
+
+// Throttle returns the throttle the gate consults.
+func (g *Gate) Throttle() *Throttle { return g.th }
 
 // pause waits d; false when the server closes first.
 func (g *Gate) pause(d time.Duration) bool {

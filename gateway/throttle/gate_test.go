@@ -70,3 +70,23 @@ func TestGateCountsAndWaits(t *testing.T) {
 		t.Errorf("check while closing: %v, want ErrClosing", err)
 	}
 }
+
+// TestGateDefaultThrottle: a gate made without a throttle gets one of
+// default settings, which delays after the third failure.
+func TestGateDefaultThrottle(t *testing.T) {
+	g := NewGate(nil, 1, make(chan struct{}))
+	if g.Throttle() == nil || g.Throttle().cfg.FreeFailures != DefaultFreeFailures {
+		t.Fatalf("throttle = %+v, want one of default settings", g.Throttle())
+	}
+	var slept []time.Duration
+	g.SetSleep(func(d time.Duration) bool { slept = append(slept, d); return true })
+	ip := netip.MustParseAddr("192.0.2.1")
+	for range DefaultFreeFailures + 1 {
+		if ok, err := g.Check(ip, "a", func() (bool, error) { return false, nil }); ok || err != nil {
+			t.Fatalf("Check = %v, %v; want a refusal", ok, err)
+		}
+	}
+	if len(slept) != 1 || slept[0] != DefaultBaseDelay {
+		t.Errorf("waits = %v, want one of %v after %d failures", slept, DefaultBaseDelay, DefaultFreeFailures)
+	}
+}

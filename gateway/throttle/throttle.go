@@ -132,12 +132,24 @@ func New(cfg Config) (*Throttle, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("throttle config: %w", err)
 	}
+	return newThrottle(cfg), nil
+}
+
+// newThrottle returns a throttle over a validated configuration.
+func newThrottle(cfg Config) *Throttle {
 	return &Throttle{
 		cfg:     cfg,
 		now:     time.Now,
 		entries: make(map[string]*list.Element),
 		order:   list.New(),
-	}, nil
+	}
+}
+
+// defaultThrottle returns a throttle of default settings, which are valid.
+func defaultThrottle() *Throttle {
+	var cfg Config
+	cfg.Validate()
+	return newThrottle(cfg)
 }
 
 // SetClock replaces the clock (tests).
