@@ -1,7 +1,8 @@
 // Package quarantine keeps suspect mail out of users' inboxes without losing
 // it. A quarantined message is stored once, with the verdict that put it
 // there, and appears in the "Quarantine" IMAP folder of each recipient.
-// Release moves it into the recipients' INBOX through the delivery store.
+// Release moves it into the recipients' INBOX through the mailbox store
+// (delivery/mailstore), whose API is all it uses of the store's tables.
 package quarantine
 
 import (

@@ -8,14 +8,8 @@ import (
 func TestAllowList(t *testing.T) {
 	s := openTestStore(t)
 	ctx := context.Background()
-	alice, err := s.AddUser(ctx, "alice@example.com", "pw", false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bob, err := s.AddUser(ctx, "bob@example.com", "pw", false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	users := addTestUsers(t, s, "alice@example.com", "bob@example.com")
+	alice, bob := users[0], users[1]
 	for range 2 { // twice: the second changes nothing
 		if err := s.AllowSender(ctx, alice.ID, " Partner@Example.NET "); err != nil {
 			t.Fatal(err)

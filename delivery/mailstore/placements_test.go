@@ -11,14 +11,8 @@ import (
 func TestPlacementsBlobsState(t *testing.T) {
 	ctx := context.Background()
 	s := openTestStore(t)
-	alice, err := s.AddUser(ctx, "alice@example.com", "pw", false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bob, err := s.AddUser(ctx, "bob@example.com", "pw", false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	users := addTestUsers(t, s, "alice@example.com", "bob@example.com")
+	alice, bob := users[0], users[1]
 	deliver := func(targets ...Target) (int64, []Placed) {
 		t.Helper()
 		var blob int64

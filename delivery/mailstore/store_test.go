@@ -20,6 +20,20 @@ func openTestStore(t testing.TB) *Store {
 	return s
 }
 
+// addTestUsers adds users with the password "pw".
+func addTestUsers(t testing.TB, s *Store, addrs ...string) []User {
+	t.Helper()
+	var out []User
+	for _, a := range addrs {
+		u, err := s.AddUser(context.Background(), a, "pw", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, u)
+	}
+	return out
+}
+
 func TestUsersAndAuth(t *testing.T) {
 	ctx := context.Background()
 	s := openTestStore(t)
