@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/delivery/mailstore"
 	"github.com/moatmail/moat/filters"
 	"github.com/moatmail/moat/filters/gtube"
 	"github.com/moatmail/moat/filters/headers"
@@ -22,9 +22,9 @@ import (
 // startGateway serves the SMTP front on a loopback port, without TLS, over
 // a real store, and returns its address. extra filters run after the
 // headers and gtube filters.
-func startGateway(t testing.TB, cfg Config, extra ...filters.Filter) (string, *delivery.Store) {
+func startGateway(t testing.TB, cfg Config, extra ...filters.Filter) (string, *mailstore.Store) {
 	t.Helper()
-	st, err := delivery.Open(delivery.Config{Dir: t.TempDir()})
+	st, err := mailstore.Open(mailstore.Config{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,8 +11,8 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"github.com/moatmail/moat/delivery/listen"
 	"github.com/moatmail/moat/filters"
+	"github.com/moatmail/moat/gateway/listen"
 	"github.com/moatmail/moat/rules"
 )
 

@@ -14,7 +14,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/delivery/mailstore"
 	"github.com/moatmail/moat/filters"
 	"github.com/moatmail/moat/filters/content"
 	"github.com/moatmail/moat/policies"
@@ -56,7 +56,7 @@ type Judge struct {
 // Deps are the parts the SMTP front hands messages to.
 type Deps struct {
 	Judge      *Judge
-	Store      *delivery.Store
+	Store      *mailstore.Store
 	Quarantine *quarantine.Quarantine
 	// Observer and Logger may be nil.
 	Observer Observer

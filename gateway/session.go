@@ -14,8 +14,9 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/delivery/mailstore"
 	"github.com/moatmail/moat/filters"
+	"github.com/moatmail/moat/filters/address"
 	"github.com/moatmail/moat/policies"
 	"github.com/moatmail/moat/rules"
 )
@@ -203,7 +204,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	// takes effect at the next MAIL.
 	s.j = s.srv.judge.Load()
 	from = strings.TrimSpace(from)
-	if from != "" && !delivery.ValidAddress(from) {
+	if from != "" && !address.Valid(from) {
 		return s.reply("mail", errBadSender)
 	}
 	s.env.From = from
@@ -229,8 +230,8 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if s.rejected != nil {
 		return s.reply("rcpt", s.rejected)
 	}
-	addr := delivery.NormalizeAddress(to)
-	if !delivery.ValidAddress(addr) {
+	addr := address.Normalize(to)
+	if !address.Valid(addr) {
 		return s.reply("rcpt", errBadAddress)
 	}
 	at := strings.LastIndexByte(addr, '@')
@@ -250,7 +251,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	ctx, cancel := context.WithTimeout(context.Background(), stageTimeout)
 	defer cancel()
 	user, err := s.srv.deps.Store.LookupUser(ctx, mailbox)
-	if errors.Is(err, delivery.ErrNoUser) {
+	if errors.Is(err, mailstore.ErrNoUser) {
 		return s.reply("rcpt", errNoUser)
 	}
 	if err != nil {
@@ -396,11 +397,11 @@ func (s *session) act(ctx context.Context, queueID string, msg *filters.Message,
 		}
 		return nil
 	}
-	targets := make([]delivery.Target, len(users))
+	targets := make([]mailstore.Target, len(users))
 	for i, u := range users {
-		targets[i] = delivery.Target{UserID: u, Mailbox: "INBOX"}
+		targets[i] = mailstore.Target{UserID: u, Mailbox: "INBOX"}
 	}
-	if _, err := s.srv.deps.Store.Deliver(ctx, &delivery.Delivery{Header: header, Body: body, Targets: targets}); err != nil {
+	if _, err := s.srv.deps.Store.Deliver(ctx, &mailstore.Delivery{Header: header, Body: body, Targets: targets}); err != nil {
 		s.log.Error("delivery failed", "queue", queueID, "err", err)
 		s.srv.obs.StoreError("deliver")
 		return errTempLocal

@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/moatmail/moat/filters/address"
 )
 
 // Policy is a resolved policy: every value is known, nothing is inherited
@@ -126,8 +128,8 @@ func (s *Set) For(rcpt string) *Policy {
 	if p, ok := s.rcpts[a]; ok {
 		return p
 	}
-	if at := strings.LastIndexByte(a, '@'); at >= 0 {
-		if p, ok := s.domains[a[at+1:]]; ok {
+	if _, domain, ok := address.Split(a); ok {
+		if p, ok := s.domains[domain]; ok {
 			return p
 		}
 	}
@@ -214,7 +216,7 @@ func build(cfg Config) (*Set, error) {
 			continue
 		}
 		parent := s.def
-		if p, ok := s.domains[a[strings.LastIndexByte(a, '@')+1:]]; ok {
+		if p, ok := s.domains[address.Domain(a)]; ok {
 			parent = p
 		}
 		s.rcpts[a], errs = resolve(key, "recipient:"+a, cfg.Recipients[raw], parent, errs)

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/moatmail/moat/filters/address"
 )
 
 // SenderList matches envelope senders against a list of patterns. The zero
@@ -103,11 +105,10 @@ func (l SenderList) Match(addr string) bool {
 	if _, ok := l.addrs[a]; ok {
 		return true
 	}
-	at := strings.LastIndexByte(a, '@')
-	if at < 0 {
+	_, d, ok := address.Split(a)
+	if !ok {
 		return false
 	}
-	d := a[at+1:]
 	if _, ok := l.domains[d]; ok {
 		return true
 	}
@@ -134,20 +135,28 @@ func (l SenderList) Patterns() []string { return l.patterns }
 func (l SenderList) Len() int { return len(l.patterns) }
 
 // checkAddress checks a full address pattern "local@domain".
+//
+// It is deliberately not address.Valid, the envelope check: a pattern is
+// configuration, checked once at load with an error that says what is
+// wrong, and its domain must be an ASCII name of RFC 5321 §4.1.2 written
+// as A-labels (checkDomain), because Match compares domains octet by
+// octet and a U-label or a typo there would silently never match.
+// address.Valid, run on every SMTP command, accepts any UTF-8 domain
+// (RFC 6531) and gives no reason.
 func checkAddress(a string) error {
-	at := strings.LastIndexByte(a, '@')
-	if at < 0 {
+	local, domain, ok := address.Split(a)
+	if !ok {
 		return errors.New(`want "user@domain", "@domain" or ".domain"`)
 	}
-	if at == 0 {
+	if local == "" {
 		return errors.New("empty local part")
 	}
-	for i := 0; i < at; i++ {
-		if c := a[i]; c <= ' ' || c == 0x7f {
+	for i := 0; i < len(local); i++ {
+		if c := local[i]; c <= ' ' || c == 0x7f {
 			return fmt.Errorf("local part holds a space or control character at offset %d", i)
 		}
 	}
-	return checkDomain(a[at+1:])
+	return checkDomain(domain)
 }
 
 // checkDomain checks that d is a lower-case domain name in the form RFC

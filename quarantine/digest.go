@@ -13,7 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/delivery/mailstore"
+	"github.com/moatmail/moat/filters/address"
 )
 
 // digestKey is where the time of the last digest run is kept.
@@ -36,9 +37,8 @@ type digestLine struct {
 func (q *Quarantine) SendDigests(ctx context.Context, from string, interval time.Duration) (int, error) {
 	now := q.now()
 	since := now.Add(-interval)
-	var last string
-	err := q.store.DB().QueryRowContext(ctx, "SELECT value FROM state WHERE key = ?", digestKey).Scan(&last)
-	if err == nil {
+	last, ok, err := q.store.State(ctx, digestKey)
+	if err == nil && ok {
 		if t, perr := strconv.ParseInt(last, 10, 64); perr == nil {
 			prev := time.Unix(t, 0)
 			if now.Sub(prev) < interval {
@@ -47,63 +47,79 @@ func (q *Quarantine) SendDigests(ctx context.Context, from string, interval time
 			since = prev
 		}
 	}
-	rows, err := q.store.DB().QueryContext(ctx, `SELECT mb.user_id, u.address, q.created, q.sender, q.subject, q.score, q.reasons
-		FROM quarantine q
-		JOIN messages m ON m.blob_id = q.blob_id
-		JOIN mailboxes mb ON mb.id = m.mailbox_id AND mb.name = ?
-		JOIN users u ON u.id = mb.user_id
-		WHERE q.created >= ? AND q.created < ?
-		ORDER BY mb.user_id, q.created`, delivery.QuarantineMailbox, since.Unix(), now.Unix())
+	users, err := q.digestLines(ctx, since, now)
 	if err != nil {
-		return 0, fmt.Errorf("digest: %w", err)
-	}
-	type userDigest struct {
-		id    int64
-		addr  string
-		lines []digestLine
-	}
-	var users []*userDigest
-	byID := map[int64]*userDigest{}
-	for rows.Next() {
-		var id, created int64
-		var addr, reasons string
-		var l digestLine
-		if err := rows.Scan(&id, &addr, &created, &l.sender, &l.subject, &l.score, &reasons); err != nil {
-			rows.Close()
-			return 0, fmt.Errorf("digest: %w", err)
-		}
-		l.when = time.Unix(created, 0)
-		l.reasons = decodeReasons(reasons)
-		u := byID[id]
-		if u == nil {
-			u = &userDigest{id: id, addr: addr}
-			byID[id] = u
-			users = append(users, u)
-		}
-		u.lines = append(u.lines, l)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return 0, fmt.Errorf("digest: %w", err)
 	}
 	n := 0
 	for _, u := range users {
 		msg := digestMessage(from, u.addr, now, u.lines)
-		if _, err := q.store.Deliver(ctx, &delivery.Delivery{Body: msg,
-			Targets: []delivery.Target{{UserID: u.id, Mailbox: "INBOX"}}}); err != nil {
+		if _, err := q.store.Deliver(ctx, &mailstore.Delivery{Body: msg,
+			Targets: []mailstore.Target{{UserID: u.id, Mailbox: "INBOX"}}}); err != nil {
 			return n, fmt.Errorf("digest for %s: %w", u.addr, err)
 		}
 		n++
 	}
-	err = q.store.Update(ctx, func(tx *delivery.Tx) error {
-		_, err := tx.Exec("INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-			digestKey, strconv.FormatInt(now.Unix(), 10))
-		return err
+	err = q.store.Update(ctx, func(tx *mailstore.Tx) error {
+		return tx.SetState(digestKey, strconv.FormatInt(now.Unix(), 10))
 	})
 	if err != nil {
 		return n, fmt.Errorf("digest: %w", err)
 	}
 	return n, nil
+}
+
+// userDigest is what one user's digest lists.
+type userDigest struct {
+	id    int64
+	addr  string
+	lines []digestLine
+}
+
+// digestLines returns, by user in the order of their ids, the messages
+// quarantined in [since, until) that are still in the user's Quarantine
+// folder: a line for each message each time a user holds it
+// (digestMessage puts them in time order).
+func (q *Quarantine) digestLines(ctx context.Context, since, until time.Time) ([]*userDigest, error) {
+	rows, err := q.store.DB().QueryContext(ctx, `SELECT blob_id, created, sender, subject, score, reasons
+		FROM quarantine WHERE created >= ? AND created < ? ORDER BY created, id`, since.Unix(), until.Unix())
+	if err != nil {
+		return nil, err
+	}
+	var blobs []int64
+	records := map[int64][]digestLine{} // by blob
+	for rows.Next() {
+		var blob, created int64
+		var reasons string
+		var l digestLine
+		if err := rows.Scan(&blob, &created, &l.sender, &l.subject, &l.score, &reasons); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		l.when = time.Unix(created, 0)
+		l.reasons = decodeReasons(reasons)
+		if records[blob] == nil {
+			blobs = append(blobs, blob)
+		}
+		records[blob] = append(records[blob], l)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	held, err := q.store.Placements(ctx, mailstore.QuarantineMailbox, blobs)
+	if err != nil {
+		return nil, err
+	}
+	var users []*userDigest // held is ordered by user
+	for _, p := range held {
+		if len(users) == 0 || users[len(users)-1].id != p.UserID {
+			users = append(users, &userDigest{id: p.UserID, addr: p.Address})
+		}
+		u := users[len(users)-1]
+		u.lines = append(u.lines, records[p.BlobID]...)
+	}
+	return users, nil
 }
 
 // digestMessage writes the summary as a text/plain UTF-8 message marked
@@ -154,8 +170,8 @@ func oneLine(s string) string {
 }
 
 func domainOf(addr string) string {
-	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
-		return addr[i+1:]
+	if _, domain, ok := address.Split(addr); ok {
+		return domain
 	}
 	return "localhost"
 }

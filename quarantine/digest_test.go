@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/delivery/mailstore"
 	"github.com/moatmail/moat/filters"
 )
 
@@ -16,7 +16,7 @@ func TestDigest(t *testing.T) {
 	alice, bob := users[0], users[1]
 	base := time.Date(2026, 3, 1, 6, 0, 0, 0, time.UTC)
 	q.now = func() time.Time { return base }
-	for i, u := range []delivery.User{alice, alice, bob} {
+	for i, u := range []mailstore.User{alice, alice, bob} {
 		rec := Record{Sender: "spam" + string(rune('a'+i)) + "@example.net", Recipients: []string{u.Address},
 			Subject: "=?utf-8?q?Gr=C3=BC=C3=9Fe?= offer", Score: 11.5 + float64(i), Action: "quarantine",
 			Symbols: []filters.Symbol{{Name: "X", Score: 11}}, Reasons: []string{"score 11.5 >= quarantine 10 (policy default)"}}
@@ -29,7 +29,7 @@ func TestDigest(t *testing.T) {
 	if err != nil || n != 2 {
 		t.Fatalf("SendDigests = %d, %v; want 2 digests", n, err)
 	}
-	read := func(u delivery.User) []string {
+	read := func(u mailstore.User) []string {
 		mb, _ := st.Mailbox(ctx, u.ID, "INBOX")
 		msgs, _ := st.Messages(ctx, mb.ID)
 		var out []string

@@ -1,7 +1,8 @@
 // Package quarantine keeps suspect mail out of users' inboxes without losing
 // it. A quarantined message is stored once, with the verdict that put it
 // there, and appears in the "Quarantine" IMAP folder of each recipient.
-// Release moves it into the recipients' INBOX through the delivery store.
+// Release moves it into the recipients' INBOX through the mailbox store
+// (delivery/mailstore), whose API is all it uses of the store's tables.
 package quarantine
 
 import (
@@ -13,8 +14,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/delivery/mailstore"
 	"github.com/moatmail/moat/filters"
+	"github.com/moatmail/moat/filters/address"
 )
 
 // ErrNotFound is returned for an unknown quarantine id.
@@ -33,7 +35,7 @@ type Config struct {
 	DigestInterval time.Duration `toml:"digest_interval"`
 	// AllowSenderOnRelease puts the envelope sender of a message a user
 	// releases from their Quarantine folder on that user's allow list
-	// (delivery.Store.AllowSender): their later mail from it is not
+	// (mailstore.Store.AllowSender): their later mail from it is not
 	// tagged, quarantined or rejected on score. Off by default: until
 	// the sender is authenticated (SPF, DKIM), anyone can forge it.
 	AllowSenderOnRelease bool `toml:"allow_sender_on_release"`
@@ -87,14 +89,52 @@ type Entry struct {
 // Quarantine is the durable quarantine on top of the mailbox store.
 type Quarantine struct {
 	cfg   Config
-	store *delivery.Store
+	store *mailstore.Store
 	now   func() time.Time
 }
 
-// New returns the quarantine kept in store.
-func New(cfg Config, store *delivery.Store) (*Quarantine, error) {
+// schema is the quarantine's table in the store's index: one row per
+// quarantined message (not per recipient), the verdict that put it there.
+// Its blob_id references the store's blobs, so that the store keeps the
+// content while the record lasts. Until the index kept a version per
+// schema, the store's own schema created this table: the first step
+// leaves such a table, and its rows, as they are.
+var schema = mailstore.Schema{
+	Name: "quarantine",
+	Migrations: [][]string{{
+		`CREATE TABLE IF NOT EXISTS quarantine (
+			id INTEGER PRIMARY KEY,
+			blob_id INTEGER NOT NULL REFERENCES blobs(id),
+			queue_id TEXT NOT NULL,
+			created INTEGER NOT NULL,
+			sender TEXT NOT NULL,
+			recipients TEXT NOT NULL,
+			subject TEXT NOT NULL,
+			score REAL NOT NULL,
+			action TEXT NOT NULL,
+			symbols TEXT NOT NULL,
+			reasons TEXT NOT NULL,
+			client_ip TEXT NOT NULL
+		)`,
+		`CREATE INDEX IF NOT EXISTS quarantine_blob ON quarantine (blob_id)`,
+		`CREATE INDEX IF NOT EXISTS quarantine_created ON quarantine (created)`,
+	}},
+}
+
+// migrateTimeout bounds New's wait for the store to bring the schema up
+// to date (another process may hold the index's write lock meanwhile).
+const migrateTimeout = time.Minute
+
+// New returns the quarantine kept in store, first bringing its table in
+// the store's index up to date, so that no caller has to remember to.
+func New(cfg Config, store *mailstore.Store) (*Quarantine, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("quarantine config: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), migrateTimeout)
+	defer cancel()
+	if err := store.Migrate(ctx, schema); err != nil {
+		return nil, fmt.Errorf("quarantine: %w", err)
 	}
 	return &Quarantine{cfg: cfg, store: store, now: time.Now}, nil
 }
@@ -102,9 +142,9 @@ func New(cfg Config, store *delivery.Store) (*Quarantine, error) {
 // Put stores a message in the Quarantine folder of each recipient user and
 // records the verdict, in one durable transaction.
 func (q *Quarantine) Put(ctx context.Context, header, body []byte, rec Record, users []int64) (Entry, error) {
-	targets := make([]delivery.Target, len(users))
+	targets := make([]mailstore.Target, len(users))
 	for i, u := range users {
-		targets[i] = delivery.Target{UserID: u, Mailbox: delivery.QuarantineMailbox}
+		targets[i] = mailstore.Target{UserID: u, Mailbox: mailstore.QuarantineMailbox}
 	}
 	e := Entry{Created: q.now().Truncate(time.Second), Record: rec, Size: int64(len(header) + len(body))}
 	symbols, err := json.Marshal(rec.Symbols)
@@ -115,12 +155,12 @@ func (q *Quarantine) Put(ctx context.Context, header, body []byte, rec Record, u
 	if err != nil {
 		return Entry{}, fmt.Errorf("quarantine: %w", err)
 	}
-	_, err = q.store.Deliver(ctx, &delivery.Delivery{
+	_, err = q.store.Deliver(ctx, &mailstore.Delivery{
 		Header:       header,
 		Body:         body,
 		Targets:      targets,
 		InternalDate: e.Created,
-		Record: func(tx *delivery.Tx, blobID int64, _ []delivery.Placed) error {
+		Record: func(tx *mailstore.Tx, blobID int64, _ []mailstore.Placed) error {
 			e.BlobID = blobID
 			res, err := tx.Exec(`INSERT INTO quarantine (blob_id, queue_id, created, sender, recipients, subject,
 				score, action, symbols, reasons, client_ip) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -139,15 +179,16 @@ func (q *Quarantine) Put(ctx context.Context, header, body []byte, rec Record, u
 	return e, nil
 }
 
-const entryCols = `q.id, q.created, q.queue_id, q.sender, q.recipients, q.subject, q.client_ip, q.score, q.action,
-	q.symbols, q.reasons, b.size, q.blob_id`
+const entryCols = `id, created, queue_id, sender, recipients, subject, client_ip, score, action,
+	symbols, reasons, blob_id`
 
+// scanEntry reads a record; its Size comes from the store (sized).
 func scanEntry(r interface{ Scan(...any) error }) (Entry, error) {
 	var e Entry
 	var created int64
 	var rcpts, symbols, reasons string
 	err := r.Scan(&e.ID, &created, &e.QueueID, &e.Sender, &rcpts, &e.Subject, &e.ClientIP, &e.Score, &e.Action,
-		&symbols, &reasons, &e.Size, &e.BlobID)
+		&symbols, &reasons, &e.BlobID)
 	if err != nil {
 		return Entry{}, err
 	}
@@ -165,13 +206,13 @@ func scanEntry(r interface{ Scan(...any) error }) (Entry, error) {
 // List returns the quarantined messages, newest first. When recipient is
 // not empty, only those addressed to that recipient.
 func (q *Quarantine) List(ctx context.Context, recipient string) ([]Entry, error) {
-	query := "SELECT " + entryCols + " FROM quarantine q JOIN blobs b ON b.id = q.blob_id"
+	query := "SELECT " + entryCols + " FROM quarantine"
 	var args []any
 	if recipient != "" {
-		query += " WHERE instr(' '||q.recipients||' ', ?) > 0"
-		args = append(args, " "+delivery.NormalizeAddress(recipient)+" ")
+		query += " WHERE instr(' '||recipients||' ', ?) > 0"
+		args = append(args, " "+address.Normalize(recipient)+" ")
 	}
-	rows, err := q.store.DB().QueryContext(ctx, query+" ORDER BY q.created DESC, q.id DESC", args...)
+	rows, err := q.store.DB().QueryContext(ctx, query+" ORDER BY created DESC, id DESC", args...)
 	if err != nil {
 		return nil, fmt.Errorf("list quarantine: %w", err)
 	}
@@ -184,51 +225,77 @@ func (q *Quarantine) List(ctx context.Context, recipient string) ([]Entry, error
 		}
 		out = append(out, e)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list quarantine: %w", err)
+	}
+	out, _, err = q.sized(ctx, out)
+	if err != nil {
+		return nil, fmt.Errorf("list quarantine: %w", err)
+	}
+	return out, nil
+}
+
+// sized fills the Size of each entry from its blob and returns the blobs.
+// An entry whose blob is gone (deleted since the record was read) is left
+// out, as it is gone too.
+func (q *Quarantine) sized(ctx context.Context, entries []Entry) ([]Entry, map[int64]mailstore.Blob, error) {
+	ids := make([]int64, len(entries))
+	for i, e := range entries {
+		ids[i] = e.BlobID
+	}
+	blobs, err := q.store.Blobs(ctx, ids)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := entries[:0]
+	for _, e := range entries {
+		if b, ok := blobs[e.BlobID]; ok {
+			e.Size = b.Size
+			out = append(out, e)
+		}
+	}
+	return out, blobs, nil
 }
 
 // Get returns one entry and its stored content.
 func (q *Quarantine) Get(ctx context.Context, id int64) (Entry, []byte, error) {
-	e, err := scanEntry(q.store.DB().QueryRowContext(ctx,
-		"SELECT "+entryCols+" FROM quarantine q JOIN blobs b ON b.id = q.blob_id WHERE q.id = ?", id))
+	e, err := scanEntry(q.store.DB().QueryRowContext(ctx, "SELECT "+entryCols+" FROM quarantine WHERE id = ?", id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Entry{}, nil, fmt.Errorf("quarantine %d: %w", id, ErrNotFound)
 	}
 	if err != nil {
 		return Entry{}, nil, fmt.Errorf("quarantine %d: %w", id, err)
 	}
-	var key string
-	if err := q.store.DB().QueryRowContext(ctx, "SELECT coalesce(key, '') FROM blobs WHERE id = ?", e.BlobID).Scan(&key); err != nil {
+	found, blobs, err := q.sized(ctx, []Entry{e})
+	if err != nil {
 		return Entry{}, nil, fmt.Errorf("quarantine %d: %w", id, err)
 	}
-	data, err := q.store.ReadMessage(delivery.Message{BlobID: e.BlobID, BlobKey: key})
+	if len(found) == 0 {
+		return Entry{}, nil, fmt.Errorf("quarantine %d: %w", id, ErrNotFound)
+	}
+	e = found[0]
+	data, err := q.store.ReadMessage(mailstore.Message{BlobID: e.BlobID, BlobKey: blobs[e.BlobID].Key})
 	if err != nil {
 		return Entry{}, nil, fmt.Errorf("quarantine %d: %w", id, err)
 	}
 	return e, data, nil
 }
 
-// placements lists the (mailbox, uid) pairs of a quarantined blob that are
-// still in their owners' Quarantine folders.
-func placements(tx *delivery.Tx, blobID int64) (map[int64][]uint32, map[int64]int64, error) {
-	rows, err := tx.Query(`SELECT m.mailbox_id, m.uid, mb.user_id FROM messages m JOIN mailboxes mb ON mb.id = m.mailbox_id
-		WHERE m.blob_id = ? AND mb.name = ?`, blobID, delivery.QuarantineMailbox)
+// placements lists the messages of a quarantined blob that are still in
+// their owners' Quarantine folders: their UIDs by mailbox, and the owner
+// of each mailbox.
+func placements(tx *mailstore.Tx, blobID int64) (map[int64][]uint32, map[int64]int64, error) {
+	held, err := tx.Placements(mailstore.QuarantineMailbox, []int64{blobID})
 	if err != nil {
 		return nil, nil, err
 	}
-	defer rows.Close()
 	uids := make(map[int64][]uint32)
 	owner := make(map[int64]int64)
-	for rows.Next() {
-		var mb, user int64
-		var uid uint32
-		if err := rows.Scan(&mb, &uid, &user); err != nil {
-			return nil, nil, err
-		}
-		uids[mb] = append(uids[mb], uid)
-		owner[mb] = user
+	for _, p := range held {
+		uids[p.MailboxID] = append(uids[p.MailboxID], p.UID)
+		owner[p.MailboxID] = p.UserID
 	}
-	return uids, owner, rows.Err()
+	return uids, owner, nil
 }
 
 // senderOf returns the envelope sender of the quarantined message held in
@@ -247,7 +314,7 @@ func (q *Quarantine) senderOf(ctx context.Context, blobID int64) (string, error)
 // mailboxes received it.
 func (q *Quarantine) Release(ctx context.Context, id int64) (int, error) {
 	n := 0
-	err := q.store.Update(ctx, func(tx *delivery.Tx) error {
+	err := q.store.Update(ctx, func(tx *mailstore.Tx) error {
 		n = 0
 		blobID, err := q.take(tx, id)
 		if err != nil {
@@ -279,7 +346,7 @@ func (q *Quarantine) Release(ctx context.Context, id int64) (int, error) {
 // Delete removes a quarantined message from every Quarantine folder and
 // forgets it.
 func (q *Quarantine) Delete(ctx context.Context, id int64) error {
-	err := q.store.Update(ctx, func(tx *delivery.Tx) error {
+	err := q.store.Update(ctx, func(tx *mailstore.Tx) error {
 		return q.deleteTx(tx, id)
 	})
 	if err != nil {
@@ -288,7 +355,7 @@ func (q *Quarantine) Delete(ctx context.Context, id int64) error {
 	return nil
 }
 
-func (q *Quarantine) deleteTx(tx *delivery.Tx, id int64) error {
+func (q *Quarantine) deleteTx(tx *mailstore.Tx, id int64) error {
 	blobID, err := q.take(tx, id)
 	if err != nil {
 		return err
@@ -306,7 +373,7 @@ func (q *Quarantine) deleteTx(tx *delivery.Tx, id int64) error {
 }
 
 // take deletes the verdict row and returns its blob.
-func (q *Quarantine) take(tx *delivery.Tx, id int64) (int64, error) {
+func (q *Quarantine) take(tx *mailstore.Tx, id int64) (int64, error) {
 	var blobID int64
 	err := tx.QueryRow("DELETE FROM quarantine WHERE id = ? RETURNING blob_id", id).Scan(&blobID)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -347,47 +414,82 @@ func (q *Quarantine) Expire(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// inQuarantine is true of a blob that some user's Quarantine folder holds.
-const inQuarantine = `EXISTS (SELECT 1 FROM messages m JOIN mailboxes mb ON mb.id = m.mailbox_id
-	WHERE m.blob_id = quarantine.blob_id AND mb.name = '` + delivery.QuarantineMailbox + `')`
-
 // forgetBlob deletes the verdict records of a blob that no Quarantine
 // folder holds any more (every recipient released or deleted it).
 func (q *Quarantine) forgetBlob(ctx context.Context, blobID int64) error {
-	return q.store.Update(ctx, func(tx *delivery.Tx) error {
-		if _, err := tx.Exec("DELETE FROM quarantine WHERE blob_id = ? AND NOT "+inQuarantine, blobID); err != nil {
+	return q.store.Update(ctx, func(tx *mailstore.Tx) error {
+		if _, err := forgetUnheld(tx, []int64{blobID}); err != nil {
 			return fmt.Errorf("forget quarantined message: %w", err)
 		}
 		return tx.DropBlobIfUnreferenced(blobID)
 	})
 }
 
+// forgetUnheld deletes the verdict records of those of blobIDs that no
+// Quarantine folder holds, and returns their blobs, one per record
+// deleted.
+func forgetUnheld(tx *mailstore.Tx, blobIDs []int64) ([]int64, error) {
+	held, err := tx.Placements(mailstore.QuarantineMailbox, blobIDs)
+	if err != nil {
+		return nil, err
+	}
+	kept := make(map[int64]bool, len(held))
+	for _, p := range held {
+		kept[p.BlobID] = true
+	}
+	var gone []int64
+	for _, id := range blobIDs {
+		if kept[id] {
+			continue
+		}
+		res, err := tx.Exec("DELETE FROM quarantine WHERE blob_id = ?", id)
+		if err != nil {
+			return nil, err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return nil, err
+		}
+		for range n {
+			gone = append(gone, id)
+		}
+	}
+	return gone, nil
+}
+
 // Tidy deletes the verdict records of messages that users removed from
 // their Quarantine folders, and returns how many went.
 func (q *Quarantine) Tidy(ctx context.Context) (int, error) {
 	n := 0
-	err := q.store.Update(ctx, func(tx *delivery.Tx) error {
+	err := q.store.Update(ctx, func(tx *mailstore.Tx) error {
 		n = 0
-		blobs, err := tx.Query("DELETE FROM quarantine WHERE NOT " + inQuarantine + " RETURNING blob_id")
+		rows, err := tx.Query("SELECT DISTINCT blob_id FROM quarantine")
 		if err != nil {
 			return fmt.Errorf("tidy quarantine: %w", err)
 		}
-		var ids []int64
-		for blobs.Next() {
+		var all []int64
+		for rows.Next() {
 			var id int64
-			if err := blobs.Scan(&id); err != nil {
-				blobs.Close()
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
 				return fmt.Errorf("tidy quarantine: %w", err)
 			}
-			ids = append(ids, id)
+			all = append(all, id)
 		}
-		blobs.Close()
-		for _, id := range ids {
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("tidy quarantine: %w", err)
+		}
+		gone, err := forgetUnheld(tx, all)
+		if err != nil {
+			return fmt.Errorf("tidy quarantine: %w", err)
+		}
+		for _, id := range gone {
 			if err := tx.DropBlobIfUnreferenced(id); err != nil {
 				return err
 			}
 		}
-		n = len(ids)
+		n = len(gone)
 		return nil
 	})
 	return n, err

@@ -6,18 +6,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/delivery/mailstore"
 	"github.com/moatmail/moat/filters"
 )
 
-func setup(t *testing.T) (*Quarantine, *delivery.Store, []delivery.User) {
+func setup(t *testing.T) (*Quarantine, *mailstore.Store, []mailstore.User) {
 	t.Helper()
-	st, err := delivery.Open(delivery.Config{Dir: t.TempDir()})
+	st, err := mailstore.Open(mailstore.Config{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	var users []delivery.User
+	var users []mailstore.User
 	for _, a := range []string{"a@example.com", "b@example.com"} {
 		u, err := st.AddUser(context.Background(), a, "pw", false)
 		if err != nil {
@@ -32,7 +32,7 @@ func setup(t *testing.T) (*Quarantine, *delivery.Store, []delivery.User) {
 	return q, st, users
 }
 
-func count(t *testing.T, st *delivery.Store, user int64, mailbox string) int {
+func count(t *testing.T, st *mailstore.Store, user int64, mailbox string) int {
 	t.Helper()
 	mb, err := st.Mailbox(context.Background(), user, mailbox)
 	if err != nil {
@@ -56,7 +56,7 @@ func TestPutListRelease(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, u := range users {
-		if n := count(t, st, u.ID, delivery.QuarantineMailbox); n != 1 {
+		if n := count(t, st, u.ID, mailstore.QuarantineMailbox); n != 1 {
 			t.Errorf("user %d Quarantine holds %d, want 1", u.ID, n)
 		}
 	}
@@ -83,7 +83,7 @@ func TestPutListRelease(t *testing.T) {
 		if n := count(t, st, u.ID, "INBOX"); n != 1 {
 			t.Errorf("user %d INBOX holds %d after release, want 1", u.ID, n)
 		}
-		if n := count(t, st, u.ID, delivery.QuarantineMailbox); n != 0 {
+		if n := count(t, st, u.ID, mailstore.QuarantineMailbox); n != 0 {
 			t.Errorf("user %d Quarantine holds %d after release, want 0", u.ID, n)
 		}
 	}
@@ -117,7 +117,7 @@ func TestDeleteAndExpire(t *testing.T) {
 	if err := q.Delete(ctx, recent.ID); err != nil {
 		t.Fatal(err)
 	}
-	if c := count(t, st, users[0].ID, delivery.QuarantineMailbox); c != 0 {
+	if c := count(t, st, users[0].ID, mailstore.QuarantineMailbox); c != 0 {
 		t.Errorf("Quarantine holds %d after delete/expire", c)
 	}
 }

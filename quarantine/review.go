@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/delivery/mailstore"
 )
 
 // Learner is taught by what users do with their mail: a message moved out
@@ -78,18 +78,18 @@ func (r *Review) work() {
 	}
 }
 
-func isJunk(mb delivery.Mailbox) bool {
+func isJunk(mb mailstore.Mailbox) bool {
 	return mb.SpecialUse == `\Junk` || mb.Name == "Junk"
 }
 
-func isTrash(mb delivery.Mailbox) bool {
+func isTrash(mb mailstore.Mailbox) bool {
 	return mb.SpecialUse == `\Trash` || mb.Name == "Trash"
 }
 
-func isQuarantine(mb delivery.Mailbox) bool { return mb.Name == delivery.QuarantineMailbox }
+func isQuarantine(mb mailstore.Mailbox) bool { return mb.Name == mailstore.QuarantineMailbox }
 
 // Moved implements imapd.Reviewer.
-func (r *Review) Moved(user delivery.User, from, to delivery.Mailbox, msgs []delivery.Message, move bool) {
+func (r *Review) Moved(user mailstore.User, from, to mailstore.Mailbox, msgs []mailstore.Message, move bool) {
 	var spam, ham bool
 	switch {
 	case isQuarantine(from):
@@ -113,7 +113,7 @@ func (r *Review) Moved(user delivery.User, from, to delivery.Mailbox, msgs []del
 
 // Expunging implements imapd.Reviewer: mail deleted from Quarantine is
 // spam. Its verdict records go at the next Tidy.
-func (r *Review) Expunging(user delivery.User, mb delivery.Mailbox, msgs []delivery.Message) {
+func (r *Review) Expunging(user mailstore.User, mb mailstore.Mailbox, msgs []mailstore.Message) {
 	if isQuarantine(mb) {
 		r.learn(user, msgs, true)
 	}
@@ -121,7 +121,7 @@ func (r *Review) Expunging(user delivery.User, mb delivery.Mailbox, msgs []deliv
 
 // learn reads the messages now (an expunge may follow at once) and queues
 // their training.
-func (r *Review) learn(user delivery.User, msgs []delivery.Message, spam bool) {
+func (r *Review) learn(user mailstore.User, msgs []mailstore.Message, spam bool) {
 	kind := "ham"
 	if spam {
 		kind = "spam"
@@ -148,7 +148,7 @@ func (r *Review) learn(user delivery.User, msgs []delivery.Message, spam bool) {
 
 // allowSenders puts the envelope senders of released messages on the
 // user's allow list, before their verdict records go.
-func (r *Review) allowSenders(user delivery.User, msgs []delivery.Message) {
+func (r *Review) allowSenders(user mailstore.User, msgs []mailstore.Message) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for _, m := range msgs {
@@ -168,7 +168,7 @@ func (r *Review) allowSenders(user delivery.User, msgs []delivery.Message) {
 
 // forget removes the verdict records of released messages that no
 // recipient holds in Quarantine any more.
-func (r *Review) forget(msgs []delivery.Message) {
+func (r *Review) forget(msgs []mailstore.Message) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for _, m := range msgs {

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/delivery/mailstore"
 )
 
 type learned struct {
@@ -31,26 +31,26 @@ func TestReview(t *testing.T) {
 	ctx := context.Background()
 	q, st, users := setup(t)
 	alice := users[0]
-	mb := func(name string) delivery.Mailbox {
+	mb := func(name string) mailstore.Mailbox {
 		m, err := st.Mailbox(ctx, alice.ID, name)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return m
 	}
-	put := func() delivery.Message {
+	put := func() mailstore.Message {
 		e, err := q.Put(ctx, nil, []byte("Subject: q\r\n\r\nx\r\n"), Record{Recipients: []string{alice.Address}}, []int64{alice.ID})
 		if err != nil {
 			t.Fatal(err)
 		}
-		msgs, _ := st.Messages(ctx, mb(delivery.QuarantineMailbox).ID)
+		msgs, _ := st.Messages(ctx, mb(mailstore.QuarantineMailbox).ID)
 		for _, m := range msgs {
 			if m.BlobID == e.BlobID {
 				return m
 			}
 		}
 		t.Fatal("quarantined message not in Quarantine")
-		return delivery.Message{}
+		return mailstore.Message{}
 	}
 	cases := []struct {
 		name     string
@@ -59,9 +59,9 @@ func TestReview(t *testing.T) {
 		want     []learned
 		recordOK bool // the verdict record survives
 	}{
-		{"released to INBOX", delivery.QuarantineMailbox, "INBOX", true, []learned{{alice.Address, false}}, false},
-		{"copied to INBOX", delivery.QuarantineMailbox, "INBOX", false, []learned{{alice.Address, false}}, true},
-		{"moved to Junk", delivery.QuarantineMailbox, "Junk", true, []learned{{alice.Address, true}}, false},
+		{"released to INBOX", mailstore.QuarantineMailbox, "INBOX", true, []learned{{alice.Address, false}}, false},
+		{"copied to INBOX", mailstore.QuarantineMailbox, "INBOX", false, []learned{{alice.Address, false}}, true},
+		{"moved to Junk", mailstore.QuarantineMailbox, "Junk", true, []learned{{alice.Address, true}}, false},
 		{"INBOX to Junk", "INBOX", "Junk", true, []learned{{alice.Address, true}}, true},
 		{"Junk to INBOX", "Junk", "INBOX", true, []learned{{alice.Address, false}}, true},
 		{"Junk to Trash", "Junk", "Trash", true, nil, true},
@@ -73,9 +73,9 @@ func TestReview(t *testing.T) {
 			r := NewReview(q, l, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 			m := put()
 			src := mb(tc.from)
-			if tc.from != delivery.QuarantineMailbox {
+			if tc.from != mailstore.QuarantineMailbox {
 				// Put the message in the source folder first.
-				res, err := st.Copy(ctx, mb(delivery.QuarantineMailbox).ID, []uint32{m.UID}, src.ID)
+				res, err := st.Copy(ctx, mb(mailstore.QuarantineMailbox).ID, []uint32{m.UID}, src.ID)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -90,7 +90,7 @@ func TestReview(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			r.Moved(alice, src, mb(tc.to), []delivery.Message{m}, tc.move)
+			r.Moved(alice, src, mb(tc.to), []mailstore.Message{m}, tc.move)
 			r.Close()
 			if len(l.got) != len(tc.want) || (len(tc.want) > 0 && l.got[0] != tc.want[0]) {
 				t.Errorf("learned %v, want %v", l.got, tc.want)
@@ -100,7 +100,7 @@ func TestReview(t *testing.T) {
 			for _, e := range entries {
 				found = found || e.BlobID == m.BlobID
 			}
-			if tc.from == delivery.QuarantineMailbox && found != tc.recordOK {
+			if tc.from == mailstore.QuarantineMailbox && found != tc.recordOK {
 				t.Errorf("verdict record present = %v, want %v", found, tc.recordOK)
 			}
 		})
@@ -116,10 +116,10 @@ func TestReviewExpungeAndTidy(t *testing.T) {
 	if _, err := q.Put(ctx, nil, []byte("Subject: q\r\n\r\nx\r\n"), Record{Recipients: []string{alice.Address}}, []int64{alice.ID}); err != nil {
 		t.Fatal(err)
 	}
-	qmb, _ := st.Mailbox(ctx, alice.ID, delivery.QuarantineMailbox)
+	qmb, _ := st.Mailbox(ctx, alice.ID, mailstore.QuarantineMailbox)
 	msgs, _ := st.Messages(ctx, qmb.ID)
 	r.Expunging(alice, qmb, msgs)
-	st.StoreFlags(ctx, qmb.ID, []uint32{msgs[0].UID}, delivery.FlagsAdd, []string{`\Deleted`})
+	st.StoreFlags(ctx, qmb.ID, []uint32{msgs[0].UID}, mailstore.FlagsAdd, []string{`\Deleted`})
 	st.Expunge(ctx, qmb.ID, nil)
 	r.Close()
 	if len(l.got) != 1 || !l.got[0].spam {

@@ -14,19 +14,20 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/delivery/mailstore"
+	"github.com/moatmail/moat/filters/address"
 	"github.com/moatmail/moat/quarantine"
 )
 
 // openStore opens the store named by the configuration, for the admin
 // commands. moat serve may run at the same time: SQLite's WAL lets both
 // work on the index.
-func openStore(path string) (*Config, *delivery.Store, error) {
+func openStore(path string) (*Config, *mailstore.Store, error) {
 	cfg, err := loadConfig(path)
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err := delivery.Open(cfg.Store)
+	st, err := mailstore.Open(cfg.Store)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -68,7 +69,7 @@ func readPassword(stdin io.Reader, stdout io.Writer) (string, error) {
 
 // userAllowlist edits (-add, -remove) and lists a user's allow list of
 // envelope senders.
-func userAllowlist(ctx context.Context, w io.Writer, st *delivery.Store, addr, allow, disallow string) error {
+func userAllowlist(ctx context.Context, w io.Writer, st *mailstore.Store, addr, allow, disallow string) error {
 	u, err := st.LookupUser(ctx, addr)
 	if err != nil {
 		return fmt.Errorf("user allowlist %s: %w", addr, err)
@@ -77,7 +78,7 @@ func userAllowlist(ctx context.Context, w io.Writer, st *delivery.Store, addr, a
 		if err := st.AllowSender(ctx, u.ID, allow); err != nil {
 			return err
 		}
-		fmt.Fprintf(w, "%s allowed for %s\n", delivery.NormalizeAddress(allow), u.Address)
+		fmt.Fprintf(w, "%s allowed for %s\n", address.Normalize(allow), u.Address)
 	}
 	if disallow != "" {
 		removed, err := st.DisallowSender(ctx, u.ID, disallow)
@@ -85,9 +86,9 @@ func userAllowlist(ctx context.Context, w io.Writer, st *delivery.Store, addr, a
 			return err
 		}
 		if !removed {
-			return fmt.Errorf("user allowlist %s: %s is not on the allow list", u.Address, delivery.NormalizeAddress(disallow))
+			return fmt.Errorf("user allowlist %s: %s is not on the allow list", u.Address, address.Normalize(disallow))
 		}
-		fmt.Fprintf(w, "%s removed from %s's allow list\n", delivery.NormalizeAddress(disallow), u.Address)
+		fmt.Fprintf(w, "%s removed from %s's allow list\n", address.Normalize(disallow), u.Address)
 	}
 	if allow != "" || disallow != "" {
 		return nil
@@ -135,7 +136,7 @@ func cmdUser(args []string, stdin io.Reader, stdout io.Writer) error {
 	ctx := context.Background()
 	switch sub {
 	case "add":
-		addr := delivery.NormalizeAddress(rest[0])
+		addr := address.Normalize(rest[0])
 		at := strings.LastIndexByte(addr, '@')
 		if at < 0 || !contains(cfg.SMTP.LocalDomains, addr[at+1:]) {
 			return fmt.Errorf("user add: %s is not in a local domain (smtp.local_domains: %v)", addr, cfg.SMTP.LocalDomains)

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/delivery/mailstore"
 	"github.com/moatmail/moat/filters"
 	"github.com/moatmail/moat/quarantine"
 )
@@ -62,7 +62,7 @@ func TestCLI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := delivery.Open(delivery.Config{Dir: cfg.DataDir})
+	st, err := mailstore.Open(mailstore.Config{Dir: cfg.DataDir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +123,7 @@ func TestImportMaildir(t *testing.T) {
 		t.Fatalf("import: exit %d, %q, %q", code, out, errOut)
 	}
 	cfg, _ := loadConfig(cfgPath)
-	st, err := delivery.Open(cfg.Store)
+	st, err := mailstore.Open(cfg.Store)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,10 +11,9 @@ import (
 
 	"github.com/BurntSushi/toml"
 
-	"github.com/moatmail/moat/delivery"
 	"github.com/moatmail/moat/delivery/imapd"
+	"github.com/moatmail/moat/delivery/mailstore"
 	"github.com/moatmail/moat/delivery/pop3d"
-	"github.com/moatmail/moat/delivery/throttle"
 	"github.com/moatmail/moat/filters/antivirus"
 	"github.com/moatmail/moat/filters/attachments"
 	"github.com/moatmail/moat/filters/bayes"
@@ -25,6 +24,7 @@ import (
 	"github.com/moatmail/moat/filters/rdns"
 	"github.com/moatmail/moat/filters/resolver"
 	"github.com/moatmail/moat/gateway"
+	"github.com/moatmail/moat/gateway/throttle"
 	"github.com/moatmail/moat/policies"
 	"github.com/moatmail/moat/quarantine"
 	"github.com/moatmail/moat/rules"
@@ -44,7 +44,7 @@ type Config struct {
 	// certificate.
 	DataDir    string            `toml:"data_dir"`
 	Listen     ListenConfig      `toml:"listen"`
-	Store      delivery.Config   `toml:"store"`
+	Store      mailstore.Config  `toml:"store"`
 	TLS        gateway.TLSConfig `toml:"tls"`
 	SMTP       gateway.Config    `toml:"smtp"`
 	IMAP       imapd.Config      `toml:"imap"`

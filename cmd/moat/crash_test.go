@@ -20,7 +20,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-smtp"
 
-	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/delivery/mailstore"
 )
 
 // serverProcess is moat running as a separate process (this test binary,
@@ -90,7 +90,7 @@ func TestCrashLosesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := delivery.Open(delivery.Config{Dir: cfg.DataDir})
+	st, err := mailstore.Open(mailstore.Config{Dir: cfg.DataDir})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,10 +17,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/moatmail/moat/delivery"
 	"github.com/moatmail/moat/delivery/imapd"
+	"github.com/moatmail/moat/delivery/mailstore"
 	"github.com/moatmail/moat/delivery/pop3d"
-	"github.com/moatmail/moat/delivery/throttle"
 	"github.com/moatmail/moat/filters"
 	"github.com/moatmail/moat/filters/antivirus"
 	"github.com/moatmail/moat/filters/attachments"
@@ -32,6 +31,7 @@ import (
 	"github.com/moatmail/moat/filters/resolver"
 	"github.com/moatmail/moat/gateway"
 	"github.com/moatmail/moat/gateway/metrics"
+	"github.com/moatmail/moat/gateway/throttle"
 	"github.com/moatmail/moat/policies"
 	"github.com/moatmail/moat/quarantine"
 	"github.com/moatmail/moat/rules"
@@ -41,7 +41,7 @@ import (
 type app struct {
 	cfg   *Config
 	log   *slog.Logger
-	store *delivery.Store
+	store *mailstore.Store
 	quar  *quarantine.Quarantine
 	bayes *bayes.Classifier // owns the token store
 	// dns is the one resolver of the process: every check asks it, and
@@ -198,7 +198,7 @@ func start(cfg *Config, log *slog.Logger, out io.Writer) (*app, error) {
 		}
 	}()
 	var err error
-	if a.store, err = delivery.Open(cfg.Store); err != nil {
+	if a.store, err = mailstore.Open(cfg.Store); err != nil {
 		return nil, err
 	}
 	if a.quar, err = quarantine.New(cfg.Quarantine, a.store); err != nil {
@@ -281,48 +281,18 @@ func start(cfg *Config, log *slog.Logger, out io.Writer) (*app, error) {
 		log.Info("listening", "listener", name, "addr", ln.Addr().String())
 	}
 	a.wg.Add(1)
-	go a.expireLoop()
+	go func() { // the quarantine's upkeep, hourly until Close
+		defer a.wg.Done()
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() { <-a.stop; cancel() }()
+		a.quar.Maintain(ctx, time.Hour, "postmaster@"+cfg.SMTP.Hostname, log)
+	}()
 	ok = true
 	return a, nil
 }
 
 func (a *app) serveMetrics(l net.Listener) error {
 	return a.http.Serve(l)
-}
-
-// expireLoop deletes expired quarantined mail, sends the digests that are
-// due, and drops the records of messages users deleted: at start and
-// every hour.
-func (a *app) expireLoop() {
-	defer a.wg.Done()
-	t := time.NewTicker(time.Hour)
-	defer t.Stop()
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-		if n, err := a.quar.Expire(ctx); err != nil {
-			a.log.Error("quarantine expiry failed", "err", err)
-		} else if n > 0 {
-			a.log.Info("quarantine expired", "messages", n)
-		}
-		if *a.cfg.Quarantine.Digest {
-			if n, err := a.quar.SendDigests(ctx, "postmaster@"+a.cfg.SMTP.Hostname, a.cfg.Quarantine.DigestInterval); err != nil {
-				a.log.Error("quarantine digest failed", "err", err)
-			} else if n > 0 {
-				a.log.Info("quarantine digests delivered", "users", n)
-			}
-		}
-		if n, err := a.quar.Tidy(ctx); err != nil {
-			a.log.Error("quarantine tidying failed", "err", err)
-		} else if n > 0 {
-			a.log.Info("quarantine records of messages users deleted removed", "records", n)
-		}
-		cancel()
-		select {
-		case <-a.stop:
-			return
-		case <-t.C:
-		}
-	}
 }
 
 // Addr returns the bound address of a listener ("smtp", "imap", ...).

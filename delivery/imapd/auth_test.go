@@ -11,6 +11,8 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-sasl"
+
+	"github.com/moatmail/moat/gateway/throttle"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -20,12 +22,12 @@ func TestConfigValidate(t *testing.T) {
 		wantErr string
 	}{
 		{"defaults", Config{}, ""},
-		{"explicit", Config{AppendLimit: 1 << 20, IdleTimeout: 31 * time.Minute, AuthConcurrency: 2}, ""},
+		{"explicit", Config{LoginConfig: throttle.LoginConfig{AuthConcurrency: 2}, AppendLimit: 1 << 20, IdleTimeout: 31 * time.Minute}, ""},
 		{"negative append limit", Config{AppendLimit: -1}, "append_limit"},
 		{"append limit above 32 bits", Config{AppendLimit: 1 << 32}, "append_limit"},
 		{"append limit below a LITERAL- literal", Config{AppendLimit: 1000}, "append_limit"},
 		{"short idle timeout", Config{IdleTimeout: time.Minute}, "idle_timeout"},
-		{"negative auth concurrency", Config{AuthConcurrency: -1}, "auth_concurrency"},
+		{"negative auth concurrency", Config{LoginConfig: throttle.LoginConfig{AuthConcurrency: -1}}, "auth_concurrency"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := tc.cfg
@@ -164,7 +166,7 @@ func nonLoopbackAddr() net.IP {
 }
 
 func TestPlaintextExemptionIsLoopbackOnly(t *testing.T) {
-	e := newEnv(t, Config{AllowPlaintextLoopback: true})
+	e := newEnv(t, Config{LoginConfig: throttle.LoginConfig{AllowPlaintextLoopback: true}})
 	_, reply := rawExchange(t, e.addr, "LOGIN alice@example.com "+alicePass)
 	if !strings.HasPrefix(reply, "a0 OK") {
 		t.Errorf("loopback plaintext login: %q, want OK", reply)
@@ -250,8 +252,8 @@ func TestAuthenticateOtherIdentityRefused(t *testing.T) {
 	if imapCode(err) != imap.ResponseCodeAuthorizationFailed {
 		t.Errorf("AUTHENTICATE as someone else: %v, want AUTHORIZATIONFAILED", err)
 	}
-	if got := e.observed.list(); len(got) != 1 || got[0] != ReasonIdentity {
-		t.Errorf("observed %v, want [%s]", got, ReasonIdentity)
+	if got := e.observed.list(); len(got) != 1 || got[0] != throttle.ReasonIdentity {
+		t.Errorf("observed %v, want [%s]", got, throttle.ReasonIdentity)
 	}
 }
 
@@ -259,7 +261,7 @@ func TestWrongPasswordThrottled(t *testing.T) {
 	e := newEnv(t, Config{})
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	var mu sync.Mutex
-	e.srv.throttle.SetClock(func() time.Time { mu.Lock(); defer mu.Unlock(); return now })
+	e.srv.gate.Throttle().SetClock(func() time.Time { mu.Lock(); defer mu.Unlock(); return now })
 	var slept []time.Duration
 	e.srv.gate.SetSleep(func(d time.Duration) bool {
 		mu.Lock()
@@ -307,8 +309,8 @@ func TestWrongPasswordThrottled(t *testing.T) {
 			t.Errorf("login with %q slept %v, want [%v]", tc.pass, got, tc.wantSleep)
 		}
 	}
-	if got := e.observed.list(); len(got) != 5 || got[0] != ReasonCredentials {
-		t.Errorf("observed %v, want 5 × %s", got, ReasonCredentials)
+	if got := e.observed.list(); len(got) != 5 || got[0] != throttle.ReasonCredentials {
+		t.Errorf("observed %v, want 5 × %s", got, throttle.ReasonCredentials)
 	}
 
 	// Twenty quiet minutes halve the address's count twice (5 → 1).

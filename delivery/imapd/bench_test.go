@@ -13,12 +13,13 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
-	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/delivery/mailstore"
+	"github.com/moatmail/moat/gateway/throttle"
 )
 
 // fill delivers n messages of about size bytes to a user's INBOX, from
 // several goroutines so that the store's group commit batches them.
-func fill(tb testing.TB, e *env, u delivery.User, n, size int) {
+func fill(tb testing.TB, e *env, u mailstore.User, n, size int) {
 	tb.Helper()
 	body := strings.Repeat("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.,\r\n", size/66+1)[:size]
 	jobs := make(chan int)
@@ -32,9 +33,9 @@ func fill(tb testing.TB, e *env, u delivery.User, n, size int) {
 			for i := range jobs {
 				raw := message("bench@example.net", u.Address, fmt.Sprintf("message %d", i),
 					"Mon, 2 Mar 2026 10:00:00 +0000", body)
-				_, err := e.store.Deliver(context.Background(), &delivery.Delivery{
+				_, err := e.store.Deliver(context.Background(), &mailstore.Delivery{
 					Body:    []byte(raw[:size]),
-					Targets: []delivery.Target{{UserID: u.ID, Mailbox: "INBOX"}},
+					Targets: []mailstore.Target{{UserID: u.ID, Mailbox: "INBOX"}},
 				})
 				if err != nil {
 					once.Do(func() { firstErr = err })
@@ -58,7 +59,7 @@ func fill(tb testing.TB, e *env, u delivery.User, n, size int) {
 // Python's imaplib in its own process the server does several times more.
 func BenchmarkFetch10k(b *testing.B) {
 	const n, size = 10_000, 10 << 10
-	e := newEnv(b, Config{AllowPlaintextLoopback: true})
+	e := newEnv(b, Config{LoginConfig: throttle.LoginConfig{AllowPlaintextLoopback: true}})
 	fill(b, e, e.alice, n, size)
 	for _, mode := range []string{"plain", "starttls", "imaps"} {
 		b.Run(mode, func(b *testing.B) {
@@ -131,7 +132,7 @@ func fetchAll(b *testing.B, c *imapclient.Client) (msgs, total int) {
 // imapclient side, which lives in the same process: it is an upper bound.
 func BenchmarkIdleConnection(b *testing.B) {
 	const conns = 200
-	e := newEnv(b, Config{AllowPlaintextLoopback: true})
+	e := newEnv(b, Config{LoginConfig: throttle.LoginConfig{AllowPlaintextLoopback: true}})
 	fill(b, e, e.alice, 1000, 2048)
 	for _, mode := range []string{"login", "idle"} {
 		b.Run(mode, func(b *testing.B) {

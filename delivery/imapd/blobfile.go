@@ -3,7 +3,7 @@ package imapd
 import (
 	"io"
 
-	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/delivery/mailstore"
 )
 
 // messageFile is an open message: read whole, or in ranges.
@@ -15,6 +15,6 @@ type messageFile interface {
 
 // openMessage opens a message for FETCH and SEARCH. A message expunged
 // meanwhile answers an error that wraps fs.ErrNotExist.
-func openMessage(store *delivery.Store, info msgInfo) (messageFile, error) {
-	return store.OpenMessage(delivery.Message{BlobID: info.blobID, BlobKey: info.key})
+func openMessage(store *mailstore.Store, info msgInfo) (messageFile, error) {
+	return store.OpenMessage(mailstore.Message{BlobID: info.blobID, BlobKey: info.key})
 }

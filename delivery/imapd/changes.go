@@ -7,7 +7,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
-	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/delivery/mailstore"
 )
 
 var errReadOnly = &imap.Error{
@@ -76,14 +76,14 @@ func (sess *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags 
 	if err != nil {
 		return err
 	}
-	var op delivery.FlagOp
+	var op mailstore.FlagOp
 	switch flags.Op {
 	case imap.StoreFlagsSet:
-		op = delivery.FlagsSet
+		op = mailstore.FlagsSet
 	case imap.StoreFlagsAdd:
-		op = delivery.FlagsAdd
+		op = mailstore.FlagsAdd
 	case imap.StoreFlagsDel:
-		op = delivery.FlagsRemove
+		op = mailstore.FlagsRemove
 	}
 	uids, gone := sel.targets(positions)
 	if len(uids) > 0 {
@@ -130,20 +130,20 @@ func (sess *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags 
 // admin in another user's Quarantine can only release to that user's
 // INBOX, and cannot copy into anyone else's or their own folders. RFC 9051
 // §6.4.7: TRYCREATE when the user's own mailbox does not exist.
-func (sess *session) destination(name, op string) (delivery.Mailbox, error) {
+func (sess *session) destination(name, op string) (mailstore.Mailbox, error) {
 	ctx, cancel := sess.ctx()
 	defer cancel()
 	ref, err := sess.resolve(ctx, name)
 	if err != nil {
-		return delivery.Mailbox{}, sess.internalError(op, err)
+		return mailstore.Mailbox{}, sess.internalError(op, err)
 	}
 	if ref.store != "" && ref.owner.ID != sess.sel.ref.owner.ID {
-		return delivery.Mailbox{}, errCrossAccount
+		return mailstore.Mailbox{}, errCrossAccount
 	}
 	return sess.open(ctx, ref, rightCopyIn, op)
 }
 
-func copyData(res delivery.CopyResult) *imap.CopyData {
+func copyData(res mailstore.CopyResult) *imap.CopyData {
 	if len(res.SourceUIDs) == 0 {
 		return nil // RFC 4315 §3: no COPYUID when nothing was copied
 	}
@@ -180,7 +180,7 @@ func (sess *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, erro
 	}
 	ctx, cancel := sess.ctx()
 	defer cancel()
-	var before []delivery.Message
+	var before []mailstore.Message
 	if sess.srv.Reviewer != nil {
 		before = sess.messagesOf(ctx, sel.mb.ID, uids)
 	}
@@ -195,7 +195,7 @@ func (sess *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, erro
 
 // messagesOf returns the messages of a mailbox with the given UIDs, for
 // the Reviewer; an error leaves the review out, not the command.
-func (sess *session) messagesOf(ctx context.Context, mailboxID int64, uids []uint32) []delivery.Message {
+func (sess *session) messagesOf(ctx context.Context, mailboxID int64, uids []uint32) []mailstore.Message {
 	all, err := sess.srv.store.Messages(ctx, mailboxID)
 	if err != nil {
 		sess.log.Warn("review: listing messages failed", "err", err)
@@ -205,7 +205,7 @@ func (sess *session) messagesOf(ctx context.Context, mailboxID int64, uids []uin
 	for _, u := range uids {
 		want[u] = true
 	}
-	out := make([]delivery.Message, 0, len(uids))
+	out := make([]mailstore.Message, 0, len(uids))
 	for _, m := range all {
 		if want[m.UID] {
 			out = append(out, m)
@@ -217,7 +217,7 @@ func (sess *session) messagesOf(ctx context.Context, mailboxID int64, uids []uin
 // review tells the Reviewer which of before were copied or moved, in the
 // name of the mailboxes' owner: an admin's release from a shared
 // Quarantine counts as the owner's own.
-func (sess *session) review(before []delivery.Message, res delivery.CopyResult, dst delivery.Mailbox, move bool) {
+func (sess *session) review(before []mailstore.Message, res mailstore.CopyResult, dst mailstore.Mailbox, move bool) {
 	if sess.srv.Reviewer == nil || len(res.SourceUIDs) == 0 {
 		return
 	}
@@ -236,7 +236,7 @@ func (sess *session) review(before []delivery.Message, res delivery.CopyResult, 
 
 // audit logs a change an admin made to another user's mailbox: one line
 // per command, naming the owner (the session's log names the admin).
-func (sess *session) audit(op string, to delivery.Mailbox, n int) {
+func (sess *session) audit(op string, to mailstore.Mailbox, n int) {
 	sel := sess.sel
 	if n == 0 || !sel.ref.foreign(sess.user) {
 		return
@@ -273,7 +273,7 @@ func (sess *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest str
 		return nil
 	}
 	ctx, cancel := sess.ctx()
-	var before []delivery.Message
+	var before []mailstore.Message
 	if sess.srv.Reviewer != nil {
 		before = sess.messagesOf(ctx, sel.mb.ID, uids)
 	}
@@ -337,7 +337,7 @@ func (sess *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) err
 		}
 	}
 	ctx, cancel := sess.ctx()
-	if sess.srv.Reviewer != nil && sel.mb.Name == delivery.QuarantineMailbox {
+	if sess.srv.Reviewer != nil && sel.mb.Name == mailstore.QuarantineMailbox {
 		sess.reviewExpunge(ctx, only)
 	}
 	removed, err := sess.srv.store.Expunge(ctx, sel.mb.ID, only)
@@ -345,7 +345,7 @@ func (sess *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) err
 	if err != nil {
 		return sess.internalError("EXPUNGE", err)
 	}
-	sess.audit("EXPUNGE", delivery.Mailbox{}, len(removed))
+	sess.audit("EXPUNGE", mailstore.Mailbox{}, len(removed))
 	gone := make(map[uint32]bool, len(removed)+len(sel.ghosts))
 	for _, uid := range removed {
 		gone[uid] = true
@@ -384,7 +384,7 @@ func (sess *session) reviewExpunge(ctx context.Context, only []uint32) {
 			want[u] = true
 		}
 	}
-	var msgs []delivery.Message
+	var msgs []mailstore.Message
 	for _, m := range all {
 		if m.HasFlag(`\Deleted`) && (want == nil || want[m.UID]) {
 			msgs = append(msgs, m)

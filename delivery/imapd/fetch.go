@@ -13,7 +13,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-message/textproto"
 
-	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/delivery/mailstore"
 )
 
 // Buffers shared by all connections (no connection holds a large buffer of
@@ -112,7 +112,7 @@ func (sess *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, option
 	}
 	sess.cork.cork()
 	defer sess.cork.uncork()
-	var batch *delivery.MessageBatch
+	var batch *mailstore.MessageBatch
 	defer func() { batch.Release() }()
 	issued := false
 	for k, i := range positions {
@@ -163,7 +163,7 @@ func (sess *session) markSeen(positions []int) (map[int]bool, error) {
 	}
 	ctx, cancel := sess.ctx()
 	defer cancel()
-	msgs, err := sess.srv.store.StoreFlags(ctx, sel.mb.ID, uids, delivery.FlagsAdd, []string{string(imap.FlagSeen)})
+	msgs, err := sess.srv.store.StoreFlags(ctx, sel.mb.ID, uids, mailstore.FlagsAdd, []string{string(imap.FlagSeen)})
 	if err != nil {
 		return nil, sess.internalError("FETCH", err)
 	}
@@ -216,7 +216,7 @@ const (
 // readBatch reads the inline messages at the start of positions that follow
 // each other in the snapshot: their UIDs form a range that holds no other
 // message.
-func (sess *session) readBatch(positions []int) (*delivery.MessageBatch, error) {
+func (sess *session) readBatch(positions []int) (*mailstore.MessageBatch, error) {
 	sel := sess.sel
 	end, size := 0, int64(0)
 	for end < len(positions) && end < batchMessages {

@@ -9,7 +9,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
-	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/delivery/mailstore"
 )
 
 const multipartHeader = "Received: from mx.example.net by moat; Mon, 2 Mar 2026 10:00:00 +0000\r\n"
@@ -49,10 +49,10 @@ func fetchUID(t *testing.T, c *imapclient.Client, uid uint32, options *imap.Fetc
 
 func TestFetchExactBytesAndParts(t *testing.T) {
 	e := newEnv(t, Config{})
-	placed, err := e.store.Deliver(context.Background(), &delivery.Delivery{
+	placed, err := e.store.Deliver(context.Background(), &mailstore.Delivery{
 		Header:  []byte(multipartHeader),
 		Body:    []byte(multipartBody),
-		Targets: []delivery.Target{{UserID: e.alice.ID, Mailbox: "INBOX"}},
+		Targets: []mailstore.Target{{UserID: e.alice.ID, Mailbox: "INBOX"}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -170,7 +170,7 @@ func TestExamineIsReadOnly(t *testing.T) {
 	}
 }
 
-func mustMailbox(t testing.TB, e *env, u delivery.User, name string) delivery.Mailbox {
+func mustMailbox(t testing.TB, e *env, u mailstore.User, name string) mailstore.Mailbox {
 	t.Helper()
 	mb, err := e.store.Mailbox(context.Background(), u.ID, name)
 	if err != nil {
@@ -227,7 +227,7 @@ func TestFetchAcrossBatches(t *testing.T) {
 	}
 	mb := mustMailbox(t, e, e.alice, "INBOX")
 	ctx := context.Background()
-	if _, err := e.store.StoreFlags(ctx, mb.ID, []uint32{200}, delivery.FlagsAdd, []string{`\Deleted`}); err != nil {
+	if _, err := e.store.StoreFlags(ctx, mb.ID, []uint32{200}, mailstore.FlagsAdd, []string{`\Deleted`}); err != nil {
 		t.Fatal(err)
 	}
 	c := e.dialAlice(t)

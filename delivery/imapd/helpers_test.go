@@ -22,7 +22,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
-	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/delivery/mailstore"
 )
 
 const (
@@ -33,12 +33,12 @@ const (
 // env is a store with two users and a server listening on loopback, plain
 // (STARTTLS) and IMAPS.
 type env struct {
-	store      *delivery.Store
+	store      *mailstore.Store
 	srv        *Server
 	addr       string
 	tlsAddr    string
 	clientTLS  *tls.Config
-	alice, bob delivery.User
+	alice, bob mailstore.User
 	observed   *recorder
 }
 
@@ -82,7 +82,7 @@ func newEnv(t testing.TB, cfg Config) *env {
 func newEnvWith(t testing.TB, cfg Config, setup func(*env)) *env {
 	t.Helper()
 	ctx := context.Background()
-	st, err := delivery.Open(delivery.Config{Dir: t.TempDir(), InlineMax: storeInlineMax})
+	st, err := mailstore.Open(mailstore.Config{Dir: t.TempDir(), InlineMax: storeInlineMax})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,11 +193,11 @@ func (e *env) dialAlice(t testing.TB) *imapclient.Client {
 }
 
 // deliver stores raw in one of a user's mailboxes and returns its UID.
-func (e *env) deliver(t testing.TB, u delivery.User, mailbox, raw string, flags ...string) uint32 {
+func (e *env) deliver(t testing.TB, u mailstore.User, mailbox, raw string, flags ...string) uint32 {
 	t.Helper()
-	placed, err := e.store.Deliver(context.Background(), &delivery.Delivery{
+	placed, err := e.store.Deliver(context.Background(), &mailstore.Delivery{
 		Body:    []byte(raw),
-		Targets: []delivery.Target{{UserID: u.ID, Mailbox: mailbox}},
+		Targets: []mailstore.Target{{UserID: u.ID, Mailbox: mailbox}},
 		Flags:   flags,
 	})
 	if err != nil {

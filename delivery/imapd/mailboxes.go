@@ -10,10 +10,10 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
-	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/delivery/mailstore"
 )
 
-const delim = string(delivery.Delimiter)
+const delim = string(mailstore.Delimiter)
 
 // List implements imapserver.Session: LIST (with the RFC 5258 selection and
 // return options and RFC 5819 LIST-STATUS) and LSUB.
@@ -23,7 +23,7 @@ func (sess *session) List(w *imapserver.ListWriter, ref string, patterns []strin
 		// delimiter and the root of the reference.
 		return w.WriteList(&imap.ListData{
 			Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect},
-			Delim: delivery.Delimiter,
+			Delim: mailstore.Delimiter,
 		})
 	}
 	ctx, cancel := sess.ctx()
@@ -64,7 +64,7 @@ func (sess *session) List(w *imapserver.ListWriter, ref string, patterns []strin
 			continue
 		}
 		e := byName[name]
-		data := &imap.ListData{Delim: delivery.Delimiter, Mailbox: name}
+		data := &imap.ListData{Delim: mailstore.Delimiter, Mailbox: name}
 		// RFC 5258 §3.5: with RECURSIVEMATCH, a parent that is not itself
 		// selected by the criteria is returned with CHILDINFO.
 		childInfo := options.SelectRecursiveMatch && subscribedChild[name]
@@ -160,7 +160,7 @@ func lessMailbox(a, b string) bool {
 }
 
 func parentOf(name string) string {
-	if i := strings.LastIndexByte(name, delivery.Delimiter); i > 0 {
+	if i := strings.LastIndexByte(name, mailstore.Delimiter); i > 0 {
 		return name[:i]
 	}
 	return ""
@@ -170,11 +170,11 @@ func parentOf(name string) string {
 // (RFC 9051 §5.1).
 func matchAny(name, ref string, patterns []string) bool {
 	for _, p := range patterns {
-		if imapserver.MatchList(name, delivery.Delimiter, ref, p) {
+		if imapserver.MatchList(name, mailstore.Delimiter, ref, p) {
 			return true
 		}
 		if strings.HasPrefix(name, "INBOX") &&
-			imapserver.MatchList(name, delivery.Delimiter, canonInbox(ref), canonInbox(p)) {
+			imapserver.MatchList(name, mailstore.Delimiter, canonInbox(ref), canonInbox(p)) {
 			return true
 		}
 	}
@@ -183,7 +183,7 @@ func matchAny(name, ref string, patterns []string) bool {
 
 // canonInbox upper-cases a leading "inbox" level of a reference or pattern.
 func canonInbox(s string) string {
-	if len(s) >= 5 && strings.EqualFold(s[:5], "INBOX") && (len(s) == 5 || s[5] == delivery.Delimiter) {
+	if len(s) >= 5 && strings.EqualFold(s[:5], "INBOX") && (len(s) == 5 || s[5] == mailstore.Delimiter) {
 		return "INBOX" + s[5:]
 	}
 	return s
@@ -208,7 +208,7 @@ func (sess *session) Status(name string, options *imap.StatusOptions) (*imap.Sta
 }
 
 // statusData answers STATUS of a mailbox the client calls name.
-func (sess *session) statusData(name string, st delivery.MailboxStatus, options *imap.StatusOptions) (*imap.StatusData, error) {
+func (sess *session) statusData(name string, st mailstore.MailboxStatus, options *imap.StatusOptions) (*imap.StatusData, error) {
 	if options.DeletedStorage {
 		// QUOTA=RES-STORAGE is not offered; go-imap would dereference a
 		// nil count if we let the item through.
@@ -252,7 +252,7 @@ var specialUses = map[imap.MailboxAttr]bool{
 // Create implements imapserver.Session, with CREATE-SPECIAL-USE (RFC 6154
 // §3): one attribute at most, since the store keeps one per mailbox.
 func (sess *session) Create(name string, options *imap.CreateOptions) error {
-	name = delivery.CanonicalMailboxName(name)
+	name = mailstore.CanonicalMailboxName(name)
 	if err := checkMailboxName(name); err != nil {
 		return err
 	}
@@ -315,7 +315,7 @@ func checkMailboxName(name string) error {
 // Delete implements imapserver.Session. RFC 9051 §6.3.5: INBOX cannot be
 // deleted; children of a deleted mailbox stay.
 func (sess *session) Delete(name string) error {
-	name = delivery.CanonicalMailboxName(name)
+	name = mailstore.CanonicalMailboxName(name)
 	if name == "INBOX" {
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "INBOX cannot be deleted"}
 	}
@@ -334,7 +334,7 @@ func (sess *session) Delete(name string) error {
 // Rename implements imapserver.Session; children move along (RFC 9051
 // §6.3.6). Renaming INBOX (which would move its messages) is not offered.
 func (sess *session) Rename(oldName, newName string, _ *imap.RenameOptions) error {
-	oldName, newName = delivery.CanonicalMailboxName(oldName), delivery.CanonicalMailboxName(newName)
+	oldName, newName = mailstore.CanonicalMailboxName(oldName), mailstore.CanonicalMailboxName(newName)
 	cannot := func(text string) error {
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: text}
 	}
@@ -368,7 +368,7 @@ func (sess *session) Rename(oldName, newName string, _ *imap.RenameOptions) erro
 		return errNoMailbox
 	}
 	for _, mb := range mbs {
-		if rest, ok := strings.CutPrefix(mb.Name, oldName); ok && (rest == "" || rest[0] == delivery.Delimiter) && exists[newName+rest] {
+		if rest, ok := strings.CutPrefix(mb.Name, oldName); ok && (rest == "" || rest[0] == mailstore.Delimiter) && exists[newName+rest] {
 			return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAlreadyExists,
 				Text: "Target mailbox already exists"}
 		}
@@ -419,7 +419,7 @@ func (sess *session) Unsubscribe(name string) error {
 			Text: "Shared folders are always subscribed"}
 	}
 	err = sess.srv.store.SetSubscribed(ctx, ref.owner.ID, ref.store, false)
-	if err != nil && !errors.Is(err, delivery.ErrNoMailbox) {
+	if err != nil && !errors.Is(err, mailstore.ErrNoMailbox) {
 		return sess.internalError("UNSUBSCRIBE", err)
 	}
 	return nil

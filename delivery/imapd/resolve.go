@@ -8,7 +8,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
-	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/delivery/mailstore"
 )
 
 // Every mailbox name a client gives is resolved here, once per command, to
@@ -16,7 +16,7 @@ import (
 // may do with it. Commands check rights, never names.
 //
 // A session's own mailboxes carry every right. An admin account
-// (delivery.User.Admin) also has a shared namespace (RFC 2342), "Shared/",
+// (mailstore.User.Admin) also has a shared namespace (RFC 2342), "Shared/",
 // in which every other user who has a Quarantine folder appears:
 //
 //	Shared                        \Noselect level
@@ -64,16 +64,16 @@ const sharedRoot = "Shared"
 
 // mailboxRef is a mailbox name resolved for a session.
 type mailboxRef struct {
-	name   string        // as the client sees it, canonical
-	owner  delivery.User // whose mailbox it is in the store
-	store  string        // its name among the owner's; "" when the name is no mailbox
+	name   string         // as the client sees it, canonical
+	owner  mailstore.User // whose mailbox it is in the store
+	store  string         // its name among the owner's; "" when the name is no mailbox
 	rights right
 }
 
 func (r mailboxRef) can(need right) bool { return r.rights&need == need }
 
 // foreign reports whether the mailbox belongs to another user than u.
-func (r mailboxRef) foreign(u delivery.User) bool { return r.owner.ID != u.ID }
+func (r mailboxRef) foreign(u mailstore.User) bool { return r.owner.ID != u.ID }
 
 var errNoPerm = &imap.Error{
 	Type: imap.StatusResponseTypeNo,
@@ -109,7 +109,7 @@ func (sess *session) inShared(name string) bool {
 // mailbox of the session's gets an empty store name and no rights; the
 // error is for store failures only.
 func (sess *session) resolve(ctx context.Context, name string) (mailboxRef, error) {
-	name = delivery.CanonicalMailboxName(name)
+	name = mailstore.CanonicalMailboxName(name)
 	if !sess.inShared(name) {
 		return mailboxRef{name: name, owner: sess.user, store: name, rights: rightsOwn}, nil
 	}
@@ -134,10 +134,10 @@ func (sess *session) resolve(ctx context.Context, name string) (mailboxRef, erro
 }
 
 // sharedRefs lists the mailboxes of owner in the shared namespace.
-func sharedRefs(owner delivery.User) []mailboxRef {
+func sharedRefs(owner mailstore.User) []mailboxRef {
 	level := sharedRoot + delim + escapeAddress(owner.Address) + delim
 	return []mailboxRef{
-		{name: level + delivery.QuarantineMailbox, owner: owner, store: delivery.QuarantineMailbox, rights: rightsReview},
+		{name: level + mailstore.QuarantineMailbox, owner: owner, store: mailstore.QuarantineMailbox, rights: rightsReview},
 		{name: level + "INBOX", owner: owner, store: "INBOX", rights: rightsReleaseTo},
 	}
 }
@@ -145,20 +145,20 @@ func sharedRefs(owner delivery.User) []mailboxRef {
 // sharedOwner finds the user an address level of the shared namespace
 // names; the zero User when there is none. The session's own account is
 // not in its shared namespace.
-func (sess *session) sharedOwner(ctx context.Context, level string) (delivery.User, error) {
+func (sess *session) sharedOwner(ctx context.Context, level string) (mailstore.User, error) {
 	addr, ok := unescapeAddress(level)
 	if !ok {
-		return delivery.User{}, nil
+		return mailstore.User{}, nil
 	}
 	u, err := sess.srv.store.LookupUser(ctx, addr)
-	if errors.Is(err, delivery.ErrNoUser) {
-		return delivery.User{}, nil
+	if errors.Is(err, mailstore.ErrNoUser) {
+		return mailstore.User{}, nil
 	}
 	if err != nil {
-		return delivery.User{}, err
+		return mailstore.User{}, err
 	}
 	if escapeAddress(u.Address) != level || u.ID == sess.user.ID {
-		return delivery.User{}, nil
+		return mailstore.User{}, nil
 	}
 	return u, nil
 }
@@ -231,25 +231,25 @@ func (ref mailboxRef) check(need right) error {
 // open looks up the store mailbox behind ref for an operation that needs
 // need. A missing APPEND, COPY or MOVE destination that the user could
 // create answers TRYCREATE (RFC 9051 §6.3.12, §6.4.7).
-func (sess *session) open(ctx context.Context, ref mailboxRef, need right, op string) (delivery.Mailbox, error) {
+func (sess *session) open(ctx context.Context, ref mailboxRef, need right, op string) (mailstore.Mailbox, error) {
 	if err := ref.check(need); err != nil {
-		return delivery.Mailbox{}, err
+		return mailstore.Mailbox{}, err
 	}
 	mb, err := sess.srv.store.Mailbox(ctx, ref.owner.ID, ref.store)
 	switch {
-	case errors.Is(err, delivery.ErrNoMailbox) && need&(rightInsert|rightCopyIn) != 0 && ref.can(rightManage):
-		return delivery.Mailbox{}, errTryCreate
+	case errors.Is(err, mailstore.ErrNoMailbox) && need&(rightInsert|rightCopyIn) != 0 && ref.can(rightManage):
+		return mailstore.Mailbox{}, errTryCreate
 	case err != nil:
-		return delivery.Mailbox{}, sess.mailboxError(op, err)
+		return mailstore.Mailbox{}, sess.mailboxError(op, err)
 	}
 	return mb, nil
 }
 
 // openName resolves a name and opens its mailbox.
-func (sess *session) openName(ctx context.Context, name string, need right, op string) (mailboxRef, delivery.Mailbox, error) {
+func (sess *session) openName(ctx context.Context, name string, need right, op string) (mailboxRef, mailstore.Mailbox, error) {
 	ref, err := sess.resolve(ctx, name)
 	if err != nil {
-		return ref, delivery.Mailbox{}, sess.internalError(op, err)
+		return ref, mailstore.Mailbox{}, sess.internalError(op, err)
 	}
 	mb, err := sess.open(ctx, ref, need, op)
 	return ref, mb, err
@@ -292,7 +292,7 @@ func (sess *session) sharedEntries(ctx context.Context) ([]listEntry, error) {
 		}
 		// One query per user; a store call listing every user's mailbox
 		// of one name would make it one.
-		if _, err := sess.srv.store.Mailbox(ctx, u.ID, delivery.QuarantineMailbox); errors.Is(err, delivery.ErrNoMailbox) {
+		if _, err := sess.srv.store.Mailbox(ctx, u.ID, mailstore.QuarantineMailbox); errors.Is(err, mailstore.ErrNoMailbox) {
 			continue
 		} else if err != nil {
 			return nil, err

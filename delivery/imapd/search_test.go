@@ -9,7 +9,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
-	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/delivery/mailstore"
 )
 
 func day(d int) time.Time { return time.Date(2026, 3, d, 0, 0, 0, 0, time.UTC) }
@@ -32,9 +32,9 @@ func TestSearch(t *testing.T) {
 			"VGhlIHNlY3JldCB3b3JkLg==\r\n", day(20).Add(12 * time.Hour), nil}, // "The secret word."
 	}
 	for _, m := range msgs {
-		_, err := e.store.Deliver(context.Background(), &delivery.Delivery{
+		_, err := e.store.Deliver(context.Background(), &mailstore.Delivery{
 			Body: []byte(m.raw), Flags: m.flags, InternalDate: m.date,
-			Targets: []delivery.Target{{UserID: e.alice.ID, Mailbox: "INBOX"}},
+			Targets: []mailstore.Target{{UserID: e.alice.ID, Mailbox: "INBOX"}},
 		})
 		if err != nil {
 			t.Fatal(err)

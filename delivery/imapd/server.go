@@ -8,20 +8,19 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
-	"github.com/moatmail/moat/delivery"
-	"github.com/moatmail/moat/delivery/listen"
-	"github.com/moatmail/moat/delivery/throttle"
+	"github.com/moatmail/moat/delivery/mailstore"
+	"github.com/moatmail/moat/gateway/listen"
+	"github.com/moatmail/moat/gateway/throttle"
 )
 
 // ErrServerClosed is returned by Serve after Close.
 var ErrServerClosed = errors.New("imapd: server closed")
 
-// Server is an IMAP server over a delivery.Store.
+// Server is an IMAP server over a mailstore.Store.
 //
 // Connections are handed to one of two go-imap servers: a strict one that
 // refuses authentication before TLS (and says so with LOGINDISABLED,
@@ -38,24 +37,19 @@ type Server struct {
 	// copies and quarantine expunges. Nil is allowed.
 	Reviewer Reviewer
 
-	cfg      Config
-	cfgErr   error
-	store    *delivery.Store
-	throttle *throttle.Throttle
-	log      *slog.Logger
+	cfg    Config
+	cfgErr error
+	store  *mailstore.Store
+	log    *slog.Logger
 
 	strict, lenient   *imapserver.Server
 	strictL, lenientL *chanListener
 
+	accept *listen.Acceptor
 	gate   *throttle.Gate // every password check goes through it
-	done   chan struct{}
 	start  sync.Once
 	inner  sync.WaitGroup
 	nextID atomic.Uint64
-
-	mu        sync.Mutex
-	closed    bool
-	listeners map[net.Listener]struct{}
 }
 
 // capabilities advertised on top of what go-imap adds by itself (SASL-IR,
@@ -97,26 +91,14 @@ var capabilities = imap.CapSet{
 // AllowPlaintextLoopback can log in there). th may be nil for a throttle
 // with default settings. cfg is validated here; an invalid cfg makes Serve
 // return the error.
-func New(cfg Config, store *delivery.Store, tlsConfig *tls.Config, th *throttle.Throttle, log *slog.Logger) *Server {
+func New(cfg Config, store *mailstore.Store, tlsConfig *tls.Config, th *throttle.Throttle, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{
-		store:     store,
-		throttle:  th,
-		log:       log,
-		done:      make(chan struct{}),
-		listeners: make(map[net.Listener]struct{}),
-	}
+	s := &Server{store: store, log: log, accept: listen.NewAcceptor("imap", log)}
 	s.cfgErr = cfg.Validate()
 	s.cfg = cfg
-	if s.throttle == nil {
-		var err error
-		if s.throttle, err = throttle.New(throttle.Config{}); err != nil {
-			s.cfgErr = errors.Join(s.cfgErr, err)
-		}
-	}
-	s.gate = throttle.NewGate(s.throttle, cfg.AuthConcurrency, s.done)
+	s.gate = throttle.NewGate(th, cfg.AuthConcurrency, s.accept.Done())
 	options := imapserver.Options{
 		NewSession: s.newSession,
 		Caps:       capabilities,
@@ -140,50 +122,27 @@ func (s *Server) Serve(l net.Listener) error {
 	if s.cfgErr != nil {
 		return fmt.Errorf("imap config: %w", s.cfgErr)
 	}
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	s.start.Do(s.startInner) // not after Close: Close spends the Once
+	err := s.accept.Serve(l, s.route)
+	if errors.Is(err, listen.ErrClosed) {
 		return ErrServerClosed
 	}
-	s.listeners[l] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, l)
-		s.mu.Unlock()
-	}()
-	s.start.Do(s.startInner)
+	return err
+}
 
-	var backoff time.Duration
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			select {
-			case <-s.done:
-				return nil
-			default:
-			}
-			if !listen.TemporaryAcceptError(err) {
-				return fmt.Errorf("imap accept: %w", err)
-			}
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.log.Warn("imap accept failed; retrying", "err", err, "in", backoff)
-			if !s.pause(backoff) {
-				return nil
-			}
-			continue
+// route hands an accepted connection to the go-imap server that serves
+// it: the lenient one for a plaintext loopback client when there is one.
+// It waits until that server takes it.
+func (s *Server) route(c net.Conn) {
+	target := s.strictL
+	if _, isTLS := c.(*tls.Conn); !isTLS {
+		if s.lenientL != nil && isLoopback(c.RemoteAddr()) {
+			target = s.lenientL
 		}
-		backoff = 0
-		target := s.strictL
-		if _, isTLS := c.(*tls.Conn); !isTLS {
-			if s.lenientL != nil && isLoopback(c.RemoteAddr()) {
-				target = s.lenientL
-			}
-			c = &corkConn{Conn: c}
-		}
-		if !target.push(c) {
-			c.Close()
-		}
+		c = &corkConn{Conn: c}
+	}
+	if !target.push(c) {
+		c.Close()
 	}
 }
 
@@ -192,7 +151,7 @@ func (s *Server) startInner() {
 		s.inner.Add(1)
 		go func() {
 			defer s.inner.Done()
-			if err := srv.Serve(l); err != nil && !s.isClosed() {
+			if err := srv.Serve(l); err != nil && !s.accept.Closed() {
 				s.log.Error("imap server stopped", "err", err)
 			}
 		}()
@@ -205,20 +164,11 @@ func (s *Server) startInner() {
 
 // Close stops the listeners and closes every connection.
 func (s *Server) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	err := s.accept.Close()
+	if errors.Is(err, listen.ErrClosed) {
 		return ErrServerClosed
 	}
-	s.closed = true
-	close(s.done)
-	var errs []error
-	for l := range s.listeners {
-		if err := l.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
-			errs = append(errs, err)
-		}
-	}
-	s.mu.Unlock()
+	errs := []error{err}
 	s.start.Do(func() {}) // no inner server starts after this
 	s.strictL.Close()
 	errs = append(errs, s.strict.Close())
@@ -228,27 +178,6 @@ func (s *Server) Close() error {
 	}
 	s.inner.Wait()
 	return errors.Join(errs...)
-}
-
-func (s *Server) isClosed() bool {
-	select {
-	case <-s.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// pause waits d; it returns false when the server closes first.
-func (s *Server) pause(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-s.done:
-		return false
-	}
 }
 
 func (s *Server) loginFailed(reason string) {

@@ -14,9 +14,10 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-sasl"
 
-	"github.com/moatmail/moat/delivery"
-	"github.com/moatmail/moat/delivery/listen"
-	"github.com/moatmail/moat/delivery/throttle"
+	"github.com/moatmail/moat/delivery/mailstore"
+	"github.com/moatmail/moat/filters/address"
+	"github.com/moatmail/moat/gateway/listen"
+	"github.com/moatmail/moat/gateway/throttle"
 )
 
 // opTimeout bounds one store operation made for a command.
@@ -37,9 +38,9 @@ type session struct {
 	cork    *corkConn // nil for connections that came in as TLS
 
 	mu        sync.Mutex
-	user      delivery.User // ID 0 until logged in
-	sel       *selected     // nil unless a mailbox is selected
-	infoTimer *time.Timer   // drops sel.info when it fires
+	user      mailstore.User // ID 0 until logged in
+	sel       *selected      // nil unless a mailbox is selected
+	infoTimer *time.Timer    // drops sel.info when it fires
 }
 
 var (
@@ -105,21 +106,21 @@ var errPrivacyRequired = &imap.Error{
 // store after the throttle's delay for this client and account.
 func (sess *session) Login(username, password string) error {
 	if !sess.plaintextAllowed() {
-		sess.srv.loginFailed(ReasonPlaintext)
+		sess.srv.loginFailed(throttle.ReasonPlaintext)
 		sess.log.Info("imap login refused before TLS")
 		return errPrivacyRequired
 	}
 	if sess.user.ID != 0 {
 		return &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Already logged in"}
 	}
-	account := delivery.NormalizeAddress(username)
-	var u delivery.User
+	account := address.Normalize(username)
+	var u mailstore.User
 	ok, err := sess.srv.gate.Check(sess.remote, account, func() (bool, error) {
 		ctx, cancel := sess.ctx()
 		defer cancel()
 		var err error
 		u, err = sess.srv.store.Authenticate(ctx, account, password)
-		if errors.Is(err, delivery.ErrAuthFailed) {
+		if errors.Is(err, mailstore.ErrAuthFailed) {
 			return false, nil
 		}
 		return err == nil, err
@@ -128,12 +129,12 @@ func (sess *session) Login(username, password string) error {
 	case errors.Is(err, throttle.ErrClosing):
 		return errShuttingDown
 	case err != nil:
-		sess.srv.loginFailed(ReasonInternal)
+		sess.srv.loginFailed(throttle.ReasonInternal)
 		sess.log.Error("imap login: store failed", "user", clip(account), "err", err)
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable,
 			Text: "Temporary failure, try again later"}
 	case !ok:
-		sess.srv.loginFailed(ReasonCredentials)
+		sess.srv.loginFailed(throttle.ReasonCredentials)
 		sess.log.Info("imap login failed", "user", clip(account))
 		return imapserver.ErrAuthFailed
 	}
@@ -154,14 +155,14 @@ func (sess *session) Authenticate(mech string) (sasl.Server, error) {
 		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Text: "SASL mechanism not supported"}
 	}
 	if !sess.plaintextAllowed() {
-		sess.srv.loginFailed(ReasonPlaintext)
+		sess.srv.loginFailed(throttle.ReasonPlaintext)
 		return nil, errPrivacyRequired
 	}
 	return sasl.NewPlainServer(func(identity, username, password string) error {
 		// RFC 4616 §2: an empty authorization identity means the
 		// authentication identity; acting as someone else is not offered.
-		if identity != "" && delivery.NormalizeAddress(identity) != delivery.NormalizeAddress(username) {
-			sess.srv.loginFailed(ReasonIdentity)
+		if identity != "" && address.Normalize(identity) != address.Normalize(username) {
+			sess.srv.loginFailed(throttle.ReasonIdentity)
 			return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAuthorizationFailed,
 				Text: "Authorization identity not supported"}
 		}
@@ -174,7 +175,7 @@ func (sess *session) Unauthenticate() error {
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
 	sess.unselect()
-	sess.user = delivery.User{}
+	sess.user = mailstore.User{}
 	sess.log = sess.baseLog
 	return nil
 }
@@ -188,10 +189,10 @@ func (sess *session) AppendLimit() uint32 { return uint32(sess.srv.cfg.AppendLim
 // is no "other users" namespace.
 func (sess *session) Namespace() (*imap.NamespaceData, error) {
 	data := &imap.NamespaceData{
-		Personal: []imap.NamespaceDescriptor{{Prefix: "", Delim: delivery.Delimiter}},
+		Personal: []imap.NamespaceDescriptor{{Prefix: "", Delim: mailstore.Delimiter}},
 	}
 	if sess.user.Admin {
-		data.Shared = []imap.NamespaceDescriptor{{Prefix: sharedRoot + delim, Delim: delivery.Delimiter}}
+		data.Shared = []imap.NamespaceDescriptor{{Prefix: sharedRoot + delim, Delim: mailstore.Delimiter}}
 	}
 	return data, nil
 }
@@ -200,7 +201,7 @@ func (sess *session) Namespace() (*imap.NamespaceData, error) {
 // never the error text, which may name files or SQL.
 func (sess *session) internalError(op string, err error) error {
 	sess.log.Error("imap "+op+" failed", "err", err)
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, delivery.ErrClosed) {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, mailstore.ErrClosed) {
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable,
 			Text: "Temporary failure, try again later"}
 	}
@@ -217,9 +218,9 @@ var errNoMailbox = &imap.Error{
 // mailboxError maps a store error about a named mailbox to a response.
 func (sess *session) mailboxError(op string, err error) error {
 	switch {
-	case errors.Is(err, delivery.ErrNoMailbox):
+	case errors.Is(err, mailstore.ErrNoMailbox):
 		return errNoMailbox
-	case errors.Is(err, delivery.ErrMailboxExists):
+	case errors.Is(err, mailstore.ErrMailboxExists):
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAlreadyExists,
 			Text: "Mailbox already exists"}
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
-	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/delivery/mailstore"
 	"github.com/moatmail/moat/quarantine"
 )
 
@@ -41,7 +41,7 @@ type reviewLog struct {
 }
 
 // Moved implements Reviewer.
-func (r *reviewLog) Moved(user delivery.User, from, to delivery.Mailbox, msgs []delivery.Message, move bool) {
+func (r *reviewLog) Moved(user mailstore.User, from, to mailstore.Mailbox, msgs []mailstore.Message, move bool) {
 	call := fmt.Sprintf("moved %s %s>%s %d move=%v", user.Address, from.Name, to.Name, len(msgs), move)
 	if from.UserID != user.ID || to.UserID != user.ID {
 		call += " NOT THE USER'S MAILBOXES"
@@ -51,7 +51,7 @@ func (r *reviewLog) Moved(user delivery.User, from, to delivery.Mailbox, msgs []
 }
 
 // Expunging implements Reviewer.
-func (r *reviewLog) Expunging(user delivery.User, mb delivery.Mailbox, msgs []delivery.Message) {
+func (r *reviewLog) Expunging(user mailstore.User, mb mailstore.Mailbox, msgs []mailstore.Message) {
 	call := fmt.Sprintf("expunging %s %s %d", user.Address, mb.Name, len(msgs))
 	if mb.UserID != user.ID {
 		call += " NOT THE USER'S MAILBOX"
@@ -116,7 +116,7 @@ func (l *learnLog) wait(t *testing.T, want string) {
 // quarantine review behind a recording Reviewer.
 type adminEnv struct {
 	*env
-	admin, odd, carol delivery.User
+	admin, odd, carol mailstore.User
 	q                 *quarantine.Quarantine
 	reviews           *reviewLog
 	learned           *learnLog
@@ -137,7 +137,7 @@ func newAdminEnv(t *testing.T) *adminEnv {
 		if a.carol, err = e.store.AddUser(ctx, "carol@example.com", "carol-secret", false); err != nil {
 			t.Fatal(err)
 		}
-		if err := e.store.DeleteMailbox(ctx, a.carol.ID, delivery.QuarantineMailbox); err != nil {
+		if err := e.store.DeleteMailbox(ctx, a.carol.ID, mailstore.QuarantineMailbox); err != nil {
 			t.Fatal(err)
 		}
 		if a.q, err = quarantine.New(quarantine.Config{}, e.store); err != nil {
@@ -158,7 +158,7 @@ func (a *adminEnv) dialAdmin(t *testing.T, h *imapclient.UnilateralDataHandler) 
 }
 
 // quarantined puts a message in u's Quarantine through the quarantine.
-func (a *adminEnv) quarantined(t *testing.T, u delivery.User, subject string) string {
+func (a *adminEnv) quarantined(t *testing.T, u mailstore.User, subject string) string {
 	t.Helper()
 	raw := message("spammer@example.net", u.Address, subject, "Mon, 2 Mar 2026 10:00:00 +0000", "Buy now\r\n")
 	_, err := a.q.Put(context.Background(), nil, []byte(raw),
@@ -170,7 +170,7 @@ func (a *adminEnv) quarantined(t *testing.T, u delivery.User, subject string) st
 }
 
 // contents returns the messages of a user's mailbox, by UID.
-func (a *adminEnv) contents(t *testing.T, u delivery.User, name string) []string {
+func (a *adminEnv) contents(t *testing.T, u mailstore.User, name string) []string {
 	t.Helper()
 	msgs, err := a.store.Messages(context.Background(), mustMailbox(t, a.env, u, name).ID)
 	if err != nil {
@@ -281,7 +281,7 @@ func TestAdminSharedNamespace(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		want uint32
-		mb   delivery.Mailbox
+		mb   mailstore.Mailbox
 	}{
 		{aliceQ, 2, aliceQuarantine},
 		{"Shared/" + oddLevel + "/Quarantine", 1, mustMailbox(t, a.env, a.odd, "Quarantine")},
@@ -596,7 +596,7 @@ func TestAdminBoundaries(t *testing.T) {
 
 	// Nothing moved, nobody's folders changed.
 	for _, tc := range []struct {
-		u       delivery.User
+		u       mailstore.User
 		mailbox string
 		want    int
 	}{

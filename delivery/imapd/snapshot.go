@@ -8,7 +8,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
-	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/delivery/mailstore"
 )
 
 // Why a diff and not imapserver.MailboxTracker: the tracker expects every
@@ -29,7 +29,7 @@ import (
 // message i has sequence number i+1.
 type selected struct {
 	ref      mailboxRef // the name as resolved: owner and rights
-	mb       delivery.Mailbox
+	mb       mailstore.Mailbox
 	readOnly bool
 	uids     []uint32
 	flags    []uint32 // index into table.sets
@@ -57,7 +57,7 @@ type msgInfo struct {
 	date   int64 // Unix seconds
 }
 
-func infoOf(m *delivery.Message) msgInfo {
+func infoOf(m *mailstore.Message) msgInfo {
 	return msgInfo{blobID: m.BlobID, key: m.BlobKey, size: m.Size, date: m.InternalDate.Unix()}
 }
 
@@ -126,7 +126,7 @@ func (t *flagTable) internSet(fs *flagSet) uint32 {
 	return i
 }
 
-func newSelected(ref mailboxRef, mb delivery.Mailbox, readOnly bool, msgs []delivery.Message) *selected {
+func newSelected(ref mailboxRef, mb mailstore.Mailbox, readOnly bool, msgs []mailstore.Message) *selected {
 	sel := &selected{
 		ref:      ref,
 		mb:       mb,
@@ -166,7 +166,7 @@ func (sel *selected) indexOf(uid uint32) int {
 // (each number stays valid as the ones above it go), FETCH FLAGS, then
 // EXISTS for new messages. Without allowExpunge, vanished messages stay as
 // ghosts.
-func (sel *selected) apply(w *imapserver.UpdateWriter, fresh []delivery.Message, allowExpunge bool) error {
+func (sel *selected) apply(w *imapserver.UpdateWriter, fresh []mailstore.Message, allowExpunge bool) error {
 	keepInfo := sel.info != nil
 	n := len(fresh) + len(sel.ghosts)
 	table := newFlagTable()
@@ -500,7 +500,7 @@ func (sess *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) erro
 		select {
 		case <-stop:
 			return nil
-		case <-sess.srv.done:
+		case <-sess.srv.accept.Done():
 			return nil
 		case <-timer.C:
 			// RFC 9051 §5.4 autologout: the client should have renewed

@@ -8,7 +8,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
-	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/delivery/mailstore"
 )
 
 // waitEvent waits for an event with the given prefix.
@@ -181,7 +181,7 @@ func TestNoExpungeDuringFetch(t *testing.T) {
 	// Another session expunges message 2 behind this one's back.
 	mb := mustMailbox(t, e, e.alice, "INBOX")
 	ctx := context.Background()
-	if _, err := e.store.StoreFlags(ctx, mb.ID, []uint32{2}, delivery.FlagsAdd, []string{`\Deleted`}); err != nil {
+	if _, err := e.store.StoreFlags(ctx, mb.ID, []uint32{2}, mailstore.FlagsAdd, []string{`\Deleted`}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.store.Expunge(ctx, mb.ID, nil); err != nil {

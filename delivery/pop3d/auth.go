@@ -10,8 +10,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/moatmail/moat/delivery"
-	"github.com/moatmail/moat/delivery/throttle"
+	"github.com/moatmail/moat/delivery/mailstore"
+	"github.com/moatmail/moat/filters/address"
+	"github.com/moatmail/moat/gateway/throttle"
 )
 
 // authorizationCommand runs a command of the AUTHORIZATION state (RFC 1939
@@ -49,7 +50,7 @@ const (
 // allowed. RFC 3206 §4: [AUTH] covers "an attempt to authenticate in
 // violation of policy".
 func (sess *session) refusePlaintext() {
-	sess.srv.loginFailed(ReasonPlaintext)
+	sess.srv.loginFailed(throttle.ReasonPlaintext)
 	sess.log.Info("pop3 login refused before TLS")
 	sess.loginFailures++
 	sess.reply(respTLSRequired)
@@ -143,8 +144,8 @@ func (sess *session) cmdAuth(arg string) bool {
 	}
 	// RFC 4616 §2: an empty authorization identity means the
 	// authentication identity; acting as someone else is not offered.
-	if authz != "" && delivery.NormalizeAddress(authz) != delivery.NormalizeAddress(authc) {
-		sess.srv.loginFailed(ReasonIdentity)
+	if authz != "" && address.Normalize(authz) != address.Normalize(authc) {
+		sess.srv.loginFailed(throttle.ReasonIdentity)
 		sess.fail("[AUTH] Authorization identity not supported")
 		return true
 	}
@@ -173,14 +174,14 @@ func splitPlain(b []byte) (authz, authc, pass string, ok bool) {
 
 // login checks a password and opens the maildrop; it writes the response.
 func (sess *session) login(user, password string) {
-	account := delivery.NormalizeAddress(user)
-	var u delivery.User
+	account := address.Normalize(user)
+	var u mailstore.User
 	ok, err := sess.srv.gate.Check(sess.remote, account, func() (bool, error) {
 		ctx, cancel := opContext()
 		defer cancel()
 		var err error
 		u, err = sess.srv.authenticate(ctx, account, password)
-		if errors.Is(err, delivery.ErrAuthFailed) {
+		if errors.Is(err, mailstore.ErrAuthFailed) {
 			return false, nil
 		}
 		return err == nil, err
@@ -190,12 +191,12 @@ func (sess *session) login(user, password string) {
 		sess.reply(respShutdown)
 		return
 	case err != nil:
-		sess.srv.loginFailed(ReasonInternal)
+		sess.srv.loginFailed(throttle.ReasonInternal)
 		sess.log.Error("pop3 login: store failed", "user", clip(account), "err", err)
 		sess.reply(respTempFail)
 		return
 	case !ok:
-		sess.srv.loginFailed(ReasonCredentials)
+		sess.srv.loginFailed(throttle.ReasonCredentials)
 		sess.log.Info("pop3 login failed", "user", clip(account))
 		sess.loginFailures++
 		sess.reply(respAuthFailed)
@@ -204,7 +205,7 @@ func (sess *session) login(user, password string) {
 	log := sess.log.With("user", u.Address)
 	if !sess.srv.lockMaildrop(u.ID) {
 		// RFC 2449 §8.1.1: another session holds the maildrop.
-		sess.srv.loginFailed(ReasonInUse)
+		sess.srv.loginFailed(throttle.ReasonInUse)
 		log.Info("pop3 login refused: maildrop in use")
 		sess.reply("-ERR [IN-USE] Maildrop is in use by another POP3 session")
 		return
@@ -214,9 +215,9 @@ func (sess *session) login(user, password string) {
 	cancel()
 	if err != nil {
 		sess.srv.unlockMaildrop(u.ID)
-		sess.srv.loginFailed(ReasonInternal)
+		sess.srv.loginFailed(throttle.ReasonInternal)
 		log.Error("pop3 login: cannot open maildrop", "err", err)
-		if errors.Is(err, delivery.ErrNoMailbox) {
+		if errors.Is(err, mailstore.ErrNoMailbox) {
 			// RFC 3206 §4: SYS/PERM, the problem will not go away by
 			// itself (the user has no INBOX).
 			sess.reply("-ERR [SYS/PERM] Maildrop unavailable")

@@ -8,11 +8,13 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/moatmail/moat/gateway/throttle"
 )
 
 func TestCapa(t *testing.T) {
 	strict := newEnv(t, Config{})
-	lenient := newEnv(t, Config{AllowPlaintextLoopback: true})
+	lenient := newEnv(t, Config{LoginConfig: throttle.LoginConfig{AllowPlaintextLoopback: true}})
 	always := []string{"TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "IMPLEMENTATION moat"}
 	for _, tc := range []struct {
 		name    string
@@ -82,8 +84,8 @@ func TestPlaintextLoginRefused(t *testing.T) {
 			}
 		})
 	}
-	if got := e.observed.list(); len(got) != 6 || slices.ContainsFunc(got, func(r string) bool { return r != ReasonPlaintext }) {
-		t.Errorf("observed %v, want 6 × %s", got, ReasonPlaintext)
+	if got := e.observed.list(); len(got) != 6 || slices.ContainsFunc(got, func(r string) bool { return r != throttle.ReasonPlaintext }) {
+		t.Errorf("observed %v, want 6 × %s", got, throttle.ReasonPlaintext)
 	}
 }
 
@@ -99,7 +101,7 @@ func nonLoopbackAddr() net.IP {
 }
 
 func TestPlaintextExemptionIsLoopbackOnly(t *testing.T) {
-	e := newEnv(t, Config{AllowPlaintextLoopback: true})
+	e := newEnv(t, Config{LoginConfig: throttle.LoginConfig{AllowPlaintextLoopback: true}})
 	cl := e.dial(t)
 	cl.mustLogin(aliceAddr, alicePass)
 	cl.cmd("QUIT")
@@ -180,9 +182,9 @@ func TestAuthPlainContinuation(t *testing.T) {
 		{"bad base64", "not base64!", "-ERR Invalid base64", ""},
 		{"empty", "=", "-ERR [AUTH] Malformed", ""},
 		{"no password", plain("", aliceAddr, ""), "-ERR [AUTH] Malformed", ""},
-		{"wrong password", plain("", aliceAddr, "nope"), "-ERR [AUTH] Authentication failed", ReasonCredentials},
-		{"unknown user", plain("", "mallory@example.com", "nope"), "-ERR [AUTH] Authentication failed", ReasonCredentials},
-		{"other identity", plain(bobAddr, aliceAddr, alicePass), "-ERR [AUTH] Authorization identity", ReasonIdentity},
+		{"wrong password", plain("", aliceAddr, "nope"), "-ERR [AUTH] Authentication failed", throttle.ReasonCredentials},
+		{"unknown user", plain("", "mallory@example.com", "nope"), "-ERR [AUTH] Authentication failed", throttle.ReasonCredentials},
+		{"other identity", plain(bobAddr, aliceAddr, alicePass), "-ERR [AUTH] Authorization identity", throttle.ReasonIdentity},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := len(e.observed.list())
@@ -231,7 +233,7 @@ func TestWrongPasswordThrottled(t *testing.T) {
 	e := newEnv(t, Config{})
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	var mu sync.Mutex
-	e.srv.throttle.SetClock(func() time.Time { mu.Lock(); defer mu.Unlock(); return now })
+	e.srv.gate.Throttle().SetClock(func() time.Time { mu.Lock(); defer mu.Unlock(); return now })
 	var slept []time.Duration
 	e.srv.gate.SetSleep(func(d time.Duration) bool {
 		mu.Lock()
@@ -281,8 +283,8 @@ func TestWrongPasswordThrottled(t *testing.T) {
 		}
 		cl.cmd("QUIT")
 	}
-	if got := e.observed.list(); len(got) != 5 || got[0] != ReasonCredentials {
-		t.Errorf("observed %v, want 5 × %s", got, ReasonCredentials)
+	if got := e.observed.list(); len(got) != 5 || got[0] != throttle.ReasonCredentials {
+		t.Errorf("observed %v, want 5 × %s", got, throttle.ReasonCredentials)
 	}
 
 	// Twenty quiet minutes halve the address's count twice (5 → 1).

@@ -12,12 +12,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/delivery/mailstore"
+	"github.com/moatmail/moat/gateway/throttle"
 )
 
 // fill delivers n messages of size bytes to a user's INBOX, from several
 // goroutines so that the store's group commit batches them.
-func fill(tb testing.TB, st *delivery.Store, u delivery.User, n, size int) {
+func fill(tb testing.TB, st *mailstore.Store, u mailstore.User, n, size int) {
 	tb.Helper()
 	body := strings.Repeat("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.,\r\n", size/66+1)
 	jobs := make(chan int)
@@ -30,9 +31,9 @@ func fill(tb testing.TB, st *delivery.Store, u delivery.User, n, size int) {
 			defer wg.Done()
 			for i := range jobs {
 				raw := message(fmt.Sprintf("message %d", i), body)[:size-2] + "\r\n"
-				_, err := st.Deliver(context.Background(), &delivery.Delivery{
+				_, err := st.Deliver(context.Background(), &mailstore.Delivery{
 					Body:    []byte(raw),
-					Targets: []delivery.Target{{UserID: u.ID, Mailbox: "INBOX"}},
+					Targets: []mailstore.Target{{UserID: u.ID, Mailbox: "INBOX"}},
 				})
 				if err != nil {
 					once.Do(func() { firstErr = err })
@@ -94,7 +95,7 @@ func BenchmarkRetr1000(b *testing.B) {
 			}
 			saved := storeInlineMax
 			storeInlineMax = inlineMax
-			e := newEnv(b, Config{AllowPlaintextLoopback: true})
+			e := newEnv(b, Config{LoginConfig: throttle.LoginConfig{AllowPlaintextLoopback: true}})
 			storeInlineMax = saved
 			fill(b, e.store, e.alice, n, size)
 			for _, mode := range []string{"sequential", "pipelined", "stls"} {

@@ -9,8 +9,9 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
-	"github.com/moatmail/moat/delivery"
 	"github.com/moatmail/moat/delivery/imapd"
+	"github.com/moatmail/moat/delivery/mailstore"
+	"github.com/moatmail/moat/gateway/throttle"
 )
 
 // step is one command of a scripted session and what it must answer.
@@ -111,7 +112,7 @@ func TestTransactionCommands(t *testing.T) {
 }
 
 func TestAuthorizationCommands(t *testing.T) {
-	e := newEnv(t, Config{AllowPlaintextLoopback: true})
+	e := newEnv(t, Config{LoginConfig: throttle.LoginConfig{AllowPlaintextLoopback: true}})
 	cl := e.dial(t)
 	if cl.greeting != "+OK moat POP3 server ready" {
 		t.Errorf("greeting %q", cl.greeting)
@@ -247,7 +248,7 @@ func TestUIDLMatchesIMAP(t *testing.T) {
 	// A removed message leaves a gap in the UIDs: UIDL must follow the UIDs,
 	// not the positions.
 	uids, mb := e.inbox(t, e.alice)
-	if err := e.store.Update(t.Context(), func(tx *delivery.Tx) error { return tx.RemoveMessages(mb.ID, uids[1:2]) }); err != nil {
+	if err := e.store.Update(t.Context(), func(tx *mailstore.Tx) error { return tx.RemoveMessages(mb.ID, uids[1:2]) }); err != nil {
 		t.Fatal(err)
 	}
 
@@ -298,7 +299,7 @@ func TestUIDLMatchesIMAP(t *testing.T) {
 }
 
 func TestLineLength(t *testing.T) {
-	e := newEnv(t, Config{AllowPlaintextLoopback: true})
+	e := newEnv(t, Config{LoginConfig: throttle.LoginConfig{AllowPlaintextLoopback: true}})
 	for _, tc := range []struct {
 		name      string
 		line      string

@@ -11,7 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/delivery/mailstore"
+	"github.com/moatmail/moat/gateway/throttle"
 )
 
 // fakeConn is a connection from loopback whose client sends input and then
@@ -55,14 +56,14 @@ func FuzzCommand(f *testing.F) {
 	store, alice, _ := newStore(f)
 	serverTLS, _, _ := testCertificates(f)
 	// A discarding logger: f.Log may not be called from the fuzz target.
-	srv := New(Config{AllowPlaintextLoopback: true}, store, serverTLS, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv := New(Config{LoginConfig: throttle.LoginConfig{AllowPlaintextLoopback: true}}, store, serverTLS, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	srv.gate.SetSleep(func(time.Duration) bool { return true })
 	// argon2id under the fuzzer's instrumentation takes most of a second
 	// per check; a plain comparison keeps the fuzzer exploring commands.
-	srv.authenticate = func(ctx context.Context, address, password string) (delivery.User, error) {
+	srv.authenticate = func(ctx context.Context, address, password string) (mailstore.User, error) {
 		u, err := store.LookupUser(ctx, address)
 		if err != nil || password != alicePass {
-			return delivery.User{}, delivery.ErrAuthFailed
+			return mailstore.User{}, mailstore.ErrAuthFailed
 		}
 		return u, nil
 	}
@@ -115,11 +116,11 @@ func FuzzCommand(f *testing.F) {
 	})
 }
 
-func deliverRaw(t *testing.T, st *delivery.Store, u delivery.User, raw string) {
+func deliverRaw(t *testing.T, st *mailstore.Store, u mailstore.User, raw string) {
 	t.Helper()
-	if _, err := st.Deliver(context.Background(), &delivery.Delivery{
+	if _, err := st.Deliver(context.Background(), &mailstore.Delivery{
 		Body:    []byte(raw),
-		Targets: []delivery.Target{{UserID: u.ID, Mailbox: "INBOX"}},
+		Targets: []mailstore.Target{{UserID: u.ID, Mailbox: "INBOX"}},
 	}); err != nil {
 		t.Fatal(err)
 	}

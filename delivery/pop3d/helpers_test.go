@@ -27,7 +27,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/delivery/mailstore"
 )
 
 const (
@@ -59,14 +59,14 @@ func TestMain(m *testing.M) {
 // env is a store with two users and a server listening on loopback, plain
 // (with STLS) and POP3S.
 type env struct {
-	store      *delivery.Store
+	store      *mailstore.Store
 	srv        *Server
 	addr       string
 	tlsAddr    string
 	serverTLS  *tls.Config
 	clientTLS  *tls.Config
 	certFile   string // PEM of the server certificate, for external clients
-	alice, bob delivery.User
+	alice, bob mailstore.User
 	observed   *recorder
 }
 
@@ -103,10 +103,10 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 // newStore opens a store with alice and bob.
-func newStore(t testing.TB) (st *delivery.Store, alice, bob delivery.User) {
+func newStore(t testing.TB) (st *mailstore.Store, alice, bob mailstore.User) {
 	t.Helper()
 	ctx := context.Background()
-	st, err := delivery.Open(delivery.Config{Dir: t.TempDir(), InlineMax: storeInlineMax})
+	st, err := mailstore.Open(mailstore.Config{Dir: t.TempDir(), InlineMax: storeInlineMax})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,11 +202,11 @@ func testCertificates(t testing.TB) (server, client *tls.Config, certFile string
 }
 
 // deliver stores raw in a user's INBOX and returns its UID.
-func (e *env) deliver(t testing.TB, u delivery.User, raw string) uint32 {
+func (e *env) deliver(t testing.TB, u mailstore.User, raw string) uint32 {
 	t.Helper()
-	placed, err := e.store.Deliver(context.Background(), &delivery.Delivery{
+	placed, err := e.store.Deliver(context.Background(), &mailstore.Delivery{
 		Body:    []byte(raw),
-		Targets: []delivery.Target{{UserID: u.ID, Mailbox: "INBOX"}},
+		Targets: []mailstore.Target{{UserID: u.ID, Mailbox: "INBOX"}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -215,7 +215,7 @@ func (e *env) deliver(t testing.TB, u delivery.User, raw string) uint32 {
 }
 
 // inbox returns the UIDs in a user's INBOX and the mailbox.
-func (e *env) inbox(t testing.TB, u delivery.User) ([]uint32, delivery.Mailbox) {
+func (e *env) inbox(t testing.TB, u mailstore.User) ([]uint32, mailstore.Mailbox) {
 	t.Helper()
 	ctx := context.Background()
 	mb, err := e.store.Mailbox(ctx, u.ID, "INBOX")

@@ -7,7 +7,7 @@ import (
 	"io/fs"
 	"strconv"
 
-	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/delivery/mailstore"
 )
 
 // maildrop is a session's snapshot of the user's INBOX, taken at login.
@@ -32,7 +32,7 @@ type dropMsg struct {
 }
 
 // openMaildrop snapshots the user's INBOX.
-func openMaildrop(ctx context.Context, store *delivery.Store, userID int64) (*maildrop, error) {
+func openMaildrop(ctx context.Context, store *mailstore.Store, userID int64) (*maildrop, error) {
 	mb, err := store.Mailbox(ctx, userID, "INBOX")
 	if err != nil {
 		return nil, fmt.Errorf("open maildrop: %w", err)
@@ -213,11 +213,11 @@ func (sess *session) cmdRetr(arg string, top bool) {
 	// Read (inline) or open (file) before answering +OK: a message
 	// expunged meanwhile (by IMAP) gets a clean -ERR.
 	var inline []byte
-	var r delivery.MessageReader
+	var r mailstore.MessageReader
 	var err error
 	if m.blobKey == "" {
 		inline, err = sess.inline(n)
-	} else if r, err = sess.srv.store.OpenMessage(delivery.Message{BlobID: m.blobID, BlobKey: m.blobKey}); err == nil {
+	} else if r, err = sess.srv.store.OpenMessage(mailstore.Message{BlobID: m.blobID, BlobKey: m.blobKey}); err == nil {
 		defer r.Close()
 	}
 	if err != nil {
@@ -278,7 +278,7 @@ func (sess *session) update() {
 	}
 	if len(uids) > 0 {
 		ctx, cancel := opContext()
-		err := sess.srv.store.Update(ctx, func(tx *delivery.Tx) error {
+		err := sess.srv.store.Update(ctx, func(tx *mailstore.Tx) error {
 			return tx.RemoveMessages(d.mailboxID, uids)
 		})
 		cancel()

@@ -9,7 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/delivery/mailstore"
+	"github.com/moatmail/moat/gateway/throttle"
 )
 
 // TestDeleQuitDeletesExactlyThose: QUIT removes the messages marked by DELE
@@ -23,7 +24,7 @@ func TestDeleQuitDeletesExactlyThose(t *testing.T) {
 	}
 	_, mb := e.inbox(t, e.alice)
 	ctx := context.Background()
-	if _, err := e.store.StoreFlags(ctx, mb.ID, uids[4:], delivery.FlagsAdd, []string{`\Deleted`}); err != nil {
+	if _, err := e.store.StoreFlags(ctx, mb.ID, uids[4:], mailstore.FlagsAdd, []string{`\Deleted`}); err != nil {
 		t.Fatal(err)
 	}
 	cl := e.login(t, aliceAddr, alicePass)
@@ -214,8 +215,8 @@ func TestMaildropLock(t *testing.T) {
 			if !strings.HasPrefix(got, "+OK") {
 				t.Errorf("login after the first session's %s: %q", end, got)
 			}
-			if obs := e.observed.list(); len(obs) == 0 || obs[0] != ReasonInUse {
-				t.Errorf("observed %v, want %s first", obs, ReasonInUse)
+			if obs := e.observed.list(); len(obs) == 0 || obs[0] != throttle.ReasonInUse {
+				t.Errorf("observed %v, want %s first", obs, throttle.ReasonInUse)
 			}
 		})
 	}
@@ -232,7 +233,7 @@ func TestExpungedMeanwhile(t *testing.T) {
 	cl := e.login(t, aliceAddr, alicePass)
 	_, mb := e.inbox(t, e.alice)
 	ctx := context.Background()
-	if _, err := e.store.StoreFlags(ctx, mb.ID, uids[1:2], delivery.FlagsAdd, []string{`\Deleted`}); err != nil {
+	if _, err := e.store.StoreFlags(ctx, mb.ID, uids[1:2], mailstore.FlagsAdd, []string{`\Deleted`}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.store.Expunge(ctx, mb.ID, uids[1:2]); err != nil {
@@ -260,7 +261,7 @@ func TestExpungedMeanwhile(t *testing.T) {
 func TestMaildropUnavailable(t *testing.T) {
 	e := newEnv(t, Config{})
 	_, mb := e.inbox(t, e.bob)
-	if err := e.store.Update(context.Background(), func(tx *delivery.Tx) error {
+	if err := e.store.Update(context.Background(), func(tx *mailstore.Tx) error {
 		_, err := tx.Exec("DELETE FROM mailboxes WHERE id = ?", mb.ID)
 		return err
 	}); err != nil {
@@ -282,7 +283,7 @@ func TestMaildropUnavailable(t *testing.T) {
 	if got := cl.cmd("PASS " + alicePass); got != "-ERR [SYS/TEMP] Temporary failure, try again later" {
 		t.Errorf("login with the store closed: %q", got)
 	}
-	if obs := e.observed.list(); !slices.Equal(obs, []string{ReasonInternal, ReasonInternal}) {
-		t.Errorf("observed %v, want two %s", obs, ReasonInternal)
+	if obs := e.observed.list(); !slices.Equal(obs, []string{throttle.ReasonInternal, throttle.ReasonInternal}) {
+		t.Errorf("observed %v, want two %s", obs, throttle.ReasonInternal)
 	}
 }

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"io/fs"
 
-	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/delivery/mailstore"
 )
 
 // Read-ahead for RETR and TOP of inline messages (those kept in the index,
@@ -33,7 +33,7 @@ const (
 type readAhead struct {
 	changes <-chan struct{} // Store.Watch of the INBOX
 	stop    func()
-	batch   *delivery.MessageBatch
+	batch   *mailstore.MessageBatch
 	next    int // the message number a client going in order asks for next
 	window  int // messages the next batch may hold
 }

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/moatmail/moat/delivery"
+	"github.com/moatmail/moat/delivery/mailstore"
 )
 
 // TestReadAhead retrieves a maildrop of inline messages and files in order,
@@ -76,7 +76,7 @@ func TestReadAhead(t *testing.T) {
 	// order); IMAP expunges 49 behind the session's back.
 	_, mb := e.inbox(t, e.alice)
 	ctx := context.Background()
-	if _, err := e.store.StoreFlags(ctx, mb.ID, []uint32{uids[49]}, delivery.FlagsAdd, []string{`\Deleted`}); err != nil {
+	if _, err := e.store.StoreFlags(ctx, mb.ID, []uint32{uids[49]}, mailstore.FlagsAdd, []string{`\Deleted`}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.store.Expunge(ctx, mb.ID, []uint32{uids[49]}); err != nil {

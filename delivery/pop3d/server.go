@@ -12,15 +12,15 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/moatmail/moat/delivery"
-	"github.com/moatmail/moat/delivery/listen"
-	"github.com/moatmail/moat/delivery/throttle"
+	"github.com/moatmail/moat/delivery/mailstore"
+	"github.com/moatmail/moat/gateway/listen"
+	"github.com/moatmail/moat/gateway/throttle"
 )
 
 // ErrServerClosed is returned by Serve and Close after Close.
 var ErrServerClosed = errors.New("pop3d: server closed")
 
-// Server is a POP3 server over a delivery.Store.
+// Server is a POP3 server over a mailstore.Store.
 type Server struct {
 	// Observer, when set before Serve is first called, is told about
 	// refused logins. Nil is allowed.
@@ -28,23 +28,20 @@ type Server struct {
 
 	cfg       Config
 	cfgErr    error
-	store     *delivery.Store
+	store     *mailstore.Store
 	tlsConfig *tls.Config
-	throttle  *throttle.Throttle
 	log       *slog.Logger
 
+	accept *listen.Acceptor
 	gate   *throttle.Gate // every password check goes through it
-	done   chan struct{}
 	conns  sync.WaitGroup
 	nextID atomic.Uint64
 	// panics counts sessions ended by a recovered panic (tests assert
 	// that it stays zero).
 	panics atomic.Int64
 
-	mu        sync.Mutex
-	closed    bool
-	listeners map[net.Listener]struct{}
-	active    map[net.Conn]struct{}
+	mu     sync.Mutex // guards active
+	active map[net.Conn]struct{}
 
 	// locked holds the users whose maildrop a session has open.
 	lockMu sync.Mutex
@@ -52,7 +49,7 @@ type Server struct {
 
 	// authenticate is store.Authenticate; the fuzz test replaces it with
 	// a check that costs less than argon2id.
-	authenticate func(ctx context.Context, address, password string) (delivery.User, error)
+	authenticate func(ctx context.Context, address, password string) (mailstore.User, error)
 }
 
 // New returns a server over store. tlsConfig enables STLS on plain
@@ -60,29 +57,21 @@ type Server struct {
 // AllowPlaintextLoopback can log in there). th may be nil for a throttle
 // with default settings. cfg is validated here; an invalid cfg makes Serve
 // return the error.
-func New(cfg Config, store *delivery.Store, tlsConfig *tls.Config, th *throttle.Throttle, log *slog.Logger) *Server {
+func New(cfg Config, store *mailstore.Store, tlsConfig *tls.Config, th *throttle.Throttle, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
 	s := &Server{
 		store:     store,
 		tlsConfig: tlsConfig,
-		throttle:  th,
 		log:       log,
-		done:      make(chan struct{}),
-		listeners: make(map[net.Listener]struct{}),
+		accept:    listen.NewAcceptor("pop3", log),
 		active:    make(map[net.Conn]struct{}),
 		locked:    make(map[int64]struct{}),
 	}
 	s.cfgErr = cfg.Validate()
 	s.cfg = cfg
-	if s.throttle == nil {
-		var err error
-		if s.throttle, err = throttle.New(throttle.Config{}); err != nil {
-			s.cfgErr = errors.Join(s.cfgErr, err)
-		}
-	}
-	s.gate = throttle.NewGate(s.throttle, cfg.AuthConcurrency, s.done)
+	s.gate = throttle.NewGate(th, cfg.AuthConcurrency, s.accept.Done())
 	if store != nil {
 		s.authenticate = store.Authenticate
 	}
@@ -97,50 +86,27 @@ func (s *Server) Serve(l net.Listener) error {
 	if s.cfgErr != nil {
 		return fmt.Errorf("pop3 config: %w", s.cfgErr)
 	}
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return ErrServerClosed
-	}
-	s.listeners[l] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, l)
-		s.mu.Unlock()
-	}()
-
-	var backoff time.Duration
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			if s.isClosed() {
-				return nil
-			}
-			if !listen.TemporaryAcceptError(err) {
-				return fmt.Errorf("pop3 accept: %w", err)
-			}
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.log.Warn("pop3 accept failed; retrying", "err", err, "in", backoff)
-			if !s.pause(backoff) {
-				return nil
-			}
-			continue
-		}
-		backoff = 0
+	err := s.accept.Serve(l, func(c net.Conn) {
 		if !s.track(c) {
-			c.Close()
-			return nil
+			c.Close() // closing: the next Accept ends Serve
+			return
 		}
 		go s.handle(c)
+	})
+	if errors.Is(err, listen.ErrClosed) {
+		return ErrServerClosed
 	}
+	return err
 }
 
-// track registers a connection for Close; false once the server is closed.
+// track registers a connection for Close; false once the server is
+// closed. Close closes the acceptor before it takes mu to close the
+// active connections, so a connection is either refused here or closed
+// there.
 func (s *Server) track(c net.Conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
+	if s.accept.Closed() {
 		return false
 	}
 	s.active[c] = struct{}{}
@@ -172,46 +138,17 @@ func (s *Server) handle(c net.Conn) {
 // Close stops the listeners and closes every connection. Sessions that
 // had not reached the UPDATE state delete nothing (RFC 1939 §6).
 func (s *Server) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	err := s.accept.Close()
+	if errors.Is(err, listen.ErrClosed) {
 		return ErrServerClosed
 	}
-	s.closed = true
-	close(s.done)
-	var errs []error
-	for l := range s.listeners {
-		if err := l.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
-			errs = append(errs, err)
-		}
-	}
+	s.mu.Lock()
 	for c := range s.active {
 		c.Close()
 	}
 	s.mu.Unlock()
 	s.conns.Wait()
-	return errors.Join(errs...)
-}
-
-func (s *Server) isClosed() bool {
-	select {
-	case <-s.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// pause waits d; it returns false when the server closes first.
-func (s *Server) pause(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-s.done:
-		return false
-	}
+	return err
 }
 
 func (s *Server) loginFailed(reason string) {

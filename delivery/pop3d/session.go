@@ -14,8 +14,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/moatmail/moat/delivery"
-	"github.com/moatmail/moat/delivery/listen"
+	"github.com/moatmail/moat/delivery/mailstore"
+	"github.com/moatmail/moat/gateway/listen"
 )
 
 // Limits of one session.
@@ -62,7 +62,7 @@ type session struct {
 	bad           int // refused commands in a row
 	loginFailures int
 	user          string // from USER, waiting for PASS
-	account       delivery.User
+	account       mailstore.User
 	drop          *maildrop // nil until logged in; holds the maildrop lock
 	// retrieved counts RETR answers, for the log line at logout.
 	retrieved int

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/moatmail/moat/gateway/throttle"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -18,10 +20,10 @@ func TestConfigValidate(t *testing.T) {
 		wantErr string
 	}{
 		{"defaults", Config{}, ""},
-		{"explicit", Config{IdleTimeout: 15 * time.Minute, AuthConcurrency: 2, AllowPlaintextLoopback: true}, ""},
+		{"explicit", Config{LoginConfig: throttle.LoginConfig{AllowPlaintextLoopback: true, AuthConcurrency: 2}, IdleTimeout: 15 * time.Minute}, ""},
 		{"idle timeout below RFC 1939", Config{IdleTimeout: 9 * time.Minute}, "idle_timeout"},
 		{"negative idle timeout", Config{IdleTimeout: -time.Second}, "idle_timeout"},
-		{"negative auth concurrency", Config{AuthConcurrency: -1}, "auth_concurrency"},
+		{"negative auth concurrency", Config{LoginConfig: throttle.LoginConfig{AuthConcurrency: -1}}, "auth_concurrency"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := tc.cfg
