@@ -234,8 +234,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if !address.Valid(addr) {
 		return s.reply("rcpt", errBadAddress)
 	}
-	at := strings.LastIndexByte(addr, '@')
-	local, domain := addr[:at], addr[at+1:]
+	local, domain, _ := address.Split(addr) // Valid: it has an '@'
 	// RFC 5321 §3.6.2: accepting mail for a domain we do not serve would
 	// make moat an open relay.
 	if !s.srv.isLocalDomain(domain) {

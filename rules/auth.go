@@ -6,6 +6,7 @@ import (
 	"golang.org/x/net/publicsuffix"
 
 	"github.com/moatmail/moat/filters"
+	"github.com/moatmail/moat/filters/address"
 )
 
 // The facts the sender-authentication checks set, which the rule
@@ -38,11 +39,10 @@ func authValue(found *filters.Result, method string) string {
 // only an identity aligned with the envelope sender vouches for it: a
 // DMARC pass for another From domain does not.
 func senderAuthenticated(from string, found *filters.Result) bool {
-	at := strings.LastIndexByte(from, '@')
-	if found == nil || at < 0 {
+	_, domain, ok := address.Split(from)
+	if found == nil || !ok {
 		return false // the null sender is never allow-listed by auth
 	}
-	domain := strings.ToLower(strings.TrimSuffix(from[at+1:], "."))
 	for _, a := range found.Auth {
 		if a.Value != filters.AuthPass {
 			continue
@@ -50,9 +50,7 @@ func senderAuthenticated(from string, found *filters.Result) bool {
 		var d string
 		switch a.Method {
 		case "spf":
-			if mf := a.Prop("smtp", "mailfrom"); mf != "" {
-				d = mf[strings.LastIndexByte(mf, '@')+1:]
-			}
+			d = address.Domain(a.Prop("smtp", "mailfrom"))
 		case "dkim":
 			d = a.Prop("header", "d")
 		case "dmarc":
