@@ -7,6 +7,7 @@ import (
 	"github.com/emersion/go-message/textproto"
 
 	"github.com/moatmail/moat/filters"
+	"github.com/moatmail/moat/filters/content"
 )
 
 // writeAuthResults writes the Authentication-Results field (RFC 8601) of
@@ -82,7 +83,7 @@ func pvalueChar(r rune) bool {
 // value (RFC 8601 §2.2: the first token, before the optional version and
 // the ';'), skipping comments and white space; "" when it has none.
 func authservID(v string) string {
-	v = skipCFWS(v)
+	v, _ = content.SkipCFWS(v)
 	end := strings.IndexFunc(v, func(r rune) bool {
 		return r == ';' || r == '(' || r == ' ' || r == '\t' || r == '\r' || r == '\n'
 	})
@@ -90,26 +91,6 @@ func authservID(v string) string {
 		end = len(v)
 	}
 	return v[:end]
-}
-
-// skipCFWS skips leading white space and comments (RFC 5322 §3.2.2,
-// nested, with quoted pairs).
-func skipCFWS(v string) string {
-	depth := 0
-	for i := 0; i < len(v); i++ {
-		switch c := v[i]; {
-		case c == '\\' && depth > 0:
-			i++
-		case c == '(':
-			depth++
-		case c == ')' && depth > 0:
-			depth--
-		case depth > 0, c == ' ', c == '\t', c == '\r', c == '\n':
-		default:
-			return v[i:]
-		}
-	}
-	return ""
 }
 
 // ownAuthResults reports whether h has an Authentication-Results field

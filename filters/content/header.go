@@ -478,3 +478,24 @@ func charsetString(b []byte, cs string) (string, paramProblem) {
 	}
 	return string(u), paramOK
 }
+
+// SkipCFWS returns s after leading white space and comments (RFC 5322
+// §3.2.2; comments nest, quoted pairs inside them are skipped). ok is
+// false for an unclosed comment.
+func SkipCFWS(s string) (string, bool) {
+	depth := 0
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\\' && depth > 0:
+			i++
+		case c == '(':
+			depth++
+		case c == ')' && depth > 0:
+			depth--
+		case depth > 0, c == ' ', c == '\t', c == '\r', c == '\n':
+		default:
+			return s[i:], true
+		}
+	}
+	return "", depth == 0
+}

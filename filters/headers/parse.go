@@ -5,6 +5,8 @@ import (
 	"mime"
 	"net/mail"
 	"strings"
+
+	"github.com/moatmail/moat/filters/content"
 )
 
 // validDate reports whether v is an RFC 5322 date-time (§3.3), obsolete
@@ -78,7 +80,7 @@ func normaliseObsDate(v string) (string, bool) {
 // may be doubled or lead or trail in id-left. UTF-8 counts as atext (RFC
 // 6532 §3.2); whether 8-bit was allowed is another symbol's business.
 func validMsgID(v string) bool {
-	p, ok := skipCFWS(v)
+	p, ok := content.SkipCFWS(v)
 	if !ok || !strings.HasPrefix(p, "<") {
 		return false
 	}
@@ -122,7 +124,7 @@ func validMsgID(v string) bool {
 	if !strings.HasPrefix(p, ">") {
 		return false
 	}
-	p, ok = skipCFWS(p[1:])
+	p, ok = content.SkipCFWS(p[1:])
 	return ok && p == ""
 }
 
@@ -154,26 +156,6 @@ func isAtext(c byte) bool {
 		return true
 	}
 	return strings.IndexByte("!#$%&'*+-/=?^_`{|}~", c) >= 0
-}
-
-// skipCFWS returns s after leading white space and comments (RFC 5322
-// §3.2.2; comments nest). ok is false for an unclosed comment.
-func skipCFWS(s string) (string, bool) {
-	depth := 0
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '\\' && depth > 0:
-			i++
-		case c == '(':
-			depth++
-		case c == ')' && depth > 0:
-			depth--
-		case depth > 0, c == ' ', c == '\t', c == '\r', c == '\n':
-		default:
-			return s[i:], true
-		}
-	}
-	return "", depth == 0
 }
 
 // skipQuoted returns s after the quoted-string that starts it (RFC 5322
