@@ -29,7 +29,7 @@ func startGateway(t testing.TB, cfg Config, extra ...filters.Filter) (string, *m
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	if _, err := st.AddUser(context.Background(), "alice@example.com", "pw", false); err != nil {
+	if _, err := st.AddUser(context.Background(), "alice@example.com", "pw", mailstore.RoleUser); err != nil {
 		t.Fatal(err)
 	}
 	q, err := quarantine.New(quarantine.Config{}, st)

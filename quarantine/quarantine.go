@@ -325,11 +325,11 @@ func (q *Quarantine) Release(ctx context.Context, id int64) (int, error) {
 			return err
 		}
 		for mb, list := range uids {
-			inbox, err := tx.Mailbox(owner[mb], "INBOX", true)
+			inbox, err := tx.EnsureMailbox(owner[mb], "INBOX")
 			if err != nil {
 				return err
 			}
-			res, err := tx.CopyMessages(mb, list, inbox.ID, true)
+			res, err := tx.MoveMessages(mb, list, inbox.ID)
 			if err != nil {
 				return err
 			}

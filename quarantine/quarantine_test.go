@@ -19,7 +19,7 @@ func setup(t *testing.T) (*Quarantine, *mailstore.Store, []mailstore.User) {
 	t.Cleanup(func() { st.Close() })
 	var users []mailstore.User
 	for _, a := range []string{"a@example.com", "b@example.com"} {
-		u, err := st.AddUser(context.Background(), a, "pw", false)
+		u, err := st.AddUser(context.Background(), a, "pw", mailstore.RoleUser)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -13,7 +13,10 @@ import (
 // of Quarantine or out of Junk is ham, one moved to Junk or deleted from
 // Quarantine is spam.
 type Learner interface {
-	Learn(ctx context.Context, user string, raw []byte, spam bool) error
+	// LearnSpam learns raw as spam for user and the global model.
+	LearnSpam(ctx context.Context, user string, raw []byte) error
+	// LearnHam learns raw as ham for user and the global model.
+	LearnHam(ctx context.Context, user string, raw []byte) error
 }
 
 // Review turns users' IMAP moves into quarantine bookkeeping and training.
@@ -71,7 +74,11 @@ func (r *Review) work() {
 	defer r.wg.Done()
 	for j := range r.jobs {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		if err := r.learner.Learn(ctx, j.user, j.raw, j.spam); err != nil {
+		learn := r.learner.LearnHam
+		if j.spam {
+			learn = r.learner.LearnSpam
+		}
+		if err := learn(ctx, j.user, j.raw); err != nil {
 			r.log.Warn("learning from a user's review failed", "user", j.user, "spam", j.spam, "err", err)
 		}
 		cancel()

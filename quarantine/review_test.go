@@ -20,7 +20,15 @@ type recordingLearner struct {
 	got []learned
 }
 
-func (l *recordingLearner) Learn(_ context.Context, user string, raw []byte, spam bool) error {
+func (l *recordingLearner) LearnSpam(_ context.Context, user string, _ []byte) error {
+	return l.record(user, true)
+}
+
+func (l *recordingLearner) LearnHam(_ context.Context, user string, _ []byte) error {
+	return l.record(user, false)
+}
+
+func (l *recordingLearner) record(user string, spam bool) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.got = append(l.got, learned{user, spam})

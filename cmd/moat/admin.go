@@ -137,15 +137,18 @@ func cmdUser(args []string, stdin io.Reader, stdout io.Writer) error {
 	switch sub {
 	case "add":
 		addr := address.Normalize(rest[0])
-		at := strings.LastIndexByte(addr, '@')
-		if at < 0 || !contains(cfg.SMTP.LocalDomains, addr[at+1:]) {
+		if _, domain, ok := address.Split(addr); !ok || !contains(cfg.SMTP.LocalDomains, domain) {
 			return fmt.Errorf("user add: %s is not in a local domain (smtp.local_domains: %v)", addr, cfg.SMTP.LocalDomains)
 		}
 		pw, err := readPassword(stdin, stdout)
 		if err != nil {
 			return err
 		}
-		if _, err := st.AddUser(ctx, addr, pw, admin); err != nil {
+		role := mailstore.RoleUser
+		if admin {
+			role = mailstore.RoleAdmin
+		}
+		if _, err := st.AddUser(ctx, addr, pw, role); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "user %s created\n", addr)

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/moatmail/moat/delivery/mailstore"
 )
 
 // TestAllowSenderOnRelease: with quarantine.allow_sender_on_release, a
@@ -16,7 +18,7 @@ func TestAllowSenderOnRelease(t *testing.T) {
 	python := needTool(t, "python3")
 	a := startTest(t, e2ePolicies+"[quarantine]\nallow_sender_on_release = true\n")
 	ctx := context.Background()
-	u, err := a.store.AddUser(ctx, "quarantine@example.com", "pw", false)
+	u, err := a.store.AddUser(ctx, "quarantine@example.com", "pw", mailstore.RoleUser)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +68,7 @@ func TestAllowlistCommand(t *testing.T) {
 	a := startTest(t, e2ePolicies)
 	ctx := context.Background()
 	for _, u := range []string{"alice@example.com", "dave@example.com"} {
-		if _, err := a.store.AddUser(ctx, u, "pw", false); err != nil {
+		if _, err := a.store.AddUser(ctx, u, "pw", mailstore.RoleUser); err != nil {
 			t.Fatal(err)
 		}
 	}

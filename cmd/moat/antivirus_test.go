@@ -18,6 +18,7 @@ import (
 	"testing"
 
 	"github.com/emersion/go-smtp"
+	"github.com/moatmail/moat/delivery/mailstore"
 	"github.com/moatmail/moat/filters/antivirus/clamdtest"
 )
 
@@ -75,7 +76,7 @@ func TestAntivirusThroughSMTP(t *testing.T) {
 // scores past the reject threshold; a real PDF passes.
 func TestAttachmentPolicyThroughSMTP(t *testing.T) {
 	a := startTest(t, "")
-	if _, err := a.store.AddUser(context.Background(), "alice@example.com", "pw", false); err != nil {
+	if _, err := a.store.AddUser(context.Background(), "alice@example.com", "pw", mailstore.RoleUser); err != nil {
 		t.Fatal(err)
 	}
 	tc := clientTLS(t, a.cfg.DataDir)
@@ -317,7 +318,7 @@ func startWithAntivirus(t *testing.T, address, extra string, users ...string) (*
 	}
 	t.Cleanup(func() { a.Close(context.Background()) })
 	for _, u := range users {
-		if _, err := a.store.AddUser(context.Background(), u, "pw", false); err != nil {
+		if _, err := a.store.AddUser(context.Background(), u, "pw", mailstore.RoleUser); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/moatmail/moat/delivery/mailstore"
 )
 
 // corpusMessage is one synthetic message: words shared by both classes,
@@ -53,7 +55,7 @@ min_spam = 30
 min_ham = 30
 `)
 	ctx := context.Background()
-	if _, err := a.store.AddUser(ctx, "alice@example.com", "pw", false); err != nil {
+	if _, err := a.store.AddUser(ctx, "alice@example.com", "pw", mailstore.RoleUser); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()

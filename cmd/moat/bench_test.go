@@ -8,6 +8,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/moatmail/moat/delivery/mailstore"
 	"github.com/moatmail/moat/filters"
 	"github.com/moatmail/moat/filters/resolver"
 	"github.com/moatmail/moat/policies"
@@ -86,7 +87,7 @@ func BenchmarkSMTPAccept10KB(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer a.Close(context.Background())
-	if _, err := a.store.AddUser(context.Background(), "alice@example.com", "pw", false); err != nil {
+	if _, err := a.store.AddUser(context.Background(), "alice@example.com", "pw", mailstore.RoleUser); err != nil {
 		b.Fatal(err)
 	}
 	msg := tenKB()

@@ -94,7 +94,7 @@ func TestCrashLosesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.AddUser(context.Background(), "alice@example.com", "pw", false); err != nil {
+	if _, err := st.AddUser(context.Background(), "alice@example.com", "pw", mailstore.RoleUser); err != nil {
 		t.Fatal(err)
 	}
 	st.Close()

@@ -9,6 +9,8 @@ import (
 
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-smtp"
+
+	"github.com/moatmail/moat/delivery/mailstore"
 )
 
 const gtubeString = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
@@ -28,7 +30,7 @@ func TestEndToEnd(t *testing.T) {
 	a := startTest(t, e2ePolicies)
 	ctx := context.Background()
 	for _, u := range []string{"alice@example.com", "quarantine@example.com", "carol@example.org"} {
-		if _, err := a.store.AddUser(ctx, u, "pw-"+u, false); err != nil {
+		if _, err := a.store.AddUser(ctx, u, "pw-"+u, mailstore.RoleUser); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -215,7 +217,7 @@ action = "reject"
 reason = "evil sender"
 `)
 	ctx := context.Background()
-	if _, err := a.store.AddUser(ctx, "alice@example.com", "pw", false); err != nil {
+	if _, err := a.store.AddUser(ctx, "alice@example.com", "pw", mailstore.RoleUser); err != nil {
 		t.Fatal(err)
 	}
 	tc := clientTLS(t, a.cfg.DataDir)
@@ -267,7 +269,7 @@ stage = "connect"
 expr = 'ip == "127.0.0.1"'
 action = "tempfail"
 `)
-	if _, err := a.store.AddUser(context.Background(), "alice@example.com", "pw", false); err != nil {
+	if _, err := a.store.AddUser(context.Background(), "alice@example.com", "pw", mailstore.RoleUser); err != nil {
 		t.Fatal(err)
 	}
 	r := send(t, a.Addr("smtp"), clientTLS(t, a.cfg.DataDir), "bob@example.net", []string{"alice@example.com"},

@@ -9,13 +9,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/moatmail/moat/delivery/mailstore"
 )
 
 // TestSwaks drives moat with swaks, a foreign SMTP client, over STARTTLS.
 func TestSwaks(t *testing.T) {
 	swaks := needTool(t, "swaks")
 	a := startTest(t, "")
-	if _, err := a.store.AddUser(context.Background(), "alice@example.com", "pw", false); err != nil {
+	if _, err := a.store.AddUser(context.Background(), "alice@example.com", "pw", mailstore.RoleUser); err != nil {
 		t.Fatal(err)
 	}
 	cases := []struct {
@@ -84,7 +86,7 @@ m.logout()
 func TestPythonIMAP(t *testing.T) {
 	python := needTool(t, "python3")
 	a := startTest(t, "")
-	if _, err := a.store.AddUser(context.Background(), "alice@example.com", "pw", false); err != nil {
+	if _, err := a.store.AddUser(context.Background(), "alice@example.com", "pw", mailstore.RoleUser); err != nil {
 		t.Fatal(err)
 	}
 	res := send(t, a.Addr("smtp"), clientTLS(t, a.cfg.DataDir), "bob@example.net", []string{"alice@example.com"},
@@ -148,7 +150,7 @@ m.logout()
 func TestQuarantineReleaseByIMAPClient(t *testing.T) {
 	python := needTool(t, "python3")
 	a := startTest(t, e2ePolicies)
-	if _, err := a.store.AddUser(context.Background(), "quarantine@example.com", "pw", false); err != nil {
+	if _, err := a.store.AddUser(context.Background(), "quarantine@example.com", "pw", mailstore.RoleUser); err != nil {
 		t.Fatal(err)
 	}
 	tc := clientTLS(t, a.cfg.DataDir)
@@ -225,7 +227,7 @@ p.quit()
 func TestPythonPOP3(t *testing.T) {
 	python := needTool(t, "python3")
 	a := startTest(t, "")
-	if _, err := a.store.AddUser(context.Background(), "alice@example.com", "pw", false); err != nil {
+	if _, err := a.store.AddUser(context.Background(), "alice@example.com", "pw", mailstore.RoleUser); err != nil {
 		t.Fatal(err)
 	}
 	tc := clientTLS(t, a.cfg.DataDir)

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/emersion/go-imap/v2"
+
+	"github.com/moatmail/moat/delivery/mailstore"
 )
 
 // TestMbsync syncs a mailbox both ways with isync's mbsync over STARTTLS:
@@ -19,7 +21,7 @@ import (
 func TestMbsync(t *testing.T) {
 	mbsync := needTool(t, "mbsync")
 	a := startTest(t, "")
-	if _, err := a.store.AddUser(context.Background(), "alice@example.com", "pw", false); err != nil {
+	if _, err := a.store.AddUser(context.Background(), "alice@example.com", "pw", mailstore.RoleUser); err != nil {
 		t.Fatal(err)
 	}
 	tc := clientTLS(t, a.cfg.DataDir)

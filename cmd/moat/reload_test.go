@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/moatmail/moat/delivery/mailstore"
 )
 
 // TestReload changes the rules of a running moat, and checks that a broken
@@ -27,7 +29,7 @@ func TestReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.Close(context.Background())
-	if _, err := a.store.AddUser(context.Background(), "alice@example.com", "pw", false); err != nil {
+	if _, err := a.store.AddUser(context.Background(), "alice@example.com", "pw", mailstore.RoleUser); err != nil {
 		t.Fatal(err)
 	}
 	tc := clientTLS(t, cfg.DataDir)

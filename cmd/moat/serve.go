@@ -368,7 +368,7 @@ func (a *app) ensureDemoUser(out io.Writer) error {
 	raw := make([]byte, 12)
 	rand.Read(raw)
 	pw := base64.RawURLEncoding.EncodeToString(raw)
-	if _, err := a.store.AddUser(ctx, addr, pw, false); err != nil {
+	if _, err := a.store.AddUser(ctx, addr, pw, mailstore.RoleUser); err != nil {
 		return fmt.Errorf("demo user: %w", err)
 	}
 	if err := os.WriteFile(pwFile, []byte(pw+"\n"), 0o600); err != nil {

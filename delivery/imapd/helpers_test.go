@@ -88,10 +88,10 @@ func newEnvWith(t testing.TB, cfg Config, setup func(*env)) *env {
 	}
 	t.Cleanup(func() { st.Close() })
 	e := &env{store: st, observed: &recorder{}}
-	if e.alice, err = st.AddUser(ctx, "alice@example.com", alicePass, false); err != nil {
+	if e.alice, err = st.AddUser(ctx, "alice@example.com", alicePass, mailstore.RoleUser); err != nil {
 		t.Fatal(err)
 	}
-	if e.bob, err = st.AddUser(ctx, "bob@example.com", bobPass, false); err != nil {
+	if e.bob, err = st.AddUser(ctx, "bob@example.com", bobPass, mailstore.RoleUser); err != nil {
 		t.Fatal(err)
 	}
 	serverTLS, clientTLS := testCertificates(t)

@@ -80,11 +80,15 @@ type learnLog struct {
 	got []string
 }
 
-func (l *learnLog) Learn(_ context.Context, user string, _ []byte, spam bool) error {
-	kind := "ham"
-	if spam {
-		kind = "spam"
-	}
+func (l *learnLog) LearnSpam(_ context.Context, user string, _ []byte) error {
+	return l.record(user, "spam")
+}
+
+func (l *learnLog) LearnHam(_ context.Context, user string, _ []byte) error {
+	return l.record(user, "ham")
+}
+
+func (l *learnLog) record(user, kind string) error {
 	l.mu.Lock()
 	l.got = append(l.got, user+" "+kind)
 	l.mu.Unlock()
@@ -128,13 +132,13 @@ func newAdminEnv(t *testing.T) *adminEnv {
 	a.env = newEnvWith(t, Config{}, func(e *env) {
 		ctx := context.Background()
 		var err error
-		if a.admin, err = e.store.AddUser(ctx, adminAddr, adminPass, true); err != nil {
+		if a.admin, err = e.store.AddUser(ctx, adminAddr, adminPass, mailstore.RoleAdmin); err != nil {
 			t.Fatal(err)
 		}
-		if a.odd, err = e.store.AddUser(ctx, oddAddr, "odd-secret", false); err != nil {
+		if a.odd, err = e.store.AddUser(ctx, oddAddr, "odd-secret", mailstore.RoleUser); err != nil {
 			t.Fatal(err)
 		}
-		if a.carol, err = e.store.AddUser(ctx, "carol@example.com", "carol-secret", false); err != nil {
+		if a.carol, err = e.store.AddUser(ctx, "carol@example.com", "carol-secret", mailstore.RoleUser); err != nil {
 			t.Fatal(err)
 		}
 		if err := e.store.DeleteMailbox(ctx, a.carol.ID, mailstore.QuarantineMailbox); err != nil {

@@ -16,8 +16,8 @@ func TestReadBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	u, _ := s.AddUser(ctx, "a@example.com", "pw", false)
-	other, _ := s.AddUser(ctx, "b@example.com", "pw", false)
+	u, _ := s.AddUser(ctx, "a@example.com", "pw", RoleUser)
+	other, _ := s.AddUser(ctx, "b@example.com", "pw", RoleUser)
 	bodies := map[uint32]string{}
 	for uid := uint32(1); uid <= 8; uid++ {
 		body := fmt.Sprintf("Subject: %d\r\n\r\nbody %d\r\n", uid, uid)
@@ -111,7 +111,7 @@ func BenchmarkReadInline(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	u, _ := s.AddUser(ctx, "a@example.com", "pw", false)
+	u, _ := s.AddUser(ctx, "a@example.com", "pw", RoleUser)
 	body := bytes.Repeat([]byte("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.,\r\n"), size/66+1)[:size]
 	for i := 0; i < n; i++ {
 		if _, err := s.Deliver(ctx, &Delivery{Body: body, Targets: []Target{{u.ID, "INBOX"}}}); err != nil {

@@ -13,7 +13,7 @@ import (
 func TestLoginLeavesSmallHeapGoal(t *testing.T) {
 	ctx := context.Background()
 	s := openTestStore(t)
-	if _, err := s.AddUser(ctx, "a@example.com", "pw", false); err != nil {
+	if _, err := s.AddUser(ctx, "a@example.com", "pw", RoleUser); err != nil {
 		t.Fatal(err)
 	}
 	for _, pass := range []string{"pw", "wrong"} {

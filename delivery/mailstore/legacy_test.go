@@ -263,7 +263,7 @@ func TestSchemaOfAnotherPackage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	u, err := st.AddUser(ctx, "alice@example.com", "pw", false)
+	u, err := st.AddUser(ctx, "alice@example.com", "pw", mailstore.RoleUser)
 	if err != nil {
 		t.Fatal(err)
 	}

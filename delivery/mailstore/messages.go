@@ -262,28 +262,40 @@ type CopyResult struct {
 // Copy copies messages to another mailbox of the same user. The content is
 // not duplicated: the copies share the blob.
 func (s *Store) Copy(ctx context.Context, srcID int64, uids []uint32, dstID int64) (CopyResult, error) {
-	return s.copyOrMove(ctx, srcID, uids, dstID, false)
+	return s.copyOrMove(ctx, srcID, uids, dstID, (*Tx).CopyMessages)
 }
 
 // Move moves messages to another mailbox of the same user, atomically
 // (RFC 6851).
 func (s *Store) Move(ctx context.Context, srcID int64, uids []uint32, dstID int64) (CopyResult, error) {
-	return s.copyOrMove(ctx, srcID, uids, dstID, true)
+	return s.copyOrMove(ctx, srcID, uids, dstID, (*Tx).MoveMessages)
 }
 
-func (s *Store) copyOrMove(ctx context.Context, srcID int64, uids []uint32, dstID int64, move bool) (CopyResult, error) {
+func (s *Store) copyOrMove(ctx context.Context, srcID int64, uids []uint32, dstID int64,
+	op func(*Tx, int64, []uint32, int64) (CopyResult, error)) (CopyResult, error) {
 	var res CopyResult
 	err := s.Update(ctx, func(tx *Tx) error {
 		var err error
-		res, err = tx.CopyMessages(srcID, uids, dstID, move)
+		res, err = op(tx, srcID, uids, dstID)
 		return err
 	})
 	return res, err
 }
 
-// CopyMessages copies (or, with move, moves) messages between two mailboxes
-// of one user inside a transaction. UIDs that no longer exist are skipped.
-func (tx *Tx) CopyMessages(srcID int64, uids []uint32, dstID int64, move bool) (CopyResult, error) {
+// CopyMessages copies messages between two mailboxes of one user inside a
+// transaction. UIDs that no longer exist are skipped.
+func (tx *Tx) CopyMessages(srcID int64, uids []uint32, dstID int64) (CopyResult, error) {
+	return tx.copyMessages(srcID, uids, dstID, false)
+}
+
+// MoveMessages moves messages between two mailboxes of one user inside a
+// transaction (RFC 6851: the copies and the removal commit together). UIDs
+// that no longer exist are skipped.
+func (tx *Tx) MoveMessages(srcID int64, uids []uint32, dstID int64) (CopyResult, error) {
+	return tx.copyMessages(srcID, uids, dstID, true)
+}
+
+func (tx *Tx) copyMessages(srcID int64, uids []uint32, dstID int64, move bool) (CopyResult, error) {
 	var res CopyResult
 	var srcUser, dstUser int64
 	if err := tx.QueryRow("SELECT user_id FROM mailboxes WHERE id = ?", srcID).Scan(&srcUser); err != nil {
@@ -332,12 +344,12 @@ func (tx *Tx) RemoveMessages(mailboxID int64, uids []uint32) error {
 	return dropUnreferenced(tx, blobs)
 }
 
-// Mailbox finds a user's mailbox inside a transaction, creating it when
-// create is true and it does not exist.
-func (tx *Tx) Mailbox(userID int64, name string, create bool) (Mailbox, error) {
+// EnsureMailbox finds a user's mailbox inside a transaction, creating it
+// when it does not exist.
+func (tx *Tx) EnsureMailbox(userID int64, name string) (Mailbox, error) {
 	name = CanonicalMailboxName(name)
 	mb, err := mailboxTx(tx, userID, name)
-	if errors.Is(err, ErrNoMailbox) && create {
+	if errors.Is(err, ErrNoMailbox) {
 		return createMailbox(tx, time.Now(), userID, name, "")
 	}
 	return mb, err

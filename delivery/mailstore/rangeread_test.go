@@ -15,7 +15,7 @@ import (
 func TestRangeReaders(t *testing.T) {
 	ctx := context.Background()
 	s := openTestStore(t)
-	u, _ := s.AddUser(ctx, "a@example.com", "pw", false)
+	u, _ := s.AddUser(ctx, "a@example.com", "pw", RoleUser)
 	inbox, err := s.Mailbox(ctx, u.ID, "INBOX")
 	if err != nil {
 		t.Fatal(err)

@@ -25,7 +25,7 @@ func addTestUsers(t testing.TB, s *Store, addrs ...string) []User {
 	t.Helper()
 	var out []User
 	for _, a := range addrs {
-		u, err := s.AddUser(context.Background(), a, "pw", false)
+		u, err := s.AddUser(context.Background(), a, "pw", RoleUser)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -37,14 +37,14 @@ func addTestUsers(t testing.TB, s *Store, addrs ...string) []User {
 func TestUsersAndAuth(t *testing.T) {
 	ctx := context.Background()
 	s := openTestStore(t)
-	u, err := s.AddUser(ctx, "Alice@Example.COM", "s3cret", false)
+	u, err := s.AddUser(ctx, "Alice@Example.COM", "s3cret", RoleUser)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if u.Address != "alice@example.com" {
 		t.Errorf("address = %q, want lower case", u.Address)
 	}
-	if _, err := s.AddUser(ctx, "alice@example.com", "x", false); !errors.Is(err, ErrUserExists) {
+	if _, err := s.AddUser(ctx, "alice@example.com", "x", RoleUser); !errors.Is(err, ErrUserExists) {
 		t.Errorf("duplicate AddUser: err = %v, want ErrUserExists", err)
 	}
 	for _, tc := range []struct {
@@ -87,7 +87,7 @@ func TestUsersAndAuth(t *testing.T) {
 
 func TestIndexIsPrivate(t *testing.T) {
 	s := openTestStore(t)
-	if _, err := s.AddUser(context.Background(), "a@example.com", "pw", false); err != nil {
+	if _, err := s.AddUser(context.Background(), "a@example.com", "pw", RoleUser); err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"index.db", "index.db-wal"} {
@@ -132,8 +132,8 @@ func testDeliverCopyMoveExpunge(t *testing.T, inlineMax int) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	a, _ := s.AddUser(ctx, "a@example.com", "pw", false)
-	b, _ := s.AddUser(ctx, "b@example.com", "pw", false)
+	a, _ := s.AddUser(ctx, "a@example.com", "pw", RoleUser)
+	b, _ := s.AddUser(ctx, "b@example.com", "pw", RoleUser)
 	changes, stop := func() (<-chan struct{}, func()) {
 		inbox, err := s.Mailbox(ctx, a.ID, "inbox")
 		if err != nil {
@@ -229,7 +229,7 @@ func TestUIDValidityAndUIDsSurviveRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u, _ := s.AddUser(ctx, "a@example.com", "pw", false)
+	u, _ := s.AddUser(ctx, "a@example.com", "pw", RoleUser)
 	for i := 0; i < 3; i++ {
 		if _, err := s.Deliver(ctx, &Delivery{Body: []byte("x\r\n"), Targets: []Target{{u.ID, "INBOX"}}}); err != nil {
 			t.Fatal(err)
@@ -262,7 +262,7 @@ func TestUIDValidityAndUIDsSurviveRestart(t *testing.T) {
 func TestConcurrentDeliveriesGetDistinctUIDs(t *testing.T) {
 	ctx := context.Background()
 	s := openTestStore(t)
-	u, _ := s.AddUser(ctx, "a@example.com", "pw", false)
+	u, _ := s.AddUser(ctx, "a@example.com", "pw", RoleUser)
 	var wg sync.WaitGroup
 	errs := make(chan error, 50)
 	for i := 0; i < 50; i++ {
@@ -305,7 +305,7 @@ func benchmarkDeliver(b *testing.B, inlineMax int) {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	u, _ := s.AddUser(ctx, "a@example.com", "pw", false)
+	u, _ := s.AddUser(ctx, "a@example.com", "pw", RoleUser)
 	body := make([]byte, 10*1024)
 	b.SetBytes(int64(len(body)))
 	b.RunParallel(func(pb *testing.PB) {

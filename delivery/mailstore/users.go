@@ -40,8 +40,21 @@ var DefaultMailboxes = []struct{ Name, SpecialUse string }{
 // mail.
 const QuarantineMailbox = "Quarantine"
 
+// Role is what a user may do beyond reading their own mail.
+type Role int
+
+// The roles.
+const (
+	// RoleUser reads and reviews their own mail only.
+	RoleUser Role = iota
+	// RoleAdmin also reviews every user's quarantine (IMAP shared
+	// namespace, docs/flow.md §7).
+	RoleAdmin
+)
+
 // AddUser creates a user with the default mailboxes.
-func (s *Store) AddUser(ctx context.Context, addr, password string, admin bool) (User, error) {
+func (s *Store) AddUser(ctx context.Context, addr, password string, role Role) (User, error) {
+	admin := role == RoleAdmin
 	addr = address.Normalize(addr)
 	if !address.Valid(addr) {
 		return User{}, fmt.Errorf("add user: %q is not a mail address", addr)

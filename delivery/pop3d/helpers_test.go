@@ -111,10 +111,10 @@ func newStore(t testing.TB) (st *mailstore.Store, alice, bob mailstore.User) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	if alice, err = st.AddUser(ctx, aliceAddr, alicePass, false); err != nil {
+	if alice, err = st.AddUser(ctx, aliceAddr, alicePass, mailstore.RoleUser); err != nil {
 		t.Fatal(err)
 	}
-	if bob, err = st.AddUser(ctx, bobAddr, bobPass, false); err != nil {
+	if bob, err = st.AddUser(ctx, bobAddr, bobPass, mailstore.RoleUser); err != nil {
 		t.Fatal(err)
 	}
 	return st, alice, bob

@@ -311,16 +311,18 @@ func MessageDigest(msg *filters.Message) Digest {
 	return d
 }
 
-// Learn learns a raw message as spam or ham into a user's model and the
+// LearnSpam learns a raw message as spam into a user's model and the
 // global one (user "" learns the global model only). Learning the same
 // message again does nothing; learning it as the other class moves it.
-// Learn implements quarantine.Learner.
-func (c *Classifier) Learn(ctx context.Context, user string, raw []byte, spam bool) error {
-	class := Ham
-	if spam {
-		class = Spam
-	}
-	_, err := c.LearnMessage(ctx, user, filters.ParseMessage(raw), class)
+// With LearnHam, it implements quarantine.Learner.
+func (c *Classifier) LearnSpam(ctx context.Context, user string, raw []byte) error {
+	_, err := c.LearnMessage(ctx, user, filters.ParseMessage(raw), Spam)
+	return err
+}
+
+// LearnHam learns a raw message as ham, as LearnSpam does spam.
+func (c *Classifier) LearnHam(ctx context.Context, user string, raw []byte) error {
+	_, err := c.LearnMessage(ctx, user, filters.ParseMessage(raw), Ham)
 	return err
 }
 

@@ -205,11 +205,11 @@ func TestLearnRawAndUnlearn(t *testing.T) {
 	ctx := context.Background()
 	spam, ham := synthCorpus(3, 2, 1, 500)
 	for _, s := range spam {
-		if err := c.Learn(ctx, "", s.Raw, true); err != nil {
+		if err := c.LearnSpam(ctx, "", s.Raw); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := c.Learn(ctx, "", ham[0].Raw, false); err != nil {
+	if err := c.LearnHam(ctx, "", ham[0].Raw); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Unlearn(ctx, "", spam[0].Raw); err != nil {
