@@ -2,7 +2,6 @@ package spf
 
 import (
 	"context"
-	"errors"
 	"net"
 	"net/netip"
 
@@ -17,9 +16,9 @@ import (
 // The library classifies a lookup error with a type assertion to
 // *net.DNSError, not errors.As: an error of any other type is taken as a
 // permanent fault, and a wrapped DNSError too. moat's resolver returns
-// bare *net.DNSError values; every other error, from a Resolver that is
-// not moat's, is made one here (a wrapped DNSError unwrapped, anything
-// else temporary), so that no fault of ours can become a permerror.
+// bare *net.DNSError values; resolver.NetError makes every other error,
+// from a Resolver that is not moat's, one the library reads right, so
+// that no fault of ours can become a permerror.
 type netResolver struct {
 	r resolver.Resolver
 }
@@ -29,7 +28,7 @@ var _ spflib.DNSResolver = netResolver{}
 // LookupTXT implements spflib.DNSResolver.
 func (n netResolver) LookupTXT(ctx context.Context, name string) ([]string, error) {
 	txts, err := n.r.LookupTXT(ctx, name)
-	return txts, dnsError(name, err)
+	return txts, resolver.NetError(name, err)
 }
 
 // LookupMX implements spflib.DNSResolver. A null MX (RFC 7505, the host
@@ -39,7 +38,7 @@ func (n netResolver) LookupTXT(ctx context.Context, name string) ([]string, erro
 func (n netResolver) LookupMX(ctx context.Context, name string) ([]*net.MX, error) {
 	mxs, err := n.r.LookupMX(ctx, name)
 	if err != nil {
-		return nil, dnsError(name, err)
+		return nil, resolver.NetError(name, err)
 	}
 	out := mxs[:0:0]
 	for _, mx := range mxs {
@@ -54,7 +53,7 @@ func (n netResolver) LookupMX(ctx context.Context, name string) ([]*net.MX, erro
 func (n netResolver) LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error) {
 	addrs, err := n.r.LookupIP(ctx, host)
 	if err != nil {
-		return nil, dnsError(host, err)
+		return nil, resolver.NetError(host, err)
 	}
 	out := make([]net.IPAddr, len(addrs))
 	for i, a := range addrs {
@@ -70,23 +69,5 @@ func (n netResolver) LookupAddr(ctx context.Context, addr string) ([]string, err
 		return nil, &net.DNSError{Err: "not an IP address", Name: addr, IsNotFound: true}
 	}
 	names, err := n.r.LookupAddr(ctx, a)
-	return names, dnsError(addr, err)
-}
-
-// dnsError returns err as a bare *net.DNSError the library classifies
-// right (see netResolver), or nil.
-func dnsError(name string, err error) error {
-	if err == nil {
-		return nil
-	}
-	if de, ok := err.(*net.DNSError); ok {
-		return de
-	}
-	var de *net.DNSError
-	if errors.As(err, &de) {
-		c := *de
-		return &c
-	}
-	// Not a DNS answer at all: nothing says the name does not exist.
-	return &net.DNSError{Err: err.Error(), Name: name, IsTemporary: true, UnwrapErr: err}
+	return names, resolver.NetError(addr, err)
 }
