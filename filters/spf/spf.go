@@ -32,7 +32,6 @@ import (
 	"strings"
 
 	spflib "blitiri.com.ar/go/spf"
-	"golang.org/x/net/idna"
 
 	"github.com/moatmail/moat/filters"
 	"github.com/moatmail/moat/filters/resolver"
@@ -317,23 +316,9 @@ func identityOf(from, helo string) identity {
 // checkable returns domain as the A-label name to ask for, and whether
 // SPF can check it at all (RFC 7208 §4.3: well formed and multi-label).
 func checkable(domain string) (string, bool) {
-	domain = strings.TrimSuffix(domain, ".")
-	if domain == "" || strings.HasPrefix(domain, "[") {
+	a, err := resolver.ASCIIDomain(domain)
+	if err != nil || !strings.Contains(a, ".") {
 		return "", false
-	}
-	// SMTPUTF8 senders (RFC 6531) may give U-labels; DNS asks A-labels.
-	a, err := idna.Lookup.ToASCII(domain)
-	if err != nil {
-		return "", false
-	}
-	a = strings.ToLower(a)
-	if len(a) > 253 || !strings.Contains(a, ".") {
-		return "", false
-	}
-	for _, label := range strings.Split(a, ".") {
-		if label == "" || len(label) > 63 {
-			return "", false
-		}
 	}
 	return a, true
 }
