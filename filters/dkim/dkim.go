@@ -47,7 +47,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"strings"
 	"time"
@@ -138,17 +137,8 @@ func DefaultConfig() Config {
 
 // Validate reports the first invalid field, named by its TOML key.
 func (c Config) Validate() error {
-	for _, s := range []struct {
-		key string
-		v   float64
-	}{
-		{"valid_score", c.ValidScore}, {"invalid_score", c.InvalidScore},
-		{"tempfail_score", c.TempFailScore}, {"none_score", c.NoneScore},
-		{"unsigned_body_score", c.UnsignedBodyScore},
-	} {
-		if math.IsNaN(s.v) || math.IsInf(s.v, 0) {
-			return fmt.Errorf("%s: %v is not a finite number", s.key, s.v)
-		}
+	if err := filters.ValidateScores(c); err != nil {
+		return err
 	}
 	if c.TempFailScore > 0 {
 		return fmt.Errorf("tempfail_score: %v is positive; a temporary DNS fault must not count against a message", c.TempFailScore)

@@ -11,7 +11,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"math"
-	"net"
 	"net/netip"
 	"os"
 	"slices"
@@ -23,8 +22,8 @@ import (
 	msgauth "github.com/emersion/go-msgauth/dkim"
 
 	"github.com/moatmail/moat/filters"
-	"github.com/moatmail/moat/filters/resolver"
 	"github.com/moatmail/moat/filters/resolver/dnstest"
+	"github.com/moatmail/moat/filters/resolver/resolvertest"
 )
 
 // fixtures holds the zones of dkim.test, example.com (RFC 6376) and
@@ -92,14 +91,7 @@ func setup(t testing.TB, cfg Config) (*Filter, *dnstest.Server) {
 	t.Helper()
 	zones := dnstest.LoadZoneDir(t, fixtures)
 	zones[genZone] = testKeys(t).zone
-	srv := dnstest.Start(t, zones)
-	rcfg := resolver.DefaultConfig()
-	rcfg.Upstream = srv.Addr()
-	rcfg.Timeout = 100 * time.Millisecond
-	r, err := resolver.New(rcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, srv := resolvertest.Start(t, zones, 100*time.Millisecond)
 	f, err := New(cfg, r)
 	if err != nil {
 		t.Fatal(err)
@@ -393,16 +385,8 @@ func TestSkip(t *testing.T) {
 // when the resolver's own timeout is longer.
 func TestDeadline(t *testing.T) {
 	k := testKeys(t)
-	zones := dnstest.LoadZoneDir(t, fixtures)
-	srv := dnstest.Start(t, zones)
+	r, srv := resolvertest.Start(t, dnstest.LoadZoneDir(t, fixtures), 5*time.Second)
 	srv.Hang("hang._domainkey.dkim.test")
-	rcfg := resolver.DefaultConfig()
-	rcfg.Upstream = srv.Addr()
-	rcfg.Timeout = 5 * time.Second
-	r, err := resolver.New(rcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	f, err := New(DefaultConfig(), r)
 	if err != nil {
 		t.Fatal(err)
@@ -418,14 +402,6 @@ func TestDeadline(t *testing.T) {
 		t.Errorf("took %v after a 50ms deadline", d)
 	}
 }
-
-// stub is a Resolver that fails every lookup with err.
-type stub struct{ err error }
-
-func (s stub) LookupTXT(context.Context, string) ([]string, error)      { return nil, s.err }
-func (s stub) LookupMX(context.Context, string) ([]*net.MX, error)      { return nil, s.err }
-func (s stub) LookupIP(context.Context, string) ([]netip.Addr, error)   { return nil, s.err }
-func (s stub) LookupAddr(context.Context, netip.Addr) ([]string, error) { return nil, s.err }
 
 func TestConfigAndContract(t *testing.T) {
 	tests := []struct {
@@ -443,7 +419,7 @@ func TestConfigAndContract(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := DefaultConfig()
 			tt.change(&cfg)
-			_, err := New(cfg, stub{})
+			_, err := New(cfg, resolvertest.Failing{})
 			if (tt.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.want)) {
 				t.Errorf("err %v, want %q", err, tt.want)
 			}
@@ -452,7 +428,7 @@ func TestConfigAndContract(t *testing.T) {
 	if _, err := New(DefaultConfig(), nil); err == nil {
 		t.Error("nil resolver accepted")
 	}
-	f, err := New(DefaultConfig(), stub{})
+	f, err := New(DefaultConfig(), resolvertest.Failing{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -467,7 +443,7 @@ func TestConfigAndContract(t *testing.T) {
 	// An error that is not a DNS answer is temporary, never permanent.
 	cfg := DefaultConfig()
 	cfg.InvalidScore = 3
-	f, err = New(cfg, stub{fmt.Errorf("resolver exploded")})
+	f, err = New(cfg, resolvertest.Failing{Err: fmt.Errorf("resolver exploded")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,7 +51,6 @@ import (
 	"fmt"
 	"hash/maphash"
 	"io"
-	"math"
 	"mime"
 	"net/mail"
 	"strings"
@@ -164,18 +163,8 @@ func DefaultConfig() Config {
 
 // Validate reports the first invalid field, named by its TOML key.
 func (c Config) Validate() error {
-	for _, s := range []struct {
-		key string
-		v   float64
-	}{
-		{"pass_score", c.PassScore}, {"fail_score", c.FailScore},
-		{"reject_score", c.RejectScore}, {"quarantine_score", c.QuarantineScore},
-		{"none_score", c.NoneScore}, {"temperror_score", c.TempErrorScore},
-		{"permerror_score", c.PermErrorScore}, {"bad_from_score", c.BadFromScore},
-	} {
-		if math.IsNaN(s.v) || math.IsInf(s.v, 0) {
-			return fmt.Errorf("%s: %v is not a finite number", s.key, s.v)
-		}
+	if err := filters.ValidateScores(c); err != nil {
+		return err
 	}
 	if c.TempErrorScore > 0 {
 		return fmt.Errorf("temperror_score: %v is positive; a temporary DNS fault must not count against a message", c.TempErrorScore)
@@ -389,38 +378,35 @@ type evidence struct {
 // read reads the SPF and DKIM results of prior for the From domain from
 // under rec's alignment modes (RFC 7489 §3.1).
 func (e *evidence) read(prior *filters.Result, rec *Record, from string) {
-	for _, a := range prior.AuthOf("spf") {
-		mf := a.Prop("smtp", "mailfrom")
-		d := mf[strings.LastIndexByte(mf, '@')+1:]
-		if !aligned(rec.SPF, d, from) {
-			continue
-		}
-		switch a.Value {
-		case filters.AuthPass:
-			e.pass = "SPF passed for the aligned domain " + d
-			return
-		case filters.AuthTempError:
-			e.unknown = "SPF could not be checked for the aligned domain " + d
-		}
-	}
-	dkims := prior.AuthOf("dkim")
-	for _, a := range dkims {
-		d := a.Prop("header", "d")
-		if !aligned(rec.DKIM, d, from) {
-			continue
-		}
-		switch a.Value {
-		case filters.AuthPass:
-			e.pass = "DKIM passed for the aligned domain " + d
-			return
-		case filters.AuthTempError:
-			e.unknown = "DKIM could not be checked for the aligned domain " + d
+	for _, id := range []struct {
+		name, method, ptype, prop string
+		mode                      Alignment
+	}{
+		// RFC 7489 §3.1.2: SPF's domain is that of the reverse path
+		// (postmaster@HELO for the null sender).
+		{"SPF", "spf", "smtp", "mailfrom", rec.SPF},
+		// §3.1.1: DKIM's is the signing domain.
+		{"DKIM", "dkim", "header", "d", rec.DKIM},
+	} {
+		for _, a := range prior.AuthOf(id.method) {
+			d := a.Prop(id.ptype, id.prop)
+			d = d[strings.LastIndexByte(d, '@')+1:]
+			if !aligned(id.mode, d, from) {
+				continue
+			}
+			switch a.Value {
+			case filters.AuthPass:
+				e.pass = id.name + " passed for the aligned domain " + d
+				return
+			case filters.AuthTempError:
+				e.unknown = id.name + " could not be checked for the aligned domain " + d
+			}
 		}
 	}
 	switch {
 	case prior.HasSymbol(spfFilterFailed):
 		e.unknown = "the SPF check failed"
-	case prior.HasSymbol(dkimFilterFailed) && len(dkims) == 0:
+	case prior.HasSymbol(dkimFilterFailed) && len(prior.AuthOf("dkim")) == 0:
 		e.unknown = "the DKIM check failed"
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"github.com/moatmail/moat/filters"
 	"github.com/moatmail/moat/filters/resolver"
 	"github.com/moatmail/moat/filters/resolver/dnstest"
+	"github.com/moatmail/moat/filters/resolver/resolvertest"
 )
 
 // fixtures holds the zone of the policy records.
@@ -23,14 +23,7 @@ const fixtures = "../../testdata/dns/dmarc"
 // resolver asking it.
 func setup(t testing.TB) (*Filter, *dnstest.Server) {
 	t.Helper()
-	srv := dnstest.Start(t, dnstest.LoadZoneDir(t, fixtures))
-	rcfg := resolver.DefaultConfig()
-	rcfg.Upstream = srv.Addr()
-	rcfg.Timeout = 100 * time.Millisecond
-	r, err := resolver.New(rcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, srv := resolvertest.Start(t, dnstest.LoadZoneDir(t, fixtures), 100*time.Millisecond)
 	f, err := New(DefaultConfig(), r)
 	if err != nil {
 		t.Fatal(err)
@@ -378,7 +371,7 @@ func TestSkipAndContract(t *testing.T) {
 	for _, tt := range tests {
 		cfg := DefaultConfig()
 		tt.change(&cfg)
-		_, err := New(cfg, stub{})
+		_, err := New(cfg, resolvertest.Failing{})
 		if (tt.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.want)) {
 			t.Errorf("%s: err %v, want %q", tt.name, err, tt.want)
 		}
@@ -387,7 +380,7 @@ func TestSkipAndContract(t *testing.T) {
 		t.Error("nil resolver accepted")
 	}
 	// An error that is not a DNS answer is temporary.
-	f, err := New(DefaultConfig(), stub{fmt.Errorf("resolver exploded")})
+	f, err := New(DefaultConfig(), resolvertest.Failing{Err: fmt.Errorf("resolver exploded")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -395,11 +388,3 @@ func TestSkipAndContract(t *testing.T) {
 		t.Errorf("got %+v, want %s", res, SymTempError)
 	}
 }
-
-// stub is a Resolver that fails every lookup with err.
-type stub struct{ err error }
-
-func (s stub) LookupTXT(context.Context, string) ([]string, error)      { return nil, s.err }
-func (s stub) LookupMX(context.Context, string) ([]*net.MX, error)      { return nil, s.err }
-func (s stub) LookupIP(context.Context, string) ([]netip.Addr, error)   { return nil, s.err }
-func (s stub) LookupAddr(context.Context, netip.Addr) ([]string, error) { return nil, s.err }

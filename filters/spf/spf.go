@@ -27,7 +27,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"net"
 	"strings"
 
@@ -118,18 +117,8 @@ func DefaultConfig() Config {
 
 // Validate reports the first invalid field, named by its TOML key.
 func (c Config) Validate() error {
-	for _, s := range []struct {
-		key string
-		v   float64
-	}{
-		{"pass_score", c.PassScore}, {"fail_score", c.FailScore},
-		{"softfail_score", c.SoftFailScore}, {"neutral_score", c.NeutralScore},
-		{"none_score", c.NoneScore}, {"temperror_score", c.TempErrorScore},
-		{"permerror_score", c.PermErrorScore},
-	} {
-		if math.IsNaN(s.v) || math.IsInf(s.v, 0) {
-			return fmt.Errorf("%s: %v is not a finite number", s.key, s.v)
-		}
+	if err := filters.ValidateScores(c); err != nil {
+		return err
 	}
 	if c.TempErrorScore > 0 {
 		return fmt.Errorf("temperror_score: %v is positive; a temporary DNS fault must not count against a message", c.TempErrorScore)

@@ -13,8 +13,8 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/moatmail/moat/filters"
-	"github.com/moatmail/moat/filters/resolver"
 	"github.com/moatmail/moat/filters/resolver/dnstest"
+	"github.com/moatmail/moat/filters/resolver/resolvertest"
 )
 
 // fixtures holds the zones of spf.test and its reverse zone.
@@ -24,14 +24,7 @@ const fixtures = "../../testdata/dns/spf"
 // resolver asking them.
 func setup(t testing.TB) (*Filter, *dnstest.Server) {
 	t.Helper()
-	srv := dnstest.Start(t, dnstest.LoadZoneDir(t, fixtures))
-	rcfg := resolver.DefaultConfig()
-	rcfg.Upstream = srv.Addr()
-	rcfg.Timeout = 100 * time.Millisecond
-	r, err := resolver.New(rcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, srv := resolvertest.Start(t, dnstest.LoadZoneDir(t, fixtures), 100*time.Millisecond)
 	f, err := New(DefaultConfig(), r)
 	if err != nil {
 		t.Fatal(err)
@@ -223,15 +216,8 @@ func TestLookupCounts(t *testing.T) {
 // TestDeadline checks that the filter's context bounds the evaluation
 // even when the resolver's own timeout is longer.
 func TestDeadline(t *testing.T) {
-	srv := dnstest.Start(t, dnstest.LoadZoneDir(t, fixtures))
+	r, srv := resolvertest.Start(t, dnstest.LoadZoneDir(t, fixtures), 5*time.Second)
 	srv.Hang("hang.spf.test")
-	rcfg := resolver.DefaultConfig()
-	rcfg.Upstream = srv.Addr()
-	rcfg.Timeout = 5 * time.Second
-	r, err := resolver.New(rcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	f, err := New(DefaultConfig(), r)
 	if err != nil {
 		t.Fatal(err)
@@ -262,14 +248,6 @@ func TestSkipAuthenticated(t *testing.T) {
 	}
 }
 
-// stub is a Resolver with canned errors, for faults dnstest cannot make.
-type stub struct{ err error }
-
-func (s stub) LookupTXT(context.Context, string) ([]string, error)      { return nil, s.err }
-func (s stub) LookupMX(context.Context, string) ([]*net.MX, error)      { return nil, s.err }
-func (s stub) LookupIP(context.Context, string) ([]netip.Addr, error)   { return nil, s.err }
-func (s stub) LookupAddr(context.Context, netip.Addr) ([]string, error) { return nil, s.err }
-
 // TestForeignErrors checks that an error the library does not know (not
 // a bare *net.DNSError) is a temperror, never a permerror.
 func TestForeignErrors(t *testing.T) {
@@ -285,7 +263,7 @@ func TestForeignErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f, err := New(DefaultConfig(), stub{tt.err})
+			f, err := New(DefaultConfig(), resolvertest.Failing{Err: tt.err})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -343,7 +321,7 @@ func TestConfigAndContract(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := DefaultConfig()
 			tt.change(&cfg)
-			_, err := New(cfg, stub{})
+			_, err := New(cfg, resolvertest.Failing{})
 			if (tt.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.want)) {
 				t.Errorf("err %v, want %q", err, tt.want)
 			}
@@ -352,7 +330,7 @@ func TestConfigAndContract(t *testing.T) {
 	if _, err := New(DefaultConfig(), nil); err == nil {
 		t.Error("nil resolver accepted")
 	}
-	f, err := New(DefaultConfig(), stub{})
+	f, err := New(DefaultConfig(), resolvertest.Failing{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,7 +345,7 @@ func TestConfigAndContract(t *testing.T) {
 	// A configured score reaches the symbol.
 	cfg := DefaultConfig()
 	cfg.NoneScore = 0.25
-	f, err = New(cfg, stub{&net.DNSError{IsNotFound: true}})
+	f, err = New(cfg, resolvertest.Failing{Err: &net.DNSError{IsNotFound: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
