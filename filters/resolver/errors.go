@@ -81,3 +81,31 @@ func temporary(name, server string, cause error) error {
 		UnwrapErr:   cause,
 	}
 }
+
+// NetError returns err, an error of a lookup of name, as a bare
+// *net.DNSError, or nil for nil. It is for libraries that classify lookup
+// errors with a type assertion instead of errors.As (blitiri.com.ar/go/spf,
+// go-msgauth's dkim and dmarc): to them a wrapped *net.DNSError, or an
+// error of another type, is a permanent fault, and a temporary fault
+// must never become one. A wrapped *net.DNSError is unwrapped (a copy);
+// any other error, which says nothing of the name, is made temporary.
+func NetError(name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if de, ok := err.(*net.DNSError); ok {
+		return de
+	}
+	var de *net.DNSError
+	if errors.As(err, &de) {
+		c := *de
+		return &c
+	}
+	return &net.DNSError{
+		Err:         err.Error(),
+		Name:        name,
+		IsTimeout:   errors.Is(err, context.DeadlineExceeded),
+		IsTemporary: true,
+		UnwrapErr:   err,
+	}
+}

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/net/idna"
 )
 
 // Resolver is the DNS interface the checks depend on. Every method honours
@@ -243,4 +244,30 @@ func normalise(name string) (string, error) {
 		return "", ErrInvalidName
 	}
 	return name, nil
+}
+
+// ASCIIDomain returns the domain name as the checks ask and compare it:
+// A-labels (RFC 5890 §2.3.2.1; SMTPUTF8 addresses may carry U-labels), in
+// lower case, without a trailing dot. It fails for what is no domain
+// name: an empty label, a label over 63 octets, a name over 253, an
+// address literal, a label IDNA refuses.
+func ASCIIDomain(name string) (string, error) {
+	name = strings.TrimSuffix(name, ".")
+	if name == "" || strings.HasPrefix(name, "[") {
+		return "", ErrInvalidName
+	}
+	a, err := idna.Lookup.ToASCII(name)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrInvalidName, err)
+	}
+	a = strings.ToLower(a)
+	if len(a) > 253 {
+		return "", ErrInvalidName
+	}
+	for label := range strings.SplitSeq(a, ".") {
+		if label == "" || len(label) > 63 {
+			return "", ErrInvalidName
+		}
+	}
+	return a, nil
 }
