@@ -30,18 +30,19 @@ type Observer interface {
 	Connection(listener, outcome string)
 	// Reply counts a reply moat chose, by SMTP phase and code.
 	Reply(phase string, code int)
-	// Verdict counts a message decision.
-	Verdict(v rules.Verdict)
+	// Verdict counts a message decision and the authentication results
+	// found for the message.
+	Verdict(v rules.Verdict, auth []filters.AuthResult)
 	// StoreError counts a failed write to the store or the quarantine.
 	StoreError(op string)
 }
 
 type nopObserver struct{}
 
-func (nopObserver) Connection(string, string) {}
-func (nopObserver) Reply(string, int)         {}
-func (nopObserver) Verdict(rules.Verdict)     {}
-func (nopObserver) StoreError(string)         {}
+func (nopObserver) Connection(string, string)                   {}
+func (nopObserver) Reply(string, int)                           {}
+func (nopObserver) Verdict(rules.Verdict, []filters.AuthResult) {}
+func (nopObserver) StoreError(string)                           {}
 
 // Judge is what decides about mail: the filter pipeline with its rules, and
 // the policies. It is replaced as a whole when the configuration is

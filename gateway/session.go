@@ -318,7 +318,7 @@ func (s *session) Data(r io.Reader) error {
 	in := &filters.Input{Conn: &s.info, Env: &s.env, Msg: msg}
 	found, v := s.judge(ctx, filters.StageData, in, s.policy, &s.found)
 	s.found = found // for the Authentication-Results field
-	s.srv.obs.Verdict(v)
+	s.srv.obs.Verdict(v, found.Auth)
 	queueID := newID()
 	err = s.act(ctx, queueID, msg, v)
 	if err == nil && s.srv.deps.Learn != nil {

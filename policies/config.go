@@ -72,6 +72,10 @@ type PolicyConfig struct {
 	BlockSenders []string `toml:"block_senders"`
 	// DisableFilters names filters that do not run for this policy.
 	DisableFilters []string `toml:"disable_filters"`
+	// IgnoreDemands names filters whose demanded actions this policy
+	// ignores: they still run and score, but what they ask for (DMARC's
+	// reject for a p=reject domain) does not act.
+	IgnoreDemands []string `toml:"ignore_demands"`
 }
 
 // Threshold is a score threshold in configuration: a number, or the string

@@ -33,6 +33,8 @@ type Policy struct {
 
 	disabled     map[string]struct{}
 	disabledList []string
+	ignored      map[string]struct{} // ignore_demands
+	ignoredList  []string
 	// anySender: every sender counts as allowed (WithSenderAllowed).
 	anySender bool
 }
@@ -98,6 +100,17 @@ func (p *Policy) Runs(filter string) bool {
 // this policy, sorted. The caller must not modify the returned slice.
 func (p *Policy) DisabledFilters() []string { return p.disabledList }
 
+// HonoursDemandOf reports whether a demand of the named filter acts under
+// this policy, that is whether it is not in ignore_demands.
+func (p *Policy) HonoursDemandOf(filter string) bool {
+	_, off := p.ignored[filter]
+	return !off
+}
+
+// IgnoredDemands returns the names of the filters whose demands this
+// policy ignores, sorted. The caller must not modify the returned slice.
+func (p *Policy) IgnoredDemands() []string { return p.ignoredList }
+
 // Set is every policy of a configuration, resolved once. It is immutable
 // and safe for concurrent use.
 type Set struct {
@@ -154,13 +167,14 @@ func (s *Set) Policies() []*Policy {
 	return append([]*Policy{s.def}, out...)
 }
 
-// DisabledFilters returns every filter name that some policy switches off,
-// sorted and without duplicates, so that the caller can check each names a
-// filter of the pipeline.
+// DisabledFilters returns every filter name that some policy switches off
+// or ignores the demands of, sorted and without duplicates, so that the
+// caller can check each names a filter of the pipeline.
 func (s *Set) DisabledFilters() []string {
 	var out []string
 	for _, p := range s.Policies() {
 		out = append(out, p.disabledList...)
+		out = append(out, p.ignoredList...)
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
@@ -253,22 +267,32 @@ func resolve(key, name string, pc PolicyConfig, parent *Policy, errs []error) (*
 		p.BlockSenders = l
 	}
 	if pc.DisableFilters != nil {
-		p.disabled = make(map[string]struct{}, len(pc.DisableFilters))
-		p.disabledList = nil
-		for i, n := range pc.DisableFilters {
-			if err := checkFilterName(n); err != nil {
-				errs = append(errs, fmt.Errorf("%s.disable_filters[%d] %q: %w", key, i, n, err))
-				continue
-			}
-			if _, dup := p.disabled[n]; dup {
-				continue
-			}
-			p.disabled[n] = struct{}{}
-			p.disabledList = append(p.disabledList, n)
-		}
-		slices.Sort(p.disabledList)
+		p.disabled, p.disabledList, errs = filterNames(key+".disable_filters", pc.DisableFilters, errs)
+	}
+	if pc.IgnoreDemands != nil {
+		p.ignored, p.ignoredList, errs = filterNames(key+".ignore_demands", pc.IgnoreDemands, errs)
 	}
 	return &p, errs
+}
+
+// filterNames reads a list of filter names as a set and a sorted list
+// without duplicates.
+func filterNames(key string, names []string, errs []error) (map[string]struct{}, []string, []error) {
+	set := make(map[string]struct{}, len(names))
+	var list []string
+	for i, n := range names {
+		if err := checkFilterName(n); err != nil {
+			errs = append(errs, fmt.Errorf("%s[%d] %q: %w", key, i, n, err))
+			continue
+		}
+		if _, dup := set[n]; dup {
+			continue
+		}
+		set[n] = struct{}{}
+		list = append(list, n)
+	}
+	slices.Sort(list)
+	return set, list, errs
 }
 
 func appendErr(errs []error, err error) []error {

@@ -36,8 +36,10 @@ type Config struct {
 	// AllowSenderOnRelease puts the envelope sender of a message a user
 	// releases from their Quarantine folder on that user's allow list
 	// (mailstore.Store.AllowSender): their later mail from it is not
-	// tagged, quarantined or rejected on score. Off by default: until
-	// the sender is authenticated (SPF, DKIM), anyone can forge it.
+	// tagged, quarantined or rejected on score when the checks
+	// authenticate it (rules.Pipeline.Decide: SPF, or DKIM or DMARC
+	// aligned with its domain), so a forged address gains nothing. Off
+	// by default, since it changes what users' moves do.
 	AllowSenderOnRelease bool `toml:"allow_sender_on_release"`
 }
 

@@ -77,6 +77,7 @@ func TestDecide(t *testing.T) {
 		in          *filters.Input
 		rcpt        string // selects the policy
 		symbols     []filters.Symbol
+		auth        []filters.AuthResult // what the sender-authentication checks found
 		tempfail    bool
 		want        policies.Action
 		wantScore   float64
@@ -139,10 +140,20 @@ func TestDecide(t *testing.T) {
 			wantReasons: []string{"rule GTUBE_QUARANTINE forces quarantine: GTUBE test string"},
 		},
 		{
-			name: "allow list waives the score", stage: filters.StageData, in: input("news@PARTNER.example", "x@other.example", true),
+			name: "allow list waives the score of an authenticated sender", stage: filters.StageData, in: input("news@PARTNER.example", "x@other.example", true),
 			rcpt: "x@other.example", symbols: []filters.Symbol{sym("BAYES_SPAM", 30)},
+			auth:        []filters.AuthResult{auth("dkim", filters.AuthPass, "header", "d", "mail.partner.example")},
 			want:        policies.ActionAccept,
-			wantReasons: []string{"sender is on the allow list: score 30.75 >= reject 20 (policy default) waived"},
+			wantReasons: []string{"sender is on the allow list and authenticated: score 30.75 >= reject 20 (policy default) waived"},
+		},
+		{
+			name: "allow list does not waive a forged sender", stage: filters.StageData, in: input("news@partner.example", "x@other.example", true),
+			rcpt: "x@other.example", symbols: []filters.Symbol{sym("BAYES_SPAM", 30)},
+			auth: []filters.AuthResult{auth("spf", filters.AuthFail, "smtp", "mailfrom", "news@partner.example"),
+				auth("dkim", filters.AuthPass, "header", "d", "evil.example")},
+			want: policies.ActionReject,
+			wantReasons: []string{"score 30.75 >= reject 20 (policy default); sender is on the allow list but not authenticated " +
+				"(no SPF, DKIM or DMARC pass aligned with its domain): not waived"},
 		},
 		{
 			name: "allow list does not waive a virus", stage: filters.StageData, in: input("news@partner.example", "x@other.example", true),
@@ -225,7 +236,7 @@ func TestDecide(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			pol := pols.For(tt.rcpt)
 			in := slices.Clone(tt.symbols)
-			v := p.Decide(tt.stage, tt.in, Result{Result: filters.Result{Symbols: tt.symbols}, Tempfail: tt.tempfail}, pol)
+			v := p.Decide(tt.stage, tt.in, Result{Result: filters.Result{Symbols: tt.symbols, Auth: tt.auth}, Tempfail: tt.tempfail}, pol)
 			if v.Action != tt.want {
 				t.Errorf("Action = %v, want %v (%s)", v.Action, tt.want, v)
 			}

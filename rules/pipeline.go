@@ -38,6 +38,14 @@ type Observer interface {
 	ObserveFilter(filter string, stage filters.Stage, d time.Duration, outcome string)
 }
 
+// DemandObserver may be implemented by an Observer to be told of every
+// check's demand that Decide weighs (filters.Demand): honoured is false
+// when the policy ignores the check's demands. Demands of tag or
+// quarantine before the data stage wait and are told of there.
+type DemandObserver interface {
+	ObserveDemand(check string, action policies.Action, honoured bool)
+}
+
 // Result is what the filters of one stage found, or (added up with
 // [Result.Add]) what the stages of a connection and a transaction found so
 // far.

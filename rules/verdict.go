@@ -101,8 +101,10 @@ func formatScore(f float64) string {
 //     A check's demand (filters.Demand) acts in the same way.
 //  3. A sender (envelope From) on pol's block list is rejected, at any
 //     stage where the sender is known. A sender on the allow list has its
-//     score-based action waived (accept), while actions forced by rules
-//     still apply: a virus rule still rejects. tempfail (from
+//     score-based action waived (accept) when it is authenticated (an SPF
+//     pass, or a DKIM or DMARC pass aligned with its domain, found by the
+//     checks), while actions forced by rules and demanded by checks still
+//     apply: a virus rule still rejects. tempfail (from
 //     found.Tempfail) makes the action at least tempfail, a 4yz reply
 //     (RFC 5321 §4.2.1): a filter that could not decide never turns into
 //     a permanent rejection by itself.
@@ -150,6 +152,14 @@ func (p *Pipeline) Decide(stage filters.Stage, in *filters.Input, found Result, 
 	// wait for the data stage, where what was found still holds them.
 	for _, d := range found.Demands {
 		if stage < filters.StageData && d.Action < policies.ActionTempfail {
+			continue
+		}
+		honoured := pol.HonoursDemandOf(d.Check)
+		if o, ok := p.obs.(DemandObserver); ok {
+			o.ObserveDemand(d.Check, d.Action, honoured)
+		}
+		if !honoured {
+			v.Reasons = append(v.Reasons, "check "+d.Check+" demands "+d.Action.String()+": ignored (policy "+pol.Name+")")
 			continue
 		}
 		if d.Action > forced {
@@ -214,11 +224,17 @@ func (p *Pipeline) Decide(stage filters.Stage, in *filters.Input, found Result, 
 	if scoreAction != policies.ActionAccept {
 		th, _ := pol.Threshold(scoreAction)
 		why := "score " + formatScore(score) + " >= " + scoreAction.String() + " " + formatScore(th) + " (policy " + pol.Name + ")"
-		if pol.SenderAllowed(from) {
-			v.Reasons = append(v.Reasons, "sender is on the allow list: "+why+" waived")
-			scoreAction = policies.ActionAccept
-		} else {
+		switch {
+		case !pol.SenderAllowed(from):
 			v.Reasons = append(v.Reasons, why)
+		case senderAuthenticated(from, &found.Result):
+			v.Reasons = append(v.Reasons, "sender is on the allow list and authenticated: "+why+" waived")
+			scoreAction = policies.ActionAccept
+		default:
+			// Anyone can write an allow-listed address in MAIL FROM:
+			// only an authenticated one is waived (as rspamd's
+			// whitelist module asks for valid SPF, DKIM or DMARC).
+			v.Reasons = append(v.Reasons, why+"; sender is on the allow list but not authenticated (no SPF, DKIM or DMARC pass aligned with its domain): not waived")
 		}
 	}
 	action := max(forced, scoreAction)

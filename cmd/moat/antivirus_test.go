@@ -308,7 +308,7 @@ subject_prefix = "[LAB]"
 func startWithAntivirus(t *testing.T, address, extra string, users ...string) (*app, *tls.Config) {
 	t.Helper()
 	dir := t.TempDir()
-	cfg, err := parseConfig(testConfigWith(dir, `"rdns"`, fmt.Sprintf("[filters.antivirus]\naddress = %q\n%s", address, extra)), "test")
+	cfg, err := parseConfig(testConfigWith(dir, `"rdns", "spf", "dkim", "dmarc"`, fmt.Sprintf("[filters.antivirus]\naddress = %q\n%s", address, extra)), "test")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,10 +19,13 @@ import (
 	"github.com/moatmail/moat/filters/bayes"
 	"github.com/moatmail/moat/filters/content"
 	"github.com/moatmail/moat/filters/content/mimecheck"
+	"github.com/moatmail/moat/filters/dkim"
+	"github.com/moatmail/moat/filters/dmarc"
 	"github.com/moatmail/moat/filters/gtube"
 	"github.com/moatmail/moat/filters/headers"
 	"github.com/moatmail/moat/filters/rdns"
 	"github.com/moatmail/moat/filters/resolver"
+	"github.com/moatmail/moat/filters/spf"
 	"github.com/moatmail/moat/gateway"
 	"github.com/moatmail/moat/gateway/throttle"
 	"github.com/moatmail/moat/policies"
@@ -79,6 +82,9 @@ type FiltersConfig struct {
 	// Content bounds the MIME walk shared by the content filters.
 	Content     content.Limits     `toml:"content"`
 	RDNS        rdns.Config        `toml:"rdns"`
+	SPF         spf.Config         `toml:"spf"`
+	DKIM        dkim.Config        `toml:"dkim"`
+	DMARC       dmarc.Config       `toml:"dmarc"`
 	Headers     headers.Config     `toml:"headers"`
 	MIME        mimecheck.Config   `toml:"mime"`
 	GTUBE       gtube.Config       `toml:"gtube"`
@@ -124,6 +130,9 @@ func parseConfig(text, name string) (*Config, error) {
 		DNS: resolver.DefaultConfig(),
 		Filters: FiltersConfig{
 			RDNS:        rdns.DefaultConfig(),
+			SPF:         spf.DefaultConfig(),
+			DKIM:        dkim.DefaultConfig(),
+			DMARC:       dmarc.DefaultConfig(),
 			Headers:     headers.DefaultConfig(),
 			MIME:        mimecheck.DefaultConfig(),
 			GTUBE:       gtube.DefaultConfig(),
@@ -194,7 +203,7 @@ func (c *Config) Validate() error {
 	} else if set, err := policies.New(c.Policies); err == nil {
 		for _, n := range set.DisabledFilters() {
 			if !contains(filterNames, n) {
-				errs = append(errs, fmt.Errorf("  policies: disable_filters names unknown filter %q (known: %s)", n, strings.Join(filterNames, ", ")))
+				errs = append(errs, fmt.Errorf("  policies: disable_filters or ignore_demands names unknown filter %q (known: %s)", n, strings.Join(filterNames, ", ")))
 			}
 		}
 	}
@@ -238,7 +247,7 @@ func (l *ListenConfig) validate() error {
 }
 
 // filterNames lists the filters in pipeline order.
-var filterNames = []string{"rdns", "headers", "mime", "gtube", "attachments", "bayes", "antivirus"}
+var filterNames = []string{"rdns", "spf", "headers", "mime", "gtube", "attachments", "dkim", "dmarc", "bayes", "antivirus"}
 
 func (f *FiltersConfig) validate() error {
 	var errs []error
@@ -257,7 +266,8 @@ func (f *FiltersConfig) validate() error {
 	for _, v := range []struct {
 		key string
 		fn  func() error
-	}{{"content", f.Content.Validate}, {"rdns", f.RDNS.Validate}, {"headers", f.Headers.Validate},
+	}{{"content", f.Content.Validate}, {"rdns", f.RDNS.Validate}, {"spf", f.SPF.Validate},
+		{"dkim", f.DKIM.Validate}, {"dmarc", f.DMARC.Validate}, {"headers", f.Headers.Validate},
 		{"mime", f.MIME.Validate}, {"gtube", f.GTUBE.Validate}, {"attachments", f.Attachments.Validate}, {"bayes", f.Bayes.Validate},
 		{"antivirus", f.Antivirus.Validate}} {
 		for _, err := range flatten(v.fn()) {

@@ -202,8 +202,8 @@ local_domains = ["example.com"]
 		},
 		{
 			name:   "unknown filter disabled",
-			config: docsBase + "[filters]\ndisabled = [\"rdns\", \"spf\"]\n",
-			want:   `filters.disabled[1]: unknown filter "spf"`,
+			config: docsBase + "[filters]\ndisabled = [\"rdns\", \"spamassassin\"]\n",
+			want:   `filters.disabled[1]: unknown filter "spamassassin"`,
 		},
 		{
 			name:   "filter score",

@@ -31,7 +31,7 @@ func TestMain(m *testing.M) {
 // testConfig is a configuration for tests: every listener on a random
 // loopback port, data under dir.
 func testConfig(dir, extra string) string {
-	return testConfigWith(dir, `"rdns", "antivirus"`, extra)
+	return testConfigWith(dir, `"rdns", "spf", "dkim", "dmarc", "antivirus"`, extra)
 }
 
 // testConfigWith is testConfig with its own list of disabled filters.

@@ -25,10 +25,13 @@ import (
 	"github.com/moatmail/moat/filters/attachments"
 	"github.com/moatmail/moat/filters/bayes"
 	"github.com/moatmail/moat/filters/content/mimecheck"
+	"github.com/moatmail/moat/filters/dkim"
+	"github.com/moatmail/moat/filters/dmarc"
 	"github.com/moatmail/moat/filters/gtube"
 	"github.com/moatmail/moat/filters/headers"
 	"github.com/moatmail/moat/filters/rdns"
 	"github.com/moatmail/moat/filters/resolver"
+	"github.com/moatmail/moat/filters/spf"
 	"github.com/moatmail/moat/gateway"
 	"github.com/moatmail/moat/gateway/metrics"
 	"github.com/moatmail/moat/gateway/throttle"
@@ -70,6 +73,17 @@ type builtOnce struct {
 	bayes *bayes.Classifier
 	// obs observes the pipeline (metrics); may be nil.
 	obs rules.Observer
+	// dnsLookup, when set, counts the lookups of each check.
+	dnsLookup func(check, qtype string)
+}
+
+// resolverFor returns the resolver the named check asks: the shared one,
+// counted per check when metrics are on.
+func (o builtOnce) resolverFor(check string) resolver.Resolver {
+	if o.dnsLookup == nil {
+		return o.dns
+	}
+	return resolver.Counted(o.dns, func(qtype string) { o.dnsLookup(check, qtype) })
 }
 
 // buildFilters returns the enabled filters in pipeline order. cls is the
@@ -78,7 +92,14 @@ func buildFilters(cfg *Config, once builtOnce, cls *bayes.Classifier) ([]filters
 	var fs []filters.Filter
 	enabled := func(name string) bool { return !contains(cfg.Filters.Disabled, name) }
 	if enabled("rdns") {
-		f, err := rdns.New(cfg.Filters.RDNS, once.dns)
+		f, err := rdns.New(cfg.Filters.RDNS, once.resolverFor("rdns"))
+		if err != nil {
+			return nil, err
+		}
+		fs = append(fs, f)
+	}
+	if enabled("spf") {
+		f, err := spf.New(cfg.Filters.SPF, once.resolverFor("spf"))
 		if err != nil {
 			return nil, err
 		}
@@ -107,6 +128,20 @@ func buildFilters(cfg *Config, once builtOnce, cls *bayes.Classifier) ([]filters
 	}
 	if enabled("attachments") {
 		f, err := attachments.New(cfg.Filters.Attachments)
+		if err != nil {
+			return nil, err
+		}
+		fs = append(fs, f)
+	}
+	if enabled("dkim") {
+		f, err := dkim.New(cfg.Filters.DKIM, once.resolverFor("dkim"))
+		if err != nil {
+			return nil, err
+		}
+		fs = append(fs, f)
+	}
+	if enabled("dmarc") {
+		f, err := dmarc.New(cfg.Filters.DMARC, once.resolverFor("dmarc"))
 		if err != nil {
 			return nil, err
 		}
@@ -380,7 +415,7 @@ func (a *app) ensureDemoUser(out io.Writer) error {
 
 // builtOnce returns the parts of a that every configuration shares.
 func (a *app) builtOnce() builtOnce {
-	return builtOnce{dns: a.dns, bayes: a.bayes, obs: a.metrics}
+	return builtOnce{dns: a.dns, bayes: a.bayes, obs: a.metrics, dnsLookup: a.metrics.DNSLookup}
 }
 
 // loginObserver tells metrics which protocol a failed login came by.

@@ -60,6 +60,7 @@ import (
 
 	"github.com/moatmail/moat/filters"
 	"github.com/moatmail/moat/filters/resolver"
+	"github.com/moatmail/moat/policies"
 )
 
 // The symbol names the filter returns.
@@ -133,6 +134,18 @@ type Config struct {
 	// and several From fields are a known spoofing trick (RFC 7489
 	// §6.6.1).
 	BadFromScore float64 `toml:"bad_from_score"`
+	// Enforce follows the domain owner's policy (TOML enforce, default
+	// true): a failing message is demanded the disposition the domain
+	// asks for after pct (p=reject: reject, 550 5.7.1 in the dialogue;
+	// p=quarantine: moat's quarantine), as RFC 7489 §6.6.4 lets a
+	// receiver do. false scores only. A policy can also waive the demand
+	// for its recipients (policies ignore_demands = ["dmarc"]).
+	Enforce bool `toml:"enforce"`
+	// DeferTempError asks for tempfail (451 4.7.1) when SPF or DKIM could
+	// not be checked for an aligned domain whose policy is reject (TOML
+	// defer_temperror, default true): the message might fail and must not
+	// be taken as clean, nor refused for good for a fault that may pass.
+	DeferTempError bool `toml:"defer_temperror"`
 }
 
 // Defaults of Config, documented on its fields.
@@ -158,6 +171,8 @@ func DefaultConfig() Config {
 		TempErrorScore:  DefaultTempErrorScore,
 		PermErrorScore:  DefaultPermErrorScore,
 		BadFromScore:    DefaultBadFromScore,
+		Enforce:         true,
+		DeferTempError:  true,
 	}
 }
 
@@ -241,17 +256,21 @@ func (f *Filter) Check(ctx context.Context, in *filters.Input) (filters.Result, 
 	if e.pass != "" {
 		return f.result(from, filters.AuthPass, e.pass, nil), nil
 	}
-	if e.unknown != "" {
-		// An authentication that could not be made might have
-		// aligned: not a failure, which could be a rejection.
-		return f.result(from, filters.AuthTempError, e.unknown, nil), nil
-	}
-
 	// RFC 7489 §6.6.3: sp= is for a From domain below the
 	// organizational domain whose record was found there.
 	asked := d.rec.Policy
 	if d.at != from && d.rec.SubdomainPolicy != "" {
 		asked = d.rec.SubdomainPolicy
+	}
+	if e.unknown != "" {
+		// An authentication that could not be made might have
+		// aligned: not a failure, which could be a rejection.
+		r := f.result(from, filters.AuthTempError, e.unknown, nil)
+		if asked == PolicyReject && f.cfg.DeferTempError {
+			r.Demands = append(r.Demands, filters.Demand{Action: policies.ActionTempfail,
+				Reason: from + " asks to reject failing mail and " + e.unknown})
+		}
+		return r, nil
 	}
 	applied := asked
 	if !f.sampled(d.rec.Percent, in.Msg, from) {
@@ -298,11 +317,17 @@ func (f *Filter) result(from string, v filters.AuthValue, reason string, applied
 	}
 	if applied != nil {
 		r.Facts = append(r.Facts, filters.Fact{Name: FactPolicy, Value: string(*applied)})
+		var demand policies.Action
 		switch *applied {
 		case PolicyReject:
 			r.Symbols = append(r.Symbols, filters.Symbol{Name: SymPolicyReject, Score: f.cfg.RejectScore, Reason: from + " asks to reject failing mail"})
+			demand = policies.ActionReject
 		case PolicyQuarantine:
 			r.Symbols = append(r.Symbols, filters.Symbol{Name: SymPolicyQuarantine, Score: f.cfg.QuarantineScore, Reason: from + " asks to quarantine failing mail"})
+			demand = policies.ActionQuarantine
+		}
+		if demand != policies.ActionAccept && f.cfg.Enforce {
+			r.Demands = append(r.Demands, filters.Demand{Action: demand, Reason: reason})
 		}
 	}
 	return r

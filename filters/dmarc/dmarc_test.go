@@ -14,6 +14,7 @@ import (
 	"github.com/moatmail/moat/filters/resolver"
 	"github.com/moatmail/moat/filters/resolver/dnstest"
 	"github.com/moatmail/moat/filters/resolver/resolvertest"
+	"github.com/moatmail/moat/policies"
 )
 
 // fixtures holds the zone of the policy records.
@@ -145,7 +146,38 @@ func TestCheck(t *testing.T) {
 			if len(res.Auth) != 1 || res.Auth[0].Prop("header", "from") != from {
 				t.Errorf("auth results %+v, want one with header.from=%s", res.Auth, from)
 			}
+			// Enforce and DeferTempError are on by default: the
+			// disposition after pct is demanded, and a reject domain
+			// whose aligned check could not be made is deferred.
+			wantDemand := map[string]policies.Action{"reject": policies.ActionReject, "quarantine": policies.ActionQuarantine}[tt.policy]
+			if tt.syms[0] == SymTempError && strings.Contains(tt.reason, "could not") {
+				wantDemand = policies.ActionTempfail
+			}
+			switch {
+			case wantDemand == policies.ActionAccept && len(res.Demands) != 0:
+				t.Errorf("demands %+v, want none", res.Demands)
+			case wantDemand != policies.ActionAccept && (len(res.Demands) != 1 || res.Demands[0].Action != wantDemand):
+				t.Errorf("demands %+v, want %v", res.Demands, wantDemand)
+			}
 		})
+	}
+}
+
+// TestScoreOnly: with enforce and defer_temperror off, DMARC scores and
+// demands nothing.
+func TestScoreOnly(t *testing.T) {
+	r, _ := resolvertest.Start(t, dnstest.LoadZoneDir(t, fixtures), 100*time.Millisecond)
+	cfg := DefaultConfig()
+	cfg.Enforce, cfg.DeferTempError = false, false
+	f, err := New(cfg, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, prior := range []filters.Result{{}, {Auth: []filters.AuthResult{spf(temp, "b@reject.test")}}} {
+		res := check(t, f, message("From: a@reject.test"), &prior)
+		if len(res.Demands) != 0 || len(res.Symbols) == 0 {
+			t.Errorf("prior %+v: symbols %+v demands %+v, want symbols and no demand", prior.Auth, res.Symbols, res.Demands)
+		}
 	}
 }
 

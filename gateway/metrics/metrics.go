@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/moatmail/moat/filters"
+	"github.com/moatmail/moat/policies"
 	"github.com/moatmail/moat/rules"
 )
 
@@ -29,6 +30,9 @@ type Metrics struct {
 	storeErrors   *prometheus.CounterVec
 	loginFailures *prometheus.CounterVec
 	reviews       *prometheus.CounterVec
+	authResults   *prometheus.CounterVec
+	demands       *prometheus.CounterVec
+	dnsLookups    *prometheus.CounterVec
 }
 
 // New registers every collector, plus the Go and process collectors.
@@ -77,9 +81,21 @@ func New() *Metrics {
 			Name: "moat_review_events_total",
 			Help: "Training events from users' moves in IMAP, by kind (ham, spam, dropped, unlearned).",
 		}, []string{"kind"}),
+		authResults: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "moat_auth_results_total",
+			Help: "Authentication results of messages judged at DATA (RFC 8601), by method (spf, dkim, dmarc, iprev) and result.",
+		}, []string{"method", "result"}),
+		demands: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "moat_check_demands_total",
+			Help: "Actions checks demanded whatever the score (DMARC's disposition, greylisting), by check, action and whether the policy honoured them.",
+		}, []string{"check", "action", "honoured"}),
+		dnsLookups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "moat_dns_lookups_total",
+			Help: "DNS lookups asked by each check (cache hits included), by check and record type.",
+		}, []string{"check", "type"}),
 	}
 	m.reg.MustRegister(m.connections, m.replies, m.messages, m.symbols, m.filterSeconds, m.filterErrors,
-		m.score, m.storeErrors, m.loginFailures, m.reviews,
+		m.score, m.storeErrors, m.loginFailures, m.reviews, m.authResults, m.demands, m.dnsLookups,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -103,12 +119,25 @@ func (m *Metrics) Reply(phase string, code int) {
 }
 
 // Verdict implements gateway.Observer.
-func (m *Metrics) Verdict(v rules.Verdict) {
+func (m *Metrics) Verdict(v rules.Verdict, auth []filters.AuthResult) {
 	m.messages.WithLabelValues(v.Action.String()).Inc()
 	m.score.Observe(v.Score)
 	for _, s := range v.Symbols {
 		m.symbols.WithLabelValues(s.Name).Inc()
 	}
+	for _, a := range auth {
+		m.authResults.WithLabelValues(a.Method, string(a.Value)).Inc()
+	}
+}
+
+// ObserveDemand implements rules.DemandObserver.
+func (m *Metrics) ObserveDemand(check string, action policies.Action, honoured bool) {
+	m.demands.WithLabelValues(check, action.String(), strconv.FormatBool(honoured)).Inc()
+}
+
+// DNSLookup counts a lookup a check asked the resolver for.
+func (m *Metrics) DNSLookup(check, qtype string) {
+	m.dnsLookups.WithLabelValues(check, qtype).Inc()
 }
 
 // StoreError implements gateway.Observer.
