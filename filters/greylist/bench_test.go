@@ -14,7 +14,7 @@ func BenchmarkCheckKnown(b *testing.B) {
 	e := setup(b, DefaultConfig())
 	a := attempt{from: "alice@example.net", rcpt: "bob@example.com"}
 	e.check(b, a)
-	e.clk.Advance(DefaultDelay)
+	e.advance(DefaultDelay)
 	if r := e.check(b, a); !r.HasSymbol(SymPassed) {
 		b.Fatalf("setup: %+v", r)
 	}
@@ -34,7 +34,7 @@ func BenchmarkCheckKnownParallel(b *testing.B) {
 	e := setup(b, DefaultConfig())
 	a := attempt{from: "alice@example.net", rcpt: "bob@example.com"}
 	e.check(b, a)
-	e.clk.Advance(DefaultDelay)
+	e.advance(DefaultDelay)
 	e.check(b, a)
 	ctx := context.Background()
 	b.ReportAllocs()

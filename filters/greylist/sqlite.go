@@ -270,6 +270,37 @@ func update[T any](ctx context.Context, s *SQLiteStore, read func(tx *sql.Tx) (T
 	return v, tx.Commit()
 }
 
+// scanner is a *sql.Row or *sql.Rows.
+type scanner interface{ Scan(dest ...any) error }
+
+// scanEntry reads a row of key, then tripletColumns, into e.
+func scanEntry(sc scanner, e *Entry, key ...any) error {
+	var first, last, passed, expires int64
+	if err := sc.Scan(append(key, &first, &last, &e.Attempts, &passed, &expires)...); err != nil {
+		return err
+	}
+	e.FirstSeen, e.LastSeen, e.PassedAt, e.Expires = unixTime(first), unixTime(last), unixTime(passed), unixTime(expires)
+	return nil
+}
+
+// scanClient reads a row of key, then clientColumns, into c.
+func scanClient(sc scanner, c *Client, key ...any) error {
+	var counted, last, expires int64
+	if err := sc.Scan(append(key, &c.Passes, &counted, &last, &c.Allowed, &expires)...); err != nil {
+		return err
+	}
+	c.CountedAt, c.LastSeen, c.Expires = unixTime(counted), unixTime(last), unixTime(expires)
+	return nil
+}
+
+// found turns the error of reading one row into whether it was there.
+func found(err error) (bool, error) {
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
 // UpdateTriplet implements Store.
 func (s *SQLiteStore) UpdateTriplet(ctx context.Context, t Triplet, fn func(Entry, bool) (Entry, bool)) (Entry, error) {
 	net, bits := netKey(t.Network)
@@ -281,29 +312,18 @@ func (s *SQLiteStore) UpdateTriplet(ctx context.Context, t Triplet, fn func(Entr
 			row = tx.QueryRowContext(ctx, selectTriplet, net, bits, t.Sender, t.Rcpt)
 		}
 		e := Entry{Triplet: t}
-		var firstSeen, last, passed, expires int64
-		err := row.Scan(&firstSeen, &last, &e.Attempts, &passed, &expires)
-		if errors.Is(err, sql.ErrNoRows) {
-			return e, false, nil
-		}
-		if err != nil {
-			return e, false, fmt.Errorf("greylist triplet: %w", err)
-		}
-		e.FirstSeen, e.LastSeen, e.PassedAt, e.Expires = unixTime(firstSeen), unixTime(last), unixTime(passed), unixTime(expires)
-		return e, true, nil
+		ok, err := found(scanEntry(row, &e))
+		return e, ok, err
 	}
 	write := func(tx *sql.Tx, e Entry) error {
 		_, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO triplets (net, bits, sender, rcpt, `+tripletColumns+`)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, net, bits, t.Sender, t.Rcpt,
 			unixSeconds(e.FirstSeen), unixSeconds(e.LastSeen), e.Attempts, unixSeconds(e.PassedAt), unixSeconds(e.Expires))
-		if err != nil {
-			return fmt.Errorf("greylist triplet: %w", err)
-		}
-		return nil
+		return err
 	}
 	e, err := update(ctx, s, read, write, fn)
 	if err != nil {
-		return e, fmt.Errorf("greylist update: %w", err)
+		return e, fmt.Errorf("greylist triplet: %w", err)
 	}
 	return e, nil
 }
@@ -319,103 +339,74 @@ func (s *SQLiteStore) UpdateClient(ctx context.Context, network netip.Prefix, fn
 			row = tx.QueryRowContext(ctx, selectClient, net, bits)
 		}
 		c := Client{Network: network}
-		var counted, last, expires int64
-		err := row.Scan(&c.Passes, &counted, &last, &c.Allowed, &expires)
-		if errors.Is(err, sql.ErrNoRows) {
-			return c, false, nil
-		}
-		if err != nil {
-			return c, false, fmt.Errorf("greylist client: %w", err)
-		}
-		c.CountedAt, c.LastSeen, c.Expires = unixTime(counted), unixTime(last), unixTime(expires)
-		return c, true, nil
+		ok, err := found(scanClient(row, &c))
+		return c, ok, err
 	}
 	write := func(tx *sql.Tx, c Client) error {
 		_, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO clients (net, bits, `+clientColumns+`)
 			VALUES (?, ?, ?, ?, ?, ?, ?)`, net, bits,
 			c.Passes, unixSeconds(c.CountedAt), unixSeconds(c.LastSeen), c.Allowed, unixSeconds(c.Expires))
-		if err != nil {
-			return fmt.Errorf("greylist client: %w", err)
-		}
-		return nil
+		return err
 	}
 	c, err := update(ctx, s, read, write, fn)
 	if err != nil {
-		return c, fmt.Errorf("greylist update: %w", err)
+		return c, fmt.Errorf("greylist client: %w", err)
 	}
 	return c, nil
 }
 
-// limitArg is a LIMIT argument: SQLite reads a negative limit as none.
-func limitArg(limit int) int {
+// list runs a listing query on the read pool: the rows of the networks
+// within, at most limit of them (0: no limit), each read by scan from its
+// network and the table's columns.
+func list[T any](ctx context.Context, s *SQLiteStore, query string, within netip.Prefix, limit int,
+	scan func(rows *sql.Rows, net *[]byte, bits *int) (T, error)) ([]T, error) {
+	lo, hi := netRange(within)
 	if limit <= 0 {
-		return -1
+		limit = -1 // SQLite: no limit
 	}
-	return limit
+	rows, err := s.rdb.QueryContext(ctx, query, lo, hi, limit)
+	if err != nil {
+		return nil, fmt.Errorf("greylist list: %w", err)
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		var net []byte
+		var bits int
+		v, err := scan(rows, &net, &bits)
+		if err != nil {
+			return nil, fmt.Errorf("greylist list: %w", err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("greylist list: %w", err)
+	}
+	return out, nil
 }
 
 // Triplets implements Store.
 func (s *SQLiteStore) Triplets(ctx context.Context, within netip.Prefix, limit int) ([]Entry, error) {
-	lo, hi := netRange(within)
-	rows, err := s.rdb.QueryContext(ctx, `SELECT net, bits, sender, rcpt, `+tripletColumns+` FROM triplets
-		WHERE net BETWEEN ? AND ? ORDER BY net, bits, sender, rcpt LIMIT ?`, lo, hi, limitArg(limit))
-	if err != nil {
-		return nil, fmt.Errorf("greylist list: %w", err)
-	}
-	defer rows.Close()
-	var out []Entry
-	for rows.Next() {
-		var (
-			e                            Entry
-			net                          []byte
-			bits                         int
-			first, last, passed, expires int64
-		)
-		if err := rows.Scan(&net, &bits, &e.Sender, &e.Rcpt, &first, &last, &e.Attempts, &passed, &expires); err != nil {
-			return nil, fmt.Errorf("greylist list: %w", err)
-		}
-		if e.Network, err = netFrom(net, bits); err != nil {
-			return nil, fmt.Errorf("greylist list: %w", err)
-		}
-		e.FirstSeen, e.LastSeen, e.PassedAt, e.Expires = unixTime(first), unixTime(last), unixTime(passed), unixTime(expires)
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("greylist list: %w", err)
-	}
-	return out, nil
+	return list(ctx, s, `SELECT net, bits, sender, rcpt, `+tripletColumns+` FROM triplets
+		WHERE net BETWEEN ? AND ? ORDER BY net, bits, sender, rcpt LIMIT ?`, within, limit,
+		func(rows *sql.Rows, net *[]byte, bits *int) (e Entry, err error) {
+			if err = scanEntry(rows, &e, net, bits, &e.Sender, &e.Rcpt); err == nil {
+				e.Network, err = netFrom(*net, *bits)
+			}
+			return e, err
+		})
 }
 
 // Clients implements Store.
 func (s *SQLiteStore) Clients(ctx context.Context, within netip.Prefix, limit int) ([]Client, error) {
-	lo, hi := netRange(within)
-	rows, err := s.rdb.QueryContext(ctx, `SELECT net, bits, `+clientColumns+` FROM clients
-		WHERE net BETWEEN ? AND ? ORDER BY net, bits LIMIT ?`, lo, hi, limitArg(limit))
-	if err != nil {
-		return nil, fmt.Errorf("greylist list: %w", err)
-	}
-	defer rows.Close()
-	var out []Client
-	for rows.Next() {
-		var (
-			c                      Client
-			net                    []byte
-			bits                   int
-			counted, last, expires int64
-		)
-		if err := rows.Scan(&net, &bits, &c.Passes, &counted, &last, &c.Allowed, &expires); err != nil {
-			return nil, fmt.Errorf("greylist list: %w", err)
-		}
-		if c.Network, err = netFrom(net, bits); err != nil {
-			return nil, fmt.Errorf("greylist list: %w", err)
-		}
-		c.CountedAt, c.LastSeen, c.Expires = unixTime(counted), unixTime(last), unixTime(expires)
-		out = append(out, c)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("greylist list: %w", err)
-	}
-	return out, nil
+	return list(ctx, s, `SELECT net, bits, `+clientColumns+` FROM clients
+		WHERE net BETWEEN ? AND ? ORDER BY net, bits LIMIT ?`, within, limit,
+		func(rows *sql.Rows, net *[]byte, bits *int) (c Client, err error) {
+			if err = scanClient(rows, &c, net, bits); err == nil {
+				c.Network, err = netFrom(*net, *bits)
+			}
+			return c, err
+		})
 }
 
 // Delete implements Store.

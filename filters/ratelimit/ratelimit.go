@@ -304,32 +304,22 @@ func (f *Filter) Check(ctx context.Context, in *filters.Input) (filters.Result, 
 //     claim, and anyone forging a victim's address from elsewhere must
 //     not use up the victim's allowance.
 func senderKey(in *filters.Input, network netip.Prefix) (key, descr string, ok bool) {
+	// The description quotes what the client gave (%q: no control
+	// characters in the log), cut to 200 characters.
 	var subject string
 	switch {
 	case in.Conn.AuthUser != "":
 		subject = "user " + strings.ToLower(in.Conn.AuthUser)
+		descr = fmt.Sprintf("user %.200q", strings.ToLower(in.Conn.AuthUser))
 	case in.Env == nil || in.Env.From == "":
 		return "", "", false
 	case slices.ContainsFunc(in.Prior.AuthOf("spf"), func(a filters.AuthResult) bool { return a.Value == filters.AuthPass }):
 		subject = "sender " + strings.ToLower(in.Env.From)
+		descr = fmt.Sprintf("sender %.200q", strings.ToLower(in.Env.From))
 	default:
 		subject = "sender " + strings.ToLower(in.Env.From) + " from " + network.String()
+		descr = fmt.Sprintf("sender %.200q from %s", strings.ToLower(in.Env.From), network)
 	}
 	sum := sha256.Sum256([]byte(subject))
-	return hex.EncodeToString(sum[:16]), printable(subject), true
-}
-
-// printable cuts a client-given text for a reason: at most 200 bytes of
-// printable ASCII.
-func printable(s string) string {
-	const maxLen = 200
-	if len(s) > maxLen {
-		s = s[:maxLen-3] + "..."
-	}
-	return strings.Map(func(c rune) rune {
-		if c < 0x20 || c > 0x7e {
-			return '?'
-		}
-		return c
-	}, s)
+	return hex.EncodeToString(sum[:16]), descr, true
 }

@@ -12,24 +12,6 @@ import (
 	"github.com/moatmail/moat/policies"
 )
 
-// clock is a controllable clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // hits counts what the Limiter reports.
 type hits struct {
 	mu sync.Mutex
@@ -51,15 +33,16 @@ func (h *hits) get(limit string) int {
 	return h.n[limit]
 }
 
-// env is a Limiter over a memory store with a controllable clock; every
-// limit is off unless the test sets it.
+// env is a Limiter over a memory store with a clock that only the test's
+// goroutine moves.
 type env struct {
 	l   *Limiter
-	clk *clock
+	now time.Time
 	obs *hits
 	fs  map[filters.Stage]filters.Filter
 }
 
+// noLimits is the default configuration with every limit off.
 func noLimits() Config {
 	cfg := DefaultConfig()
 	for _, r := range []*Rate{&cfg.Connections, &cfg.MessagesPerNetwork, &cfg.MessagesPerSender,
@@ -71,9 +54,9 @@ func noLimits() Config {
 
 func setup(t testing.TB, cfg Config) *env {
 	t.Helper()
-	e := &env{clk: &clock{t: t0}, obs: &hits{}, fs: map[filters.Stage]filters.Filter{}}
+	e := &env{now: t0, obs: &hits{}, fs: map[filters.Stage]filters.Filter{}}
 	var err error
-	if e.l, err = New(cfg, NewMemoryStore(cfg.MaxKeys), Options{Now: e.clk.Now, Observer: e.obs}); err != nil {
+	if e.l, err = New(cfg, NewMemoryStore(cfg.MaxKeys), Options{Now: func() time.Time { return e.now }, Observer: e.obs}); err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range e.l.Filters() {
@@ -188,7 +171,7 @@ func TestFlood(t *testing.T) {
 			// The bucket refills: a tenth of the period later, a tenth
 			// of the limit passes again.
 			rate := e.l.limits[e.l.limitByName(t, tt.limit)].rate
-			e.clk.Advance(rate.Per / 10)
+			e.now = e.now.Add(rate.Per / 10)
 			passed = 0
 			for range tt.n {
 				if e.check(t, tt.stage, tt.flood) == "" {
@@ -289,7 +272,7 @@ func TestBadRecipients(t *testing.T) {
 		t.Errorf("another client: %q", sym)
 	}
 	// A refusal allowance refills: 12 minutes give one back.
-	e.clk.Advance(12 * time.Minute)
+	e.now = e.now.Add(12 * time.Minute)
 	if over, _ := e.l.RefusalsOver(ctx, attacker); over {
 		t.Error("still over after the refill")
 	}
@@ -340,7 +323,7 @@ func TestReason(t *testing.T) {
 	c := client{ip: "203.0.113.66", from: "Flood\x01@Example.net"}
 	e.check(t, filters.StageMail, c)
 	r, _ := e.fs[filters.StageMail].Check(context.Background(), c.input())
-	want := "sender flood?@example.net from 203.0.113.66/32 is over messages_per_sender (1 per 1h0m0s)"
+	want := `sender "flood\x01@example.net" from 203.0.113.66/32 is over messages_per_sender (1 per 1h0m0s)`
 	if r.Demands[0].Reason != want || r.Symbols[0].Reason != want {
 		t.Errorf("reason %q, want %q", r.Demands[0].Reason, want)
 	}

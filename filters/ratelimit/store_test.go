@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -158,18 +159,49 @@ func TestEviction(t *testing.T) {
 	if n := s.Len(); n > maxKeys {
 		t.Errorf("%d buckets held, want at most %d", n, maxKeys)
 	}
-	// Full buckets go first: once every bucket but one has refilled, new
-	// keys evict those and the abuser's stays.
-	later := 10*time.Hour + time.Duration(10*maxKeys)*time.Millisecond
-	take(t, s, "abuser", r, later) // refilled: 1 token left
-	take(t, s, "abuser", r, later) // empty again
-	for i := range maxKeys {
-		take(t, s, fmt.Sprintf("new%d", i), r, later)
-	}
-	if ok, _ := take(t, s, "abuser", r, later); ok {
-		t.Error("the abuser's empty bucket was evicted while full ones were there")
-	}
 	if err := s.Close(); err != nil || s.Len() != 0 {
 		t.Errorf("Close: %v, %d buckets left", err, s.Len())
+	}
+}
+
+func TestEvictChoice(t *testing.T) {
+	now := t0.UnixNano()
+	tests := []struct {
+		name    string
+		buckets map[string]bucket
+		taken   []string
+		gone    []string // one of these is evicted
+	}{
+		{"a full bucket before an older one that is not",
+			map[string]bucket{"old-empty": {at: now - 100, full: now + 1}, "full": {at: now - 1, full: now}, "busy": {at: now, full: now + 5}},
+			nil, []string{"full"}},
+		{"otherwise the one used longest ago",
+			map[string]bucket{"a": {at: now - 3, full: now + 1}, "b": {at: now - 9, full: now + 1}, "c": {at: now - 1, full: now + 1}},
+			nil, []string{"b"}},
+		{"never a bucket of the same Take",
+			map[string]bucket{"a": {at: now - 3, full: now + 1}, "b": {at: now - 9, full: now + 1}, "c": {at: now - 1, full: now}},
+			[]string{"b", "c"}, []string{"a"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sh := memShard{buckets: map[string]*bucket{}}
+			for k, b := range tt.buckets {
+				sh.buckets[k] = &b
+			}
+			var taken []Request
+			for _, k := range tt.taken {
+				taken = append(taken, Request{Key: k})
+			}
+			sh.evict(taken, now)
+			if len(sh.buckets) != len(tt.buckets)-1 {
+				t.Fatalf("%d buckets left, want %d", len(sh.buckets), len(tt.buckets)-1)
+			}
+			for k := range tt.buckets {
+				_, kept := sh.buckets[k]
+				if want := !slices.Contains(tt.gone, k); kept != want {
+					t.Errorf("bucket %s kept %v, want %v", k, kept, want)
+				}
+			}
+		})
 	}
 }
