@@ -4,11 +4,13 @@ import (
 	"context"
 	"net/netip"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/BurntSushi/toml"
 	"github.com/moatmail/moat/filters"
 	"github.com/moatmail/moat/policies"
 )
@@ -577,5 +579,41 @@ func TestFilterContract(t *testing.T) {
 		if !seen[s] {
 			t.Errorf("Symbols() lacks %s", s)
 		}
+	}
+}
+
+func TestConfigTOML(t *testing.T) {
+	const file = `
+path = "grey.db"
+delay = "2m"
+retry_window = "48h"
+pass_lifetime = "720h"
+auto_allow_after = 3
+auto_allow_lifetime = "240h"
+ipv4_prefix = 22
+ipv6_prefix = 56
+allow_networks = ["192.0.2.0/24"]
+allow_recipients = ["@lists.example.com"]
+skip_dnswl = false
+skip_spf_pass = false
+expire_interval = "30m"
+`
+	cfg := DefaultConfig()
+	md, err := toml.Decode(file, &cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := md.Undecoded(); len(u) != 0 {
+		t.Errorf("keys not decoded: %v", u)
+	}
+	want := Config{Path: "grey.db", Delay: 2 * time.Minute, RetryWindow: 48 * time.Hour, PassLifetime: 720 * time.Hour,
+		AutoAllowAfter: 3, AutoAllowLifetime: 240 * time.Hour, IPv4Prefix: 22, IPv6Prefix: 56,
+		AllowNetworks: []string{"192.0.2.0/24"}, AllowRecipients: []string{"@lists.example.com"},
+		ExpireInterval: 30 * time.Minute}
+	if !reflect.DeepEqual(cfg, want) {
+		t.Errorf("decoded %+v\nwant    %+v", cfg, want)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Error(err)
 	}
 }

@@ -11,7 +11,8 @@ import (
 // Rate is a limit: at most Limit at once, and Limit per Per after that
 // (a token bucket of Limit tokens refilled at Limit per Per, as rspamd's
 // ratelimit buckets "burst / period"). A Limit of 0 turns the limit off.
-// In TOML: { limit = 60, per = "1m" }.
+// In TOML: { limit = 60, per = "1m" }; a table that names one key keeps
+// the default of the other ({ limit = 0 } turns a limit off).
 type Rate struct {
 	Limit int           `toml:"limit"`
 	Per   time.Duration `toml:"per"`

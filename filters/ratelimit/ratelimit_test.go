@@ -3,11 +3,13 @@ package ratelimit
 import (
 	"context"
 	"net/netip"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/BurntSushi/toml"
 	"github.com/moatmail/moat/filters"
 	"github.com/moatmail/moat/policies"
 )
@@ -428,5 +430,40 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if _, err := New(DefaultConfig(), nil, Options{}); err == nil {
 		t.Error("New without a store succeeded")
+	}
+}
+
+func TestConfigTOML(t *testing.T) {
+	const file = `
+ipv4_prefix = 24
+ipv6_prefix = 48
+exempt_networks = ["127.0.0.0/8", "192.0.2.0/24"]
+max_keys = 50000
+connections = { limit = 30, per = "1m" }
+messages_per_network = { limit = 100, per = "1h" }
+messages_per_sender = { limit = 0 }
+recipients_per_network = { limit = 500, per = "1h" }
+recipients_per_sender = { limit = 200, per = "30m" }
+bad_recipients = { limit = 10, per = "24h" }
+`
+	cfg := DefaultConfig()
+	md, err := toml.Decode(file, &cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := md.Undecoded(); len(u) != 0 {
+		t.Errorf("keys not decoded: %v", u)
+	}
+	want := Config{IPv4Prefix: 24, IPv6Prefix: 48, ExemptNetworks: []string{"127.0.0.0/8", "192.0.2.0/24"}, MaxKeys: 50000,
+		Connections: Rate{30, time.Minute}, MessagesPerNetwork: Rate{100, time.Hour},
+		// An inline table sets the keys it names: per keeps its default.
+		MessagesPerSender:    Rate{0, time.Hour},
+		RecipientsPerNetwork: Rate{500, time.Hour}, RecipientsPerSender: Rate{200, 30 * time.Minute},
+		BadRecipients: Rate{10, 24 * time.Hour}}
+	if !reflect.DeepEqual(cfg, want) {
+		t.Errorf("decoded %+v\nwant    %+v", cfg, want)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Error(err)
 	}
 }
