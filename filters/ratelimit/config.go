@@ -69,8 +69,8 @@ type Config struct {
 	// (Postfix's smtpd_client_message_rate_limit counts the same).
 	MessagesPerNetwork Rate `toml:"messages_per_network"`
 	// MessagesPerSender: MAIL FROM commands per envelope sender (TOML
-	// messages_per_sender, default 500 per 1h). See SenderKey for what a
-	// sender is.
+	// messages_per_sender, default 500 per 1h). What counts as one sender
+	// is in the package documentation.
 	MessagesPerSender Rate `toml:"messages_per_sender"`
 	// RecipientsPerNetwork: recipients per client network (TOML
 	// recipients_per_network, default 5000 per 1h), at the rcpt stage.

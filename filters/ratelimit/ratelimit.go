@@ -9,6 +9,15 @@
 // retries later, and by then its bucket has refilled. A Limiter owns the
 // limits and gives three filters, one per stage (connect, mail, rcpt),
 // over one Store, by default in memory (MemoryStore).
+//
+// A client network is the client address cut to Config.IPv4Prefix or
+// Config.IPv6Prefix bits. A sender is what the per-sender limits count:
+// an authenticated client's user, whatever MAIL FROM it gives; a sender
+// address for which SPF passed, as itself; any other address together
+// with the client network, since it is only a claim and whoever forges a
+// victim's address must not use up the victim's allowance. The null
+// sender (bounces, which the whole Internet shares) is counted per
+// network only.
 package ratelimit
 
 import (
@@ -213,7 +222,7 @@ func (f *Filter) Symbols() []string {
 }
 
 // After implements filters.Sequenced: the mail-stage check reads SPF's
-// result to key the sender's bucket (see senderKey).
+// result to key the sender's bucket (see senderID).
 func (f *Filter) After() []string {
 	if f.stage == filters.StageMail {
 		return []string{"spf"}
@@ -247,10 +256,10 @@ func (f *Filter) Check(ctx context.Context, in *filters.Input) (filters.Result, 
 		which[n] = lim
 		n++
 	}
-	var sender, senderDescr string
+	var sender senderID
 	hasSender := false
 	if f.stage != filters.StageConnect {
-		sender, senderDescr, hasSender = senderKey(in, network)
+		sender, hasSender = senderOf(in, network)
 	}
 	switch f.stage {
 	case filters.StageConnect:
@@ -258,13 +267,13 @@ func (f *Filter) Check(ctx context.Context, in *filters.Input) (filters.Result, 
 	case filters.StageMail:
 		add(limMessagesPerNetwork, netKey, false)
 		if hasSender {
-			add(limMessagesPerSender, sender, false)
+			add(limMessagesPerSender, sender.key(), false)
 		}
 	case filters.StageRcpt:
 		add(limBadRecipients, netKey, true)
 		add(limRecipientsPerNetwork, netKey, false)
 		if hasSender {
-			add(limRecipientsPerSender, sender, false)
+			add(limRecipientsPerSender, sender.key(), false)
 		}
 	}
 	if n == 0 {
@@ -281,7 +290,7 @@ func (f *Filter) Check(ctx context.Context, in *filters.Input) (filters.Result, 
 	l.obs.Limited(lim.name)
 	whom := "client " + netKey
 	if which[denied] == limMessagesPerSender || which[denied] == limRecipientsPerSender {
-		whom = senderDescr
+		whom = sender.String()
 	}
 	reason := fmt.Sprintf("%s is over %s (%v)", whom, lim.name, lim.rate)
 	return filters.Result{
@@ -291,9 +300,7 @@ func (f *Filter) Check(ctx context.Context, in *filters.Input) (filters.Result, 
 	}, nil
 }
 
-// senderKey is the subject of the per-sender buckets, hashed (bounded in
-// length, and no addresses in a shared store), with a description for
-// the reason; false when the transaction has no sender to count:
+// senderID is who the per-sender buckets count:
 //
 //   - an authenticated client counts as its user, whatever MAIL FROM it
 //     gives;
@@ -303,23 +310,43 @@ func (f *Filter) Check(ctx context.Context, in *filters.Input) (filters.Result, 
 //   - any other sender counts per client network: the address is only a
 //     claim, and anyone forging a victim's address from elsewhere must
 //     not use up the victim's allowance.
-func senderKey(in *filters.Input, network netip.Prefix) (key, descr string, ok bool) {
-	// The description quotes what the client gave (%q: no control
-	// characters in the log), cut to 200 characters.
-	var subject string
+type senderID struct {
+	kind    string       // "user" or "sender"
+	name    string       // lower-cased
+	network netip.Prefix // valid for a sender without an SPF pass
+}
+
+// senderOf returns the transaction's senderID; false when there is none
+// to count.
+func senderOf(in *filters.Input, network netip.Prefix) (senderID, bool) {
 	switch {
 	case in.Conn.AuthUser != "":
-		subject = "user " + strings.ToLower(in.Conn.AuthUser)
-		descr = fmt.Sprintf("user %.200q", strings.ToLower(in.Conn.AuthUser))
+		return senderID{kind: "user", name: strings.ToLower(in.Conn.AuthUser)}, true
 	case in.Env == nil || in.Env.From == "":
-		return "", "", false
+		return senderID{}, false
 	case slices.ContainsFunc(in.Prior.AuthOf("spf"), func(a filters.AuthResult) bool { return a.Value == filters.AuthPass }):
-		subject = "sender " + strings.ToLower(in.Env.From)
-		descr = fmt.Sprintf("sender %.200q", strings.ToLower(in.Env.From))
-	default:
-		subject = "sender " + strings.ToLower(in.Env.From) + " from " + network.String()
-		descr = fmt.Sprintf("sender %.200q from %s", strings.ToLower(in.Env.From), network)
+		return senderID{kind: "sender", name: strings.ToLower(in.Env.From)}, true
 	}
-	sum := sha256.Sum256([]byte(subject))
-	return hex.EncodeToString(sum[:16]), descr, true
+	return senderID{kind: "sender", name: strings.ToLower(in.Env.From), network: network}, true
+}
+
+// key is the subject of id's buckets, hashed: bounded in length, and no
+// addresses in a shared store.
+func (id senderID) key() string {
+	h := sha256.New()
+	h.Write([]byte(id.kind + " " + id.name))
+	if id.network.IsValid() {
+		h.Write([]byte(" from " + id.network.String()))
+	}
+	var sum [sha256.Size]byte
+	return hex.EncodeToString(h.Sum(sum[:0])[:16])
+}
+
+// String describes id for a reason, quoting what the client gave (%q:
+// no control characters in the log), cut to 200 characters.
+func (id senderID) String() string {
+	if id.network.IsValid() {
+		return fmt.Sprintf("%s %.200q from %s", id.kind, id.name, id.network)
+	}
+	return fmt.Sprintf("%s %.200q", id.kind, id.name)
 }
