@@ -72,6 +72,7 @@ const (
 // set, fit for a metric label. It must be cheap and safe for concurrent
 // use.
 type Observer interface {
+	// Limited counts one check held back by limit.
 	Limited(limit string)
 }
 
