@@ -52,6 +52,21 @@ type Judge struct {
 	Policies *policies.Set
 	// Content bounds the MIME walk of each message (zero: defaults).
 	Content content.Limits
+	// Recipients, when set, is told of every recipient refused as
+	// unknown, and defers every recipient of a client that has had too
+	// many (a dictionary attack on user names must not learn which
+	// exist).
+	Recipients RecipientGuard
+}
+
+// RecipientGuard counts the recipients refused as unknown per client
+// (filters/ratelimit's Limiter is one).
+type RecipientGuard interface {
+	// RefusalsOver reports whether ip has had too many recipients refused.
+	RefusalsOver(ctx context.Context, ip netip.Addr) (bool, error)
+	// RecipientRefused counts a refusal for ip and reports whether ip is
+	// now over its allowance.
+	RecipientRefused(ctx context.Context, ip netip.Addr) (bool, error)
 }
 
 // Deps are the parts the SMTP front hands messages to.

@@ -249,8 +249,25 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	mailbox := local + "@" + domain
 	ctx, cancel := context.WithTimeout(context.Background(), stageTimeout)
 	defer cancel()
+	guard := s.j.Recipients
+	if guard != nil {
+		// Past its allowance of unknown recipients, a client is deferred
+		// before the lookup, so that a user and a non-user get the same
+		// reply.
+		if over, err := guard.RefusalsOver(ctx, s.info.RemoteIP); err != nil {
+			s.log.Warn("unknown-recipient count failed", "err", err)
+		} else if over {
+			s.log.Info("recipient deferred: too many unknown recipients", "from", s.env.From, "rcpt", addr)
+			return s.reply("rcpt", errPolicyTemp)
+		}
+	}
 	user, err := s.srv.deps.Store.LookupUser(ctx, mailbox)
 	if errors.Is(err, mailstore.ErrNoUser) {
+		if guard != nil {
+			if _, err := guard.RecipientRefused(ctx, s.info.RemoteIP); err != nil {
+				s.log.Warn("unknown-recipient count failed", "err", err)
+			}
+		}
 		return s.reply("rcpt", errNoUser)
 	}
 	if err != nil {

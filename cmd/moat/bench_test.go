@@ -43,7 +43,7 @@ score = 1.0
 	if err != nil {
 		b.Fatal(err)
 	}
-	fs, err := buildFilters(cfg, builtOnce{dns: dns}, nil)
+	fs, _, err := buildFilters(cfg, builtOnce{dns: dns}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

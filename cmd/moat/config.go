@@ -21,8 +21,10 @@ import (
 	"github.com/moatmail/moat/filters/content/mimecheck"
 	"github.com/moatmail/moat/filters/dkim"
 	"github.com/moatmail/moat/filters/dmarc"
+	"github.com/moatmail/moat/filters/greylist"
 	"github.com/moatmail/moat/filters/gtube"
 	"github.com/moatmail/moat/filters/headers"
+	"github.com/moatmail/moat/filters/ratelimit"
 	"github.com/moatmail/moat/filters/rdns"
 	"github.com/moatmail/moat/filters/resolver"
 	"github.com/moatmail/moat/filters/spf"
@@ -85,6 +87,8 @@ type FiltersConfig struct {
 	SPF         spf.Config         `toml:"spf"`
 	DKIM        dkim.Config        `toml:"dkim"`
 	DMARC       dmarc.Config       `toml:"dmarc"`
+	Greylist    greylist.Config    `toml:"greylist"`
+	RateLimit   ratelimit.Config   `toml:"ratelimit"`
 	Headers     headers.Config     `toml:"headers"`
 	MIME        mimecheck.Config   `toml:"mime"`
 	GTUBE       gtube.Config       `toml:"gtube"`
@@ -133,6 +137,8 @@ func parseConfig(text, name string) (*Config, error) {
 			SPF:         spf.DefaultConfig(),
 			DKIM:        dkim.DefaultConfig(),
 			DMARC:       dmarc.DefaultConfig(),
+			Greylist:    greylist.DefaultConfig(),
+			RateLimit:   ratelimit.DefaultConfig(),
 			Headers:     headers.DefaultConfig(),
 			MIME:        mimecheck.DefaultConfig(),
 			GTUBE:       gtube.DefaultConfig(),
@@ -247,7 +253,8 @@ func (l *ListenConfig) validate() error {
 }
 
 // filterNames lists the filters in pipeline order.
-var filterNames = []string{"rdns", "spf", "headers", "mime", "gtube", "attachments", "dkim", "dmarc", "bayes", "antivirus"}
+var filterNames = []string{"rdns", "ratelimit-connect", "spf", "ratelimit-mail", "greylist", "ratelimit-rcpt",
+	"headers", "mime", "gtube", "attachments", "dkim", "dmarc", "bayes", "antivirus"}
 
 func (f *FiltersConfig) validate() error {
 	var errs []error
@@ -267,7 +274,8 @@ func (f *FiltersConfig) validate() error {
 		key string
 		fn  func() error
 	}{{"content", f.Content.Validate}, {"rdns", f.RDNS.Validate}, {"spf", f.SPF.Validate},
-		{"dkim", f.DKIM.Validate}, {"dmarc", f.DMARC.Validate}, {"headers", f.Headers.Validate},
+		{"dkim", f.DKIM.Validate}, {"dmarc", f.DMARC.Validate}, {"greylist", f.Greylist.Validate},
+		{"ratelimit", f.RateLimit.Validate}, {"headers", f.Headers.Validate},
 		{"mime", f.MIME.Validate}, {"gtube", f.GTUBE.Validate}, {"attachments", f.Attachments.Validate}, {"bayes", f.Bayes.Validate},
 		{"antivirus", f.Antivirus.Validate}} {
 		for _, err := range flatten(v.fn()) {
@@ -321,6 +329,14 @@ const virusRule = "VIRUS_FOUND"
 // that nothing passes unscanned and nothing is refused for good), and a
 // virus is refused with 554 5.7.0 (RFC 3463 X.7.0) or quarantined.
 func (c *Config) addBuiltinRules() {
+	// A greylist store that fails defers the recipient (451) rather than
+	// accept it untested or refuse it for good.
+	if _, set := c.Rules.Filters["greylist"]; !set && !contains(c.Filters.Disabled, "greylist") {
+		if c.Rules.Filters == nil {
+			c.Rules.Filters = map[string]rules.FilterConfig{}
+		}
+		c.Rules.Filters["greylist"] = rules.FilterConfig{OnError: rules.OnErrorTempfail}
+	}
 	if contains(c.Filters.Disabled, "antivirus") {
 		return
 	}

@@ -21,10 +21,12 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"syscall"
 	"time"
 
+	"github.com/moatmail/moat/filters/greylist"
 	"github.com/moatmail/moat/filters/resolver"
 )
 
@@ -47,6 +49,9 @@ commands:
   quarantine delete ID        delete a quarantined message
   import ADDRESS MAILDIR      copy a Maildir folder into a user's mailbox (-mailbox NAME)
   bayes train|eval|stats      train the classifier, cross-validate it, show its state
+  greylist list [NET]         list greylisting records (-limit N)
+  greylist allow IP|NET       stop greylisting a client network (-days N: for a while)
+  greylist delete IP|NET      forget the greylisting records of a network
   version                     print the version
 
 every command but version takes -config FILE
@@ -76,6 +81,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdImport(rest, stdout)
 	case "bayes":
 		err = cmdBayes(rest, stdout)
+	case "greylist":
+		err = cmdGreylist(rest, stdout)
 	case "version":
 		fmt.Fprintln(stdout, "moat", versionString())
 	case "help", "-h", "-help", "--help":
@@ -204,7 +211,19 @@ func cmdCheckConfig(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if _, _, err := buildJudge(cfg, builtOnce{dns: dns}); err != nil {
+	// The greylist filter is built over a throwaway store, so that its
+	// configuration and rules are checked as start would check them.
+	tmp, err := os.MkdirTemp("", "moat-check-config-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	grey, err := greylist.OpenSQLite(filepath.Join(tmp, "greylist.db"))
+	if err != nil {
+		return err
+	}
+	defer grey.Close()
+	if _, _, err := buildJudge(cfg, builtOnce{dns: dns, greylist: grey}); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "configuration OK: data in %s, local domains %v\n", cfg.DataDir, cfg.SMTP.LocalDomains)

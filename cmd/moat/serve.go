@@ -27,8 +27,10 @@ import (
 	"github.com/moatmail/moat/filters/content/mimecheck"
 	"github.com/moatmail/moat/filters/dkim"
 	"github.com/moatmail/moat/filters/dmarc"
+	"github.com/moatmail/moat/filters/greylist"
 	"github.com/moatmail/moat/filters/gtube"
 	"github.com/moatmail/moat/filters/headers"
+	"github.com/moatmail/moat/filters/ratelimit"
 	"github.com/moatmail/moat/filters/rdns"
 	"github.com/moatmail/moat/filters/resolver"
 	"github.com/moatmail/moat/filters/spf"
@@ -49,7 +51,12 @@ type app struct {
 	bayes *bayes.Classifier // owns the token store
 	// dns is the one resolver of the process: every check asks it, and
 	// its cache survives reloads.
-	dns       *resolver.DNS
+	dns *resolver.DNS
+	// greylist and rates are the state of greylisting and rate limits,
+	// kept across reloads; now is their clock (nil: time.Now).
+	greylist  *greylist.SQLiteStore
+	rates     *ratelimit.MemoryStore
+	now       func() time.Time
 	learner   *bayes.Autolearner
 	review    *quarantine.Review
 	smtp      *gateway.Server
@@ -75,6 +82,16 @@ type builtOnce struct {
 	obs rules.Observer
 	// dnsLookup, when set, counts the lookups of each check.
 	dnsLookup func(check, qtype string)
+	// greylist holds the greylisting state (nil in check-config: the
+	// filter is checked but not built); rates the rate-limit buckets,
+	// which a reload keeps.
+	greylist greylist.Store
+	rates    ratelimit.Store
+	// now is the clock of the stateful checks (nil: time.Now).
+	now func() time.Time
+	// greylistObs and rateObs count what those checks do; may be nil.
+	greylistObs greylist.Observer
+	rateObs     ratelimit.Observer
 }
 
 // resolverFor returns the resolver the named check asks: the shared one,
@@ -86,64 +103,89 @@ func (o builtOnce) resolverFor(check string) resolver.Resolver {
 	return resolver.Counted(o.dns, func(qtype string) { o.dnsLookup(check, qtype) })
 }
 
-// buildFilters returns the enabled filters in pipeline order. cls is the
-// Bayes classifier of cfg, or nil.
-func buildFilters(cfg *Config, once builtOnce, cls *bayes.Classifier) ([]filters.Filter, error) {
+// buildFilters returns the enabled filters in pipeline order, and the rate
+// limiter when rate limits are on (the session tells it of unknown
+// recipients). cls is the Bayes classifier of cfg, or nil.
+func buildFilters(cfg *Config, once builtOnce, cls *bayes.Classifier) ([]filters.Filter, *ratelimit.Limiter, error) {
 	var fs []filters.Filter
 	enabled := func(name string) bool { return !contains(cfg.Filters.Disabled, name) }
 	if enabled("rdns") {
 		f, err := rdns.New(cfg.Filters.RDNS, once.resolverFor("rdns"))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
+		}
+		fs = append(fs, f)
+	}
+	var limiter *ratelimit.Limiter
+	if enabled("ratelimit-connect") || enabled("ratelimit-mail") || enabled("ratelimit-rcpt") {
+		rates := once.rates
+		if rates == nil { // check-config
+			rates = ratelimit.NewMemoryStore(cfg.Filters.RateLimit.MaxKeys)
+		}
+		l, err := ratelimit.New(cfg.Filters.RateLimit, rates, ratelimit.Options{Now: once.now, Observer: once.rateObs})
+		if err != nil {
+			return nil, nil, err
+		}
+		limiter = l
+		for _, f := range l.Filters() {
+			if enabled(f.Name()) {
+				fs = append(fs, f)
+			}
+		}
+	}
+	if enabled("greylist") && once.greylist != nil {
+		f, err := greylist.New(cfg.Filters.Greylist, once.greylist, greylist.Options{Now: once.now, Observer: once.greylistObs})
+		if err != nil {
+			return nil, nil, err
 		}
 		fs = append(fs, f)
 	}
 	if enabled("spf") {
 		f, err := spf.New(cfg.Filters.SPF, once.resolverFor("spf"))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		fs = append(fs, f)
 	}
 	if enabled("headers") {
 		f, err := headers.New(cfg.Filters.Headers)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		fs = append(fs, f)
 	}
 	if enabled("mime") {
 		f, err := mimecheck.New(cfg.Filters.MIME)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		fs = append(fs, f)
 	}
 	if enabled("gtube") {
 		f, err := gtube.New(cfg.Filters.GTUBE)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		fs = append(fs, f)
 	}
 	if enabled("attachments") {
 		f, err := attachments.New(cfg.Filters.Attachments)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		fs = append(fs, f)
 	}
 	if enabled("dkim") {
 		f, err := dkim.New(cfg.Filters.DKIM, once.resolverFor("dkim"))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		fs = append(fs, f)
 	}
 	if enabled("dmarc") {
 		f, err := dmarc.New(cfg.Filters.DMARC, once.resolverFor("dmarc"))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		fs = append(fs, f)
 	}
@@ -153,11 +195,11 @@ func buildFilters(cfg *Config, once builtOnce, cls *bayes.Classifier) ([]filters
 	if enabled("antivirus") {
 		f, err := antivirus.New(cfg.Filters.Antivirus)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		fs = append(fs, f)
 	}
-	return fs, nil
+	return fs, limiter, nil
 }
 
 // buildJudge builds the filters, the pipeline with its rules, and the
@@ -173,7 +215,7 @@ func buildJudge(cfg *Config, once builtOnce) (*gateway.Judge, *bayes.Classifier,
 			return nil, nil, err
 		}
 	}
-	fs, err := buildFilters(cfg, once, cls)
+	fs, limiter, err := buildFilters(cfg, once, cls)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -185,7 +227,11 @@ func buildJudge(cfg *Config, once builtOnce) (*gateway.Judge, *bayes.Classifier,
 	if err != nil {
 		return nil, nil, err
 	}
-	return &gateway.Judge{Pipeline: pipeline, Policies: pols, Content: cfg.Filters.Content}, cls, nil
+	j := &gateway.Judge{Pipeline: pipeline, Policies: pols, Content: cfg.Filters.Content}
+	if limiter != nil && contains(filterNamesOf(fs), "ratelimit-rcpt") {
+		j.Recipients = limiter
+	}
+	return j, cls, nil
 }
 
 // reload applies a new configuration file to a running moat: filters,
@@ -224,8 +270,20 @@ func (a *app) reload(path string) error {
 // start opens the store, binds every listener and starts serving. The
 // addresses actually bound are in app.listeners (tests listen on port 0).
 func start(cfg *Config, log *slog.Logger, out io.Writer) (*app, error) {
+	return startWith(cfg, log, out, startOptions{})
+}
+
+// startOptions are what tests change in a started moat.
+type startOptions struct {
+	// now is the clock of greylisting and rate limits (nil: time.Now),
+	// so that a test can pass a greylisting delay without waiting.
+	now func() time.Time
+}
+
+// startWith is start with options.
+func startWith(cfg *Config, log *slog.Logger, out io.Writer, opts startOptions) (*app, error) {
 	a := &app{cfg: cfg, log: log, listeners: make(map[string]net.Listener), stop: make(chan struct{}),
-		errc: make(chan error, 8)}
+		errc: make(chan error, 8), now: opts.now}
 	ok := false
 	defer func() {
 		if !ok {
@@ -256,6 +314,12 @@ func start(cfg *Config, log *slog.Logger, out io.Writer) (*app, error) {
 	if a.dns, err = resolver.New(cfg.DNS); err != nil {
 		return nil, err
 	}
+	// The greylisting state is opened whether or not the filter is on, so
+	// that a reload can switch it on.
+	if a.greylist, err = greylist.Open(cfg.Filters.Greylist, cfg.DataDir); err != nil {
+		return nil, err
+	}
+	a.rates = ratelimit.NewMemoryStore(cfg.Filters.RateLimit.MaxKeys)
 	judge, cls, err := buildJudge(cfg, a.builtOnce())
 	if err != nil {
 		return nil, err
@@ -322,6 +386,14 @@ func start(cfg *Config, log *slog.Logger, out io.Writer) (*app, error) {
 		go func() { <-a.stop; cancel() }()
 		a.quar.Maintain(ctx, time.Hour, "postmaster@"+cfg.SMTP.Hostname, log)
 	}()
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() { <-a.stop; cancel() }()
+		greylist.RunExpiry(ctx, a.greylist, cfg.Filters.Greylist.ExpireInterval,
+			greylist.Options{Now: a.now, Observer: greylistObserver{a.metrics, log}})
+	}()
 	ok = true
 	return a, nil
 }
@@ -375,6 +447,9 @@ func (a *app) Close(ctx context.Context) error {
 	if a.bayes != nil {
 		errs = append(errs, a.bayes.Close())
 	}
+	if a.greylist != nil {
+		errs = append(errs, a.greylist.Close())
+	}
 	if a.store != nil {
 		errs = append(errs, a.store.Close())
 	}
@@ -413,9 +488,37 @@ func (a *app) ensureDemoUser(out io.Writer) error {
 	return nil
 }
 
+// filterNamesOf returns the names of fs.
+func filterNamesOf(fs []filters.Filter) []string {
+	names := make([]string, len(fs))
+	for i, f := range fs {
+		names[i] = f.Name()
+	}
+	return names
+}
+
 // builtOnce returns the parts of a that every configuration shares.
 func (a *app) builtOnce() builtOnce {
-	return builtOnce{dns: a.dns, bayes: a.bayes, obs: a.metrics, dnsLookup: a.metrics.DNSLookup}
+	return builtOnce{dns: a.dns, bayes: a.bayes, obs: a.metrics, dnsLookup: a.metrics.DNSLookup,
+		greylist: a.greylist, rates: a.rates, now: a.now,
+		greylistObs: greylistObserver{a.metrics, a.log}, rateObs: a.metrics}
+}
+
+// greylistObserver counts greylisting outcomes and logs failed expiry
+// runs.
+type greylistObserver struct {
+	m   *metrics.Metrics
+	log *slog.Logger
+}
+
+func (o greylistObserver) Checked(outcome string) { o.m.Greylist(outcome) }
+
+func (o greylistObserver) Expired(removed int, err error) {
+	if err != nil {
+		o.log.Error("greylist expiry failed", "err", err)
+	} else if removed > 0 {
+		o.log.Info("greylist records expired", "records", removed)
+	}
 }
 
 // loginObserver tells metrics which protocol a failed login came by.

@@ -33,6 +33,8 @@ type Metrics struct {
 	authResults   *prometheus.CounterVec
 	demands       *prometheus.CounterVec
 	dnsLookups    *prometheus.CounterVec
+	greylist      *prometheus.CounterVec
+	rateLimited   *prometheus.CounterVec
 }
 
 // New registers every collector, plus the Go and process collectors.
@@ -93,9 +95,18 @@ func New() *Metrics {
 			Name: "moat_dns_lookups_total",
 			Help: "DNS lookups asked by each check (cache hits included), by check and record type.",
 		}, []string{"check", "type"}),
+		greylist: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "moat_greylist_checks_total",
+			Help: "Greylisting checks by outcome (new, early, passed, known, allowed, skip_*).",
+		}, []string{"outcome"}),
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "moat_ratelimit_hits_total",
+			Help: "Checks held back by a rate limit, by limit (its configuration key).",
+		}, []string{"limit"}),
 	}
 	m.reg.MustRegister(m.connections, m.replies, m.messages, m.symbols, m.filterSeconds, m.filterErrors,
 		m.score, m.storeErrors, m.loginFailures, m.reviews, m.authResults, m.demands, m.dnsLookups,
+		m.greylist, m.rateLimited,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -134,6 +145,12 @@ func (m *Metrics) Verdict(v rules.Verdict, auth []filters.AuthResult) {
 func (m *Metrics) ObserveDemand(check string, action policies.Action, honoured bool) {
 	m.demands.WithLabelValues(check, action.String(), strconv.FormatBool(honoured)).Inc()
 }
+
+// Greylist counts a greylisting check by its outcome.
+func (m *Metrics) Greylist(outcome string) { m.greylist.WithLabelValues(outcome).Inc() }
+
+// Limited implements ratelimit.Observer.
+func (m *Metrics) Limited(limit string) { m.rateLimited.WithLabelValues(limit).Inc() }
 
 // DNSLookup counts a lookup a check asked the resolver for.
 func (m *Metrics) DNSLookup(check, qtype string) {
