@@ -48,8 +48,10 @@ type Server struct {
 	accept *listen.Acceptor
 	gate   *throttle.Gate // every password check goes through it
 	start  sync.Once
-	inner  sync.WaitGroup
-	nextID atomic.Uint64
+	// started is set when the inner servers started (under start).
+	started bool
+	inner   sync.WaitGroup
+	nextID  atomic.Uint64
 }
 
 // capabilities advertised on top of what go-imap adds by itself (SASL-IR,
@@ -147,6 +149,7 @@ func (s *Server) route(c net.Conn) {
 }
 
 func (s *Server) startInner() {
+	s.started = true // under s.start: Close reads it after spending the Once
 	run := func(srv *imapserver.Server, l *chanListener) {
 		s.inner.Add(1)
 		go func() {
@@ -171,9 +174,19 @@ func (s *Server) Close() error {
 	errs := []error{err}
 	s.start.Do(func() {}) // no inner server starts after this
 	s.strictL.Close()
+	if s.started {
+		// go-imap's Server.Serve adds to a WaitGroup that its Close
+		// waits on: closing before Serve got that far races (the race
+		// detector sees it when a moat stops right after it started).
+		// Serve has passed it once it asks for a connection.
+		<-s.strictL.accepting
+	}
 	errs = append(errs, s.strict.Close())
 	if s.lenient != nil {
 		s.lenientL.Close()
+		if s.started {
+			<-s.lenientL.accepting
+		}
 		errs = append(errs, s.lenient.Close())
 	}
 	s.inner.Wait()
@@ -193,10 +206,13 @@ type chanListener struct {
 	ch     chan net.Conn
 	closed chan struct{}
 	once   sync.Once
+	// accepting is closed at the first Accept.
+	accepting     chan struct{}
+	acceptingOnce sync.Once
 }
 
 func newChanListener() *chanListener {
-	return &chanListener{ch: make(chan net.Conn), closed: make(chan struct{})}
+	return &chanListener{ch: make(chan net.Conn), closed: make(chan struct{}), accepting: make(chan struct{})}
 }
 
 func (l *chanListener) push(c net.Conn) bool {
@@ -210,6 +226,7 @@ func (l *chanListener) push(c net.Conn) bool {
 
 // Accept implements net.Listener.
 func (l *chanListener) Accept() (net.Conn, error) {
+	l.acceptingOnce.Do(func() { close(l.accepting) })
 	select {
 	case c := <-l.ch:
 		return c, nil
