@@ -136,6 +136,11 @@ type Connection struct {
 	AuthUser string
 	// Start is when the connection was accepted.
 	Start time.Time
+	// Pregreet is what the client sent before moat's greeting (at most
+	// 512 bytes) while the SMTP front paused it (smtp.greet_pause); empty
+	// when the client waited, as RFC 5321 §3.1 asks, or when there was no
+	// pause.
+	Pregreet []byte
 }
 
 // Envelope is the SMTP envelope of the current transaction.

@@ -28,6 +28,14 @@ type Config struct {
 	// CommandTimeout bounds the wait for each command (default 5m,
 	// RFC 5321 §4.5.3.2.7 server timeout).
 	CommandTimeout time.Duration `toml:"command_timeout"`
+	// GreetPause is how long the greeting waits between its first line
+	// ("220-host") and its last ("220 host ..."), as postscreen's
+	// postscreen_greet_wait with its multi-line banner (default 0: no
+	// pause). A client that speaks meanwhile has not waited for the
+	// greeting (RFC 5321 §3.1); what it said is in
+	// filters.Connection.Pregreet for the earlytalker filter. Not on the
+	// implicit-TLS listener, where the client speaks first.
+	GreetPause time.Duration `toml:"greet_pause"`
 	// DataTimeout bounds the whole DATA transfer (default 10m).
 	DataTimeout time.Duration `toml:"data_timeout"`
 	// MaxConnections bounds concurrent SMTP connections (default 1000);
@@ -86,6 +94,9 @@ func (c *Config) Validate() error {
 	setDefault(&c.MaxLineLength, DefaultMaxLineLength)
 	setDefault(&c.CommandTimeout, 5*time.Minute)
 	setDefault(&c.DataTimeout, 10*time.Minute)
+	if c.GreetPause < 0 || c.GreetPause > time.Minute {
+		bad("greet_pause", "%v is not between 0s and 1m", c.GreetPause)
+	}
 	setDefault(&c.MaxConnections, 1000)
 	setDefault(&c.MaxConnectionsPerIP, 50)
 	if c.RecipientDelimiter == nil {

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/base32"
@@ -37,6 +38,63 @@ type trackedConn struct {
 	// of the connection.
 	found   rules.Result
 	refusal *smtp.SMTPError // a connect-stage reject or tempfail
+
+	greeted sync.Once
+	early   []byte // what the client sent before the greeting, not yet read
+}
+
+// maxPregreet bounds what is kept of a client's pregreet.
+const maxPregreet = 512
+
+// Write writes to the client; the first write, the greeting, is split
+// around smtp.greet_pause (see greet).
+func (c *trackedConn) Write(p []byte) (int, error) {
+	var err error
+	c.greeted.Do(func() { err = c.greet(p) })
+	if err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(p)
+}
+
+// greet sends the first line of a multi-line greeting and listens for
+// smtp.greet_pause before go-smtp sends its own line (the last one, "220
+// "): a client that speaks before it has not waited (RFC 5321 §3.1,
+// §4.2.1 multi-line replies), as postscreen's pregreet test finds.
+func (c *trackedConn) greet(greeting []byte) error {
+	pause := c.l.srv.cfg.GreetPause
+	if pause <= 0 || c.l.implicit || !bytes.HasPrefix(greeting, []byte("220 ")) {
+		return nil
+	}
+	if _, err := c.Conn.Write([]byte("220-" + c.l.srv.cfg.Hostname + " ESMTP\r\n")); err != nil {
+		return err
+	}
+	c.Conn.SetReadDeadline(time.Now().Add(pause))
+	buf := make([]byte, maxPregreet)
+	n := 0
+	for n < len(buf) {
+		m, err := c.Conn.Read(buf[n:])
+		n += m
+		if err != nil {
+			break
+		}
+	}
+	c.Conn.SetReadDeadline(time.Time{})
+	if n > 0 {
+		c.early = buf[:n]
+		c.info.Pregreet = bytes.Clone(buf[:n])
+	}
+	return nil
+}
+
+// Read reads what the client sent during the greeting first.
+func (c *trackedConn) Read(p []byte) (int, error) {
+	if len(c.early) > 0 {
+		n := copy(p, c.early)
+		c.early = c.early[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {

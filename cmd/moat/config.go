@@ -21,6 +21,7 @@ import (
 	"github.com/moatmail/moat/filters/content/mimecheck"
 	"github.com/moatmail/moat/filters/dkim"
 	"github.com/moatmail/moat/filters/dmarc"
+	"github.com/moatmail/moat/filters/earlytalker"
 	"github.com/moatmail/moat/filters/greylist"
 	"github.com/moatmail/moat/filters/gtube"
 	"github.com/moatmail/moat/filters/headers"
@@ -89,6 +90,7 @@ type FiltersConfig struct {
 	DMARC       dmarc.Config       `toml:"dmarc"`
 	Greylist    greylist.Config    `toml:"greylist"`
 	RateLimit   ratelimit.Config   `toml:"ratelimit"`
+	EarlyTalker earlytalker.Config `toml:"earlytalker"`
 	Headers     headers.Config     `toml:"headers"`
 	MIME        mimecheck.Config   `toml:"mime"`
 	GTUBE       gtube.Config       `toml:"gtube"`
@@ -139,6 +141,7 @@ func parseConfig(text, name string) (*Config, error) {
 			DMARC:       dmarc.DefaultConfig(),
 			Greylist:    greylist.DefaultConfig(),
 			RateLimit:   ratelimit.DefaultConfig(),
+			EarlyTalker: earlytalker.DefaultConfig(),
 			Headers:     headers.DefaultConfig(),
 			MIME:        mimecheck.DefaultConfig(),
 			GTUBE:       gtube.DefaultConfig(),
@@ -253,7 +256,7 @@ func (l *ListenConfig) validate() error {
 }
 
 // filterNames lists the filters in pipeline order.
-var filterNames = []string{"rdns", "ratelimit-connect", "spf", "ratelimit-mail", "greylist", "ratelimit-rcpt",
+var filterNames = []string{"rdns", "earlytalker", "ratelimit-connect", "spf", "ratelimit-mail", "greylist", "ratelimit-rcpt",
 	"headers", "mime", "gtube", "attachments", "dkim", "dmarc", "bayes", "antivirus"}
 
 func (f *FiltersConfig) validate() error {
@@ -275,7 +278,7 @@ func (f *FiltersConfig) validate() error {
 		fn  func() error
 	}{{"content", f.Content.Validate}, {"rdns", f.RDNS.Validate}, {"spf", f.SPF.Validate},
 		{"dkim", f.DKIM.Validate}, {"dmarc", f.DMARC.Validate}, {"greylist", f.Greylist.Validate},
-		{"ratelimit", f.RateLimit.Validate}, {"headers", f.Headers.Validate},
+		{"ratelimit", f.RateLimit.Validate}, {"earlytalker", f.EarlyTalker.Validate}, {"headers", f.Headers.Validate},
 		{"mime", f.MIME.Validate}, {"gtube", f.GTUBE.Validate}, {"attachments", f.Attachments.Validate}, {"bayes", f.Bayes.Validate},
 		{"antivirus", f.Antivirus.Validate}} {
 		for _, err := range flatten(v.fn()) {

@@ -27,6 +27,7 @@ import (
 	"github.com/moatmail/moat/filters/content/mimecheck"
 	"github.com/moatmail/moat/filters/dkim"
 	"github.com/moatmail/moat/filters/dmarc"
+	"github.com/moatmail/moat/filters/earlytalker"
 	"github.com/moatmail/moat/filters/greylist"
 	"github.com/moatmail/moat/filters/gtube"
 	"github.com/moatmail/moat/filters/headers"
@@ -111,6 +112,13 @@ func buildFilters(cfg *Config, once builtOnce, cls *bayes.Classifier) ([]filters
 	enabled := func(name string) bool { return !contains(cfg.Filters.Disabled, name) }
 	if enabled("rdns") {
 		f, err := rdns.New(cfg.Filters.RDNS, once.resolverFor("rdns"))
+		if err != nil {
+			return nil, nil, err
+		}
+		fs = append(fs, f)
+	}
+	if enabled("earlytalker") {
+		f, err := earlytalker.New(cfg.Filters.EarlyTalker)
 		if err != nil {
 			return nil, nil, err
 		}
