@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/BurntSushi/toml"
 	"github.com/maxmind/mmdbwriter"
 	"github.com/maxmind/mmdbwriter/mmdbtype"
 
@@ -465,5 +466,38 @@ func TestUndecodableRecord(t *testing.T) {
 		if r, err := check(f, ip); err == nil || !strings.HasPrefix(err.Error(), want) || !r.IsZero() {
 			t.Errorf("%s: %+v, %v; want nothing and an error %q...", ip, r, err, want)
 		}
+	}
+}
+
+// The section as an operator writes it decodes into Config (the keys of
+// docs/configuration.md); an integer score is a float.
+func TestConfigTOML(t *testing.T) {
+	const section = `
+country_db = "/var/lib/GeoIP/GeoLite2-Country.mmdb"
+asn_db = "/var/lib/GeoIP/GeoLite2-ASN.mmdb"
+reload_interval = "5m"
+country_scores = { XX = 2.0, DE = -1 }
+asn_scores = { "64496" = 3.0 }
+`
+	cfg := DefaultConfig()
+	md, err := toml.Decode(section, &cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := md.Undecoded(); len(u) != 0 {
+		t.Errorf("undecoded keys %v", u)
+	}
+	want := Config{
+		CountryDB:      "/var/lib/GeoIP/GeoLite2-Country.mmdb",
+		ASNDB:          "/var/lib/GeoIP/GeoLite2-ASN.mmdb",
+		ReloadInterval: 5 * time.Minute,
+		CountryScores:  map[string]float64{"XX": 2, "DE": -1},
+		ASNScores:      map[string]float64{"64496": 3},
+	}
+	if !reflect.DeepEqual(cfg, want) {
+		t.Errorf("decoded %+v, want %+v", cfg, want)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("Validate: %v", err)
 	}
 }
