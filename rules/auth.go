@@ -9,12 +9,15 @@ import (
 	"github.com/moatmail/moat/filters/address"
 )
 
-// The facts the sender-authentication checks set, which the rule
-// environment and the allow lists read. They are named here, not
+// The facts the sender-authentication and GeoIP checks set, which the
+// rule environment and the allow lists read. They are named here, not
 // imported, because rules does not depend on any single check.
 const (
 	factDKIMDomain = "dkim.domain" // a domain with a valid DKIM signature
 	factFromDomain = "from.domain" // the RFC5322.From domain (DMARC)
+	factCountry    = "geoip.country"
+	factASN        = "geoip.asn"
+	factASNOrg     = "geoip.asn_org"
 )
 
 // authValue returns the result of the first authentication result of

@@ -43,6 +43,11 @@ import (
 //	                                     stage or when DMARC was not checked
 //	sender_auth      bool                the envelope sender's domain is authenticated:
 //	                                     SPF pass, or a DKIM or DMARC pass aligned with it
+//	country          string              the client's country (ISO 3166-1 alpha-2,
+//	                                     "DE"), "" when unknown (geoip filter)
+//	asn              string              the client's autonomous system number in
+//	                                     decimal, "" when unknown
+//	asn_org          string              the organisation holding that AS, or ""
 //	fact(name)       string              first value of a fact a check set so far
 //	                                     ("rdns.name", "dkim.domain"), "" when none
 //	facts(name)      []string            every value of that fact, in the order set
@@ -84,6 +89,9 @@ type Env struct {
 	DMARC       string                `expr:"dmarc"`
 	FromDomain  string                `expr:"from_domain"`
 	SenderAuth  bool                  `expr:"sender_auth"`
+	Country     string                `expr:"country"`
+	ASN         string                `expr:"asn"`
+	ASNOrg      string                `expr:"asn_org"`
 	Fact        func(string) string   `expr:"fact"`
 	Facts       func(string) []string `expr:"facts"`
 	Size        int                   `expr:"size"`

@@ -277,6 +277,9 @@ func (p *Pipeline) fillEnv(st *evalState, stage filters.Stage, in *filters.Input
 			e.Size = len(in.Msg.Raw)
 		}
 	}
+	if f := st.found; f != nil {
+		e.Country, e.ASN, e.ASNOrg = f.Fact(factCountry), f.Fact(factASN), f.Fact(factASNOrg)
+	}
 	if f := st.found; f != nil && p.usesAuth[stage] {
 		e.SPF = authValue(f, "spf")
 		e.DMARC = authValue(f, "dmarc")

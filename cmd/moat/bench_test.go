@@ -43,11 +43,12 @@ score = 1.0
 	if err != nil {
 		b.Fatal(err)
 	}
-	fs, _, err := buildFilters(cfg, builtOnce{dns: dns}, nil)
+	built, err := buildFilters(cfg, builtOnce{dns: dns}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	p, err := rules.NewPipeline(cfg.Rules, fs, nil)
+	defer built.close()
+	p, err := rules.NewPipeline(cfg.Rules, built.list, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

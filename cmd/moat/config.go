@@ -22,6 +22,7 @@ import (
 	"github.com/moatmail/moat/filters/dkim"
 	"github.com/moatmail/moat/filters/dmarc"
 	"github.com/moatmail/moat/filters/earlytalker"
+	"github.com/moatmail/moat/filters/geoip"
 	"github.com/moatmail/moat/filters/greylist"
 	"github.com/moatmail/moat/filters/gtube"
 	"github.com/moatmail/moat/filters/headers"
@@ -91,6 +92,7 @@ type FiltersConfig struct {
 	Greylist    greylist.Config    `toml:"greylist"`
 	RateLimit   ratelimit.Config   `toml:"ratelimit"`
 	EarlyTalker earlytalker.Config `toml:"earlytalker"`
+	GeoIP       geoip.Config       `toml:"geoip"`
 	Headers     headers.Config     `toml:"headers"`
 	MIME        mimecheck.Config   `toml:"mime"`
 	GTUBE       gtube.Config       `toml:"gtube"`
@@ -142,6 +144,7 @@ func parseConfig(text, name string) (*Config, error) {
 			Greylist:    greylist.DefaultConfig(),
 			RateLimit:   ratelimit.DefaultConfig(),
 			EarlyTalker: earlytalker.DefaultConfig(),
+			GeoIP:       geoip.DefaultConfig(),
 			Headers:     headers.DefaultConfig(),
 			MIME:        mimecheck.DefaultConfig(),
 			GTUBE:       gtube.DefaultConfig(),
@@ -256,7 +259,7 @@ func (l *ListenConfig) validate() error {
 }
 
 // filterNames lists the filters in pipeline order.
-var filterNames = []string{"rdns", "earlytalker", "ratelimit-connect", "spf", "ratelimit-mail", "greylist", "ratelimit-rcpt",
+var filterNames = []string{"rdns", "geoip", "earlytalker", "ratelimit-connect", "spf", "ratelimit-mail", "greylist", "ratelimit-rcpt",
 	"headers", "mime", "gtube", "attachments", "dkim", "dmarc", "bayes", "antivirus"}
 
 func (f *FiltersConfig) validate() error {
@@ -278,7 +281,7 @@ func (f *FiltersConfig) validate() error {
 		fn  func() error
 	}{{"content", f.Content.Validate}, {"rdns", f.RDNS.Validate}, {"spf", f.SPF.Validate},
 		{"dkim", f.DKIM.Validate}, {"dmarc", f.DMARC.Validate}, {"greylist", f.Greylist.Validate},
-		{"ratelimit", f.RateLimit.Validate}, {"earlytalker", f.EarlyTalker.Validate}, {"headers", f.Headers.Validate},
+		{"ratelimit", f.RateLimit.Validate}, {"earlytalker", f.EarlyTalker.Validate}, {"geoip", f.GeoIP.Validate}, {"headers", f.Headers.Validate},
 		{"mime", f.MIME.Validate}, {"gtube", f.GTUBE.Validate}, {"attachments", f.Attachments.Validate}, {"bayes", f.Bayes.Validate},
 		{"antivirus", f.Antivirus.Validate}} {
 		for _, err := range flatten(v.fn()) {

@@ -223,9 +223,11 @@ func cmdCheckConfig(args []string, stdout io.Writer) error {
 		return err
 	}
 	defer grey.Close()
-	if _, _, err := buildJudge(cfg, builtOnce{dns: dns, greylist: grey}); err != nil {
+	j, err := buildJudge(cfg, builtOnce{dns: dns, greylist: grey})
+	if err != nil {
 		return err
 	}
+	j.filters.close()
 	fmt.Fprintf(stdout, "configuration OK: data in %s, local domains %v\n", cfg.DataDir, cfg.SMTP.LocalDomains)
 	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/moatmail/moat/delivery/mailstore"
+	"github.com/moatmail/moat/filters/geoip/geoiptest"
 )
 
 // testClock is a clock a test moves.
@@ -232,5 +233,36 @@ bad_recipients = { limit = 3, per = "1h" }
 	}
 	if got := metricValue(t, a, `moat_ratelimit_hits_total{limit="connections"}`); got != "7" {
 		t.Errorf("connection limit hits = %q, want 7", got)
+	}
+}
+
+// TestGeoIPRule: a rule blocking a country refuses a client the GeoIP
+// database (written by the test with mmdbwriter) maps to it, and lets
+// another through; the country and AS reach the rules.
+func TestGeoIPRule(t *testing.T) {
+	dbDir := t.TempDir()
+	country, asn := filepath.Join(dbDir, "country.mmdb"), filepath.Join(dbDir, "asn.mmdb")
+	geoiptest.WriteCountryDB(t, country, map[string]string{"127.0.0.0/8": "XX", "127.0.0.3/32": "DE"})
+	geoiptest.WriteASNDB(t, asn, map[string]geoiptest.ASN{"127.0.0.0/8": {Number: 64496, Organization: "Example Net"}})
+	clock := &testClock{now: time.Now()}
+	a := startClocked(t, t.TempDir(), testDisabled, fmt.Sprintf(`
+[filters.geoip]
+country_db = %q
+asn_db = %q
+[[rules.rule]]
+name = "BLOCKED_COUNTRY"
+stage = "connect"
+expr = 'country == "XX" && asn == "64496" && asn_org == "Example Net"'
+action = "reject"
+`, country, asn), clock)
+	defer a.Close(t.Context())
+	if _, err := a.store.AddUser(t.Context(), "alice@example.com", "pw", mailstore.RoleUser); err != nil {
+		t.Fatal(err)
+	}
+	if r := sendFrom(t, a.Addr("smtp"), "127.0.0.2", "bob@example.net", []string{"alice@example.com"}); r.code != 550 || r.at != "MAIL" {
+		t.Errorf("a client in XX: %v, want 550 at MAIL", r)
+	}
+	if r := sendFrom(t, a.Addr("smtp"), "127.0.0.3", "bob@example.net", []string{"alice@example.com"}); r.code != 250 {
+		t.Errorf("a client in DE: %v, want 250", r)
 	}
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/moatmail/moat/filters/dkim"
 	"github.com/moatmail/moat/filters/dmarc"
 	"github.com/moatmail/moat/filters/earlytalker"
+	"github.com/moatmail/moat/filters/geoip"
 	"github.com/moatmail/moat/filters/greylist"
 	"github.com/moatmail/moat/filters/gtube"
 	"github.com/moatmail/moat/filters/headers"
@@ -55,9 +56,13 @@ type app struct {
 	dns *resolver.DNS
 	// greylist and rates are the state of greylisting and rate limits,
 	// kept across reloads; now is their clock (nil: time.Now).
-	greylist  *greylist.SQLiteStore
-	rates     *ratelimit.MemoryStore
-	now       func() time.Time
+	greylist *greylist.SQLiteStore
+	rates    *ratelimit.MemoryStore
+	now      func() time.Time
+	// filters are those of the configuration in force, to close when a
+	// reload replaces them.
+	filtersMu sync.Mutex
+	filters   builtFilters
 	learner   *bayes.Autolearner
 	review    *quarantine.Review
 	smtp      *gateway.Server
@@ -90,6 +95,8 @@ type builtOnce struct {
 	rates    ratelimit.Store
 	// now is the clock of the stateful checks (nil: time.Now).
 	now func() time.Time
+	// log is where checks that watch files report (nil: slog.Default).
+	log *slog.Logger
 	// greylistObs and rateObs count what those checks do; may be nil.
 	greylistObs greylist.Observer
 	rateObs     ratelimit.Observer
@@ -104,23 +111,55 @@ func (o builtOnce) resolverFor(check string) resolver.Resolver {
 	return resolver.Counted(o.dns, func(qtype string) { o.dnsLookup(check, qtype) })
 }
 
-// buildFilters returns the enabled filters in pipeline order, and the rate
-// limiter when rate limits are on (the session tells it of unknown
-// recipients). cls is the Bayes classifier of cfg, or nil.
-func buildFilters(cfg *Config, once builtOnce, cls *bayes.Classifier) ([]filters.Filter, *ratelimit.Limiter, error) {
+// builtFilters are the enabled filters of a configuration in pipeline
+// order, with the parts of them the rest of moat talks to.
+type builtFilters struct {
+	list []filters.Filter
+	// limiter is the rate limiter when rate limits are on: the session
+	// tells it of unknown recipients.
+	limiter *ratelimit.Limiter
+	// geoip is the GeoIP filter when it is on; its databases are closed
+	// once a reload has replaced it.
+	geoip *geoip.Filter
+}
+
+// close releases what the filters hold open.
+func (b builtFilters) close() {
+	if b.geoip != nil {
+		b.geoip.Close()
+	}
+}
+
+// buildFilters returns the enabled filters. cls is the Bayes classifier of
+// cfg, or nil.
+func buildFilters(cfg *Config, once builtOnce, cls *bayes.Classifier) (_ builtFilters, err error) {
 	var fs []filters.Filter
+	var built builtFilters
+	defer func() {
+		if err != nil {
+			built.close()
+		}
+	}()
 	enabled := func(name string) bool { return !contains(cfg.Filters.Disabled, name) }
 	if enabled("rdns") {
 		f, err := rdns.New(cfg.Filters.RDNS, once.resolverFor("rdns"))
 		if err != nil {
-			return nil, nil, err
+			return builtFilters{}, err
 		}
+		fs = append(fs, f)
+	}
+	if enabled("geoip") {
+		f, err := geoip.New(cfg.Filters.GeoIP, geoip.Options{Log: once.log})
+		if err != nil {
+			return builtFilters{}, err
+		}
+		built.geoip = f
 		fs = append(fs, f)
 	}
 	if enabled("earlytalker") {
 		f, err := earlytalker.New(cfg.Filters.EarlyTalker)
 		if err != nil {
-			return nil, nil, err
+			return builtFilters{}, err
 		}
 		fs = append(fs, f)
 	}
@@ -132,7 +171,7 @@ func buildFilters(cfg *Config, once builtOnce, cls *bayes.Classifier) ([]filters
 		}
 		l, err := ratelimit.New(cfg.Filters.RateLimit, rates, ratelimit.Options{Now: once.now, Observer: once.rateObs})
 		if err != nil {
-			return nil, nil, err
+			return builtFilters{}, err
 		}
 		limiter = l
 		for _, f := range l.Filters() {
@@ -144,56 +183,56 @@ func buildFilters(cfg *Config, once builtOnce, cls *bayes.Classifier) ([]filters
 	if enabled("greylist") && once.greylist != nil {
 		f, err := greylist.New(cfg.Filters.Greylist, once.greylist, greylist.Options{Now: once.now, Observer: once.greylistObs})
 		if err != nil {
-			return nil, nil, err
+			return builtFilters{}, err
 		}
 		fs = append(fs, f)
 	}
 	if enabled("spf") {
 		f, err := spf.New(cfg.Filters.SPF, once.resolverFor("spf"))
 		if err != nil {
-			return nil, nil, err
+			return builtFilters{}, err
 		}
 		fs = append(fs, f)
 	}
 	if enabled("headers") {
 		f, err := headers.New(cfg.Filters.Headers)
 		if err != nil {
-			return nil, nil, err
+			return builtFilters{}, err
 		}
 		fs = append(fs, f)
 	}
 	if enabled("mime") {
 		f, err := mimecheck.New(cfg.Filters.MIME)
 		if err != nil {
-			return nil, nil, err
+			return builtFilters{}, err
 		}
 		fs = append(fs, f)
 	}
 	if enabled("gtube") {
 		f, err := gtube.New(cfg.Filters.GTUBE)
 		if err != nil {
-			return nil, nil, err
+			return builtFilters{}, err
 		}
 		fs = append(fs, f)
 	}
 	if enabled("attachments") {
 		f, err := attachments.New(cfg.Filters.Attachments)
 		if err != nil {
-			return nil, nil, err
+			return builtFilters{}, err
 		}
 		fs = append(fs, f)
 	}
 	if enabled("dkim") {
 		f, err := dkim.New(cfg.Filters.DKIM, once.resolverFor("dkim"))
 		if err != nil {
-			return nil, nil, err
+			return builtFilters{}, err
 		}
 		fs = append(fs, f)
 	}
 	if enabled("dmarc") {
 		f, err := dmarc.New(cfg.Filters.DMARC, once.resolverFor("dmarc"))
 		if err != nil {
-			return nil, nil, err
+			return builtFilters{}, err
 		}
 		fs = append(fs, f)
 	}
@@ -203,43 +242,54 @@ func buildFilters(cfg *Config, once builtOnce, cls *bayes.Classifier) ([]filters
 	if enabled("antivirus") {
 		f, err := antivirus.New(cfg.Filters.Antivirus)
 		if err != nil {
-			return nil, nil, err
+			return builtFilters{}, err
 		}
 		fs = append(fs, f)
 	}
-	return fs, limiter, nil
+	built.list, built.limiter = fs, limiter
+	return built, nil
+}
+
+// judged is what buildJudge builds from a configuration.
+type judged struct {
+	judge *gateway.Judge
+	// cls is the classifier reconfigured by the configuration (a reload
+	// brings new bands and thresholds over the same store), nil when the
+	// bayes filter is off.
+	cls     *bayes.Classifier
+	filters builtFilters
 }
 
 // buildJudge builds the filters, the pipeline with its rules, and the
-// policies of a configuration over the parts built once. With a
-// classifier, it also returns that classifier reconfigured by cfg (a
-// reload brings new bands and thresholds over the same store), or nil when
-// cfg disables the bayes filter.
-func buildJudge(cfg *Config, once builtOnce) (*gateway.Judge, *bayes.Classifier, error) {
-	var cls *bayes.Classifier
+// policies of a configuration over the parts built once.
+func buildJudge(cfg *Config, once builtOnce) (_ judged, err error) {
+	var j judged
 	if once.bayes != nil && !contains(cfg.Filters.Disabled, "bayes") {
-		var err error
-		if cls, err = once.bayes.WithConfig(cfg.Filters.Bayes); err != nil {
-			return nil, nil, err
+		if j.cls, err = once.bayes.WithConfig(cfg.Filters.Bayes); err != nil {
+			return judged{}, err
 		}
 	}
-	fs, limiter, err := buildFilters(cfg, once, cls)
-	if err != nil {
-		return nil, nil, err
+	if j.filters, err = buildFilters(cfg, once, j.cls); err != nil {
+		return judged{}, err
 	}
-	pipeline, err := rules.NewPipeline(cfg.Rules, fs, once.obs)
+	defer func() {
+		if err != nil {
+			j.filters.close()
+		}
+	}()
+	pipeline, err := rules.NewPipeline(cfg.Rules, j.filters.list, once.obs)
 	if err != nil {
-		return nil, nil, err
+		return judged{}, err
 	}
 	pols, err := policies.New(cfg.Policies)
 	if err != nil {
-		return nil, nil, err
+		return judged{}, err
 	}
-	j := &gateway.Judge{Pipeline: pipeline, Policies: pols, Content: cfg.Filters.Content}
-	if limiter != nil && contains(filterNamesOf(fs), "ratelimit-rcpt") {
-		j.Recipients = limiter
+	j.judge = &gateway.Judge{Pipeline: pipeline, Policies: pols, Content: cfg.Filters.Content}
+	if j.filters.limiter != nil && contains(filterNamesOf(j.filters.list), "ratelimit-rcpt") {
+		j.judge.Recipients = j.filters.limiter
 	}
-	return j, cls, nil
+	return j, nil
 }
 
 // reload applies a new configuration file to a running moat: filters,
@@ -251,12 +301,13 @@ func (a *app) reload(path string) error {
 	if err != nil {
 		return err
 	}
-	judge, cls, err := buildJudge(cfg, a.builtOnce())
+	j, err := buildJudge(cfg, a.builtOnce())
 	if err != nil {
 		return err
 	}
-	a.smtp.SetJudge(judge)
-	a.learner.SetClassifier(cls)
+	a.smtp.SetJudge(j.judge)
+	a.learner.SetClassifier(j.cls)
+	a.swapFilters(j.filters)
 	old := a.cfg
 	for _, sec := range []struct {
 		key      string
@@ -328,10 +379,15 @@ func startWith(cfg *Config, log *slog.Logger, out io.Writer, opts startOptions) 
 		return nil, err
 	}
 	a.rates = ratelimit.NewMemoryStore(cfg.Filters.RateLimit.MaxKeys)
-	judge, cls, err := buildJudge(cfg, a.builtOnce())
+	j, err := buildJudge(cfg, a.builtOnce())
 	if err != nil {
 		return nil, err
 	}
+	a.swapFilters(j.filters)
+	if j.filters.geoip != nil && len(j.filters.geoip.Databases()) == 0 {
+		log.Info("no GeoIP database configured: the geoip filter finds nothing (filters.geoip.country_db, asn_db)")
+	}
+	judge, cls := j.judge, j.cls
 	// At most two messages learn at once, beside the sessions.
 	a.learner = bayes.NewAutolearner(cls, 2, log, func(bayes.Class) { a.metrics.Review("autolearn") })
 	if a.smtp, err = gateway.New(cfg.SMTP, tlsConfig, gateway.Deps{
@@ -458,6 +514,7 @@ func (a *app) Close(ctx context.Context) error {
 	if a.greylist != nil {
 		errs = append(errs, a.greylist.Close())
 	}
+	a.swapFilters(builtFilters{})
 	if a.store != nil {
 		errs = append(errs, a.store.Close())
 	}
@@ -505,9 +562,19 @@ func filterNamesOf(fs []filters.Filter) []string {
 	return names
 }
 
+// swapFilters keeps the filters of the configuration in force and closes
+// those of the one before.
+func (a *app) swapFilters(b builtFilters) {
+	a.filtersMu.Lock()
+	old := a.filters
+	a.filters = b
+	a.filtersMu.Unlock()
+	old.close()
+}
+
 // builtOnce returns the parts of a that every configuration shares.
 func (a *app) builtOnce() builtOnce {
-	return builtOnce{dns: a.dns, bayes: a.bayes, obs: a.metrics, dnsLookup: a.metrics.DNSLookup,
+	return builtOnce{dns: a.dns, bayes: a.bayes, obs: a.metrics, dnsLookup: a.metrics.DNSLookup, log: a.log,
 		greylist: a.greylist, rates: a.rates, now: a.now,
 		greylistObs: greylistObserver{a.metrics, a.log}, rateObs: a.metrics}
 }
