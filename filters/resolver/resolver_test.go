@@ -186,6 +186,66 @@ func TestLookupIPPartialFailure(t *testing.T) {
 	}
 }
 
+// onlyResolver hides every method but those of Resolver, as a resolver of
+// another package (a test stub) would.
+type onlyResolver struct{ Resolver }
+
+func TestLookupA(t *testing.T) {
+	d, srv := newTestResolver(t)
+	srv.ServFail("broken.example.test")
+	tests := []struct {
+		host string
+		want []string
+		out  outcome
+	}{
+		{"www.example.test", []string{"192.0.2.80"}, ok},
+		{"mail.example.test", []string{"192.0.2.125", "192.0.2.25"}, ok},
+		{"chain.example.test", []string{"192.0.2.80"}, ok},
+		{"x.y.wild.example.test", []string{"192.0.2.99"}, ok},
+		{"v6only.example.test", nil, nodata},
+		{"nothing.example.test", nil, nxdomain},
+		{"broken.example.test", nil, servfail},
+		{"192.0.2.80", nil, refused},
+	}
+	for _, tt := range tests {
+		for _, via := range []struct {
+			name string
+			r    Resolver
+		}{{"LookupA", d}, {"LookupIP", onlyResolver{d}}} {
+			t.Run(tt.host+" via "+via.name, func(t *testing.T) {
+				got, err := LookupIPv4(context.Background(), via.r, tt.host)
+				if out := classify(t, err); out != tt.out {
+					t.Fatalf("outcome %v (%v), want %v", out, err, tt.out)
+				}
+				var gs []string
+				for _, a := range got {
+					gs = append(gs, a.String())
+				}
+				slices.Sort(gs)
+				if !slices.Equal(gs, tt.want) {
+					t.Errorf("got %v, want %v", gs, tt.want)
+				}
+			})
+		}
+	}
+	// LookupA asks for A records only: a DNS list sees one query per
+	// lookup, and a name without AAAA records costs nothing more.
+	srv2 := dnstest.Start(t, map[string]string{"bl.test": "2.0.0.127 A 127.0.0.2\n"})
+	cfg := DefaultConfig()
+	cfg.Upstream = srv2.Addr()
+	d2, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := d2.LookupA(context.Background(), "2.0.0.127.bl.test")
+	if err != nil || len(got) != 1 || got[0] != netip.MustParseAddr("127.0.0.2") {
+		t.Fatalf("got %v, %v; want 127.0.0.2", got, err)
+	}
+	if n, n6 := srv2.Queries(), srv2.QueriesFor("2.0.0.127.bl.test", dns.TypeAAAA); n != 1 || n6 != 0 {
+		t.Errorf("%d queries, %d of them AAAA; want 1 and 0", n, n6)
+	}
+}
+
 func TestLookupMX(t *testing.T) {
 	d, _ := newTestResolver(t)
 	got, err := d.LookupMX(context.Background(), "Example.Test")
