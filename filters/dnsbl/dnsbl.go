@@ -217,22 +217,12 @@ func (f *Filter) Check(ctx context.Context, in *filters.Input) (filters.Result, 
 		qs[i] = dnsxl.Query{Zone: z, Item: item}
 	}
 	answers := dnsxl.LookupAll(ctx, qs)
+	if err := dnsxl.AllFailed(qs, answers); err != nil {
+		return filters.Result{}, fmt.Errorf("dnsbl: %s: %w", ip, err)
+	}
 	byZone := make(map[*dnsxl.Zone]dnsxl.Answer, len(answers))
-	asked := 0
-	var errs []error
 	for i, a := range answers {
 		byZone[f.zones[i]] = a
-		switch a.Status {
-		case dnsxl.Unusable:
-		case dnsxl.Failed:
-			asked++
-			errs = append(errs, fmt.Errorf("%s: %w", f.zones[i].Name(), a.Err))
-		default:
-			asked++
-		}
-	}
-	if asked > 0 && len(errs) == asked {
-		return filters.Result{}, fmt.Errorf("dnsbl: every list failed for %s: %w", ip, errors.Join(errs...))
 	}
 
 	var hits []hit
@@ -263,7 +253,7 @@ func (f *Filter) result(hits []hit) filters.Result {
 		listSymbols  []filters.Symbol
 	)
 	for _, h := range hits {
-		why := h.list.Zone + " " + joinAddrs(h.codes)
+		why := h.list.Zone + " " + dnsxl.FormatCodes(h.codes)
 		if h.list.Weight > 0 {
 			block += h.list.Weight
 			bWhy = append(bWhy, why)
@@ -306,13 +296,4 @@ func (f *Filter) skipped(ip netip.Addr) bool {
 		}
 	}
 	return false
-}
-
-// joinAddrs writes codes as "127.0.0.2" or "127.0.0.2+127.0.0.4".
-func joinAddrs(codes []netip.Addr) string {
-	s := make([]string, len(codes))
-	for i, c := range codes {
-		s[i] = c.String()
-	}
-	return strings.Join(s, "+")
 }

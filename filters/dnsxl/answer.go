@@ -121,6 +121,16 @@ func contains(s []netip.Addr, a netip.Addr) bool {
 	return false
 }
 
+// FormatCodes writes the codes of an answer for a reason: "127.0.0.2", or
+// "127.0.0.2+127.0.0.4".
+func FormatCodes(codes []netip.Addr) string {
+	s := make([]string, len(codes))
+	for i, c := range codes {
+		s[i] = c.String()
+	}
+	return strings.Join(s, "+")
+}
+
 // ReverseIP returns the name under which an IP-based list publishes ip:
 // the octets of an IPv4 address in reverse order (RFC 5782 §2.1,
 // "192.0.2.99" → "99.2.0.192"), the 32 nibbles of an IPv6 address in

@@ -2,6 +2,7 @@ package dnsxl
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -304,6 +305,30 @@ func (z *Zone) first(kind string) bool {
 type Query struct {
 	Zone *Zone
 	Item string
+}
+
+// AllFailed returns an error naming the failures (the first three) when
+// every lookup made failed, and nil otherwise: when one answered, or
+// when none was made (every zone unusable). as are the answers to qs.
+func AllFailed(qs []Query, as []Answer) error {
+	made, failed := 0, 0
+	var errs []error
+	for i, a := range as {
+		switch a.Status {
+		case Unusable:
+			continue
+		case Failed:
+			failed++
+			if len(errs) < 3 {
+				errs = append(errs, fmt.Errorf("%s: %w", qs[i].Zone.Name(), a.Err))
+			}
+		}
+		made++
+	}
+	if made == 0 || failed < made {
+		return nil
+	}
+	return fmt.Errorf("every lookup failed (%d): %w", failed, errors.Join(errs...))
 }
 
 // maxParallel bounds the lookups LookupAll runs at once.

@@ -3,6 +3,7 @@ package dnsxl
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"slices"
 	"strings"
@@ -311,5 +312,33 @@ func TestLookupAll(t *testing.T) {
 		if a.Status != want {
 			t.Fatalf("answer %d: %v, want %v", i, a.Status, want)
 		}
+	}
+}
+
+func TestAllFailed(t *testing.T) {
+	z := NewZone("bl.test", IPList, nil, Options{})
+	fail := Answer{Status: Failed, Err: errors.New("timeout")}
+	tests := []struct {
+		name string
+		as   []Answer
+		fail bool
+	}{
+		{"none made", nil, false},
+		{"all unusable", []Answer{{Status: Unusable}, {Status: Unusable}}, false},
+		{"one answered", []Answer{fail, {Status: NotListed}}, false},
+		{"all failed", []Answer{fail, fail}, true},
+		{"all made failed", []Answer{fail, {Status: Unusable}}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			qs := make([]Query, len(tt.as))
+			for i := range qs {
+				qs[i] = Query{z, "2.0.0.127"}
+			}
+			err := AllFailed(qs, tt.as)
+			if (err != nil) != tt.fail || (err != nil && !strings.Contains(err.Error(), "bl.test: timeout")) {
+				t.Errorf("err %v, want failure %v", err, tt.fail)
+			}
+		})
 	}
 }
