@@ -74,19 +74,6 @@ func (r *routed) LookupAddr(ctx context.Context, a netip.Addr) ([]string, error)
 	return r.lists.LookupAddr(ctx, a)
 }
 
-// newResolver returns a resolver asking addr.
-func newResolver(t testing.TB, addr string) *resolver.DNS {
-	t.Helper()
-	cfg := resolver.DefaultConfig()
-	cfg.Upstream = addr
-	cfg.Timeout = 100 * time.Millisecond
-	r, err := resolver.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
-
 // setup starts rbldnsd with the datasets and a dnstest server whose
 // slow.test hangs, and returns a resolver routing between them.
 func setup(t *testing.T) *routed {
@@ -94,12 +81,26 @@ func setup(t *testing.T) *routed {
 	lists := rbldnstest.Start(t, datasets...)
 	slow := dnstest.Start(t, map[string]string{"slow.test.": "2.0.0.127 A 127.0.0.2\n"})
 	slow.Hang("10.2.0.192.slow.test")
-	return &routed{lists: newResolver(t, lists.Addr()), slow: newResolver(t, slow.Addr())}
+	return &routed{lists: rbldnstest.Resolver(t, lists.Addr(), resolver.DefaultCacheSize),
+		slow: rbldnstest.Resolver(t, slow.Addr(), resolver.DefaultCacheSize)}
 }
 
 // list is a list table.
 func list(zone string, weight float64, codes string) dnsxl.ListConfig {
 	return dnsxl.ListConfig{Zone: zone, Weight: weight, Codes: codes}
+}
+
+// newFilter returns a filter over r with the default configuration but
+// for lists.
+func newFilter(t *testing.T, r resolver.Resolver, obs dnsxl.Observer, lists ...dnsxl.ListConfig) *Filter {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.Lists = lists
+	f, err := New(cfg, r, obs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
 
 // check runs the filter over a connection from ip.
@@ -206,12 +207,7 @@ func TestCheck(t *testing.T) {
 
 func TestEveryListFailed(t *testing.T) {
 	r := setup(t)
-	cfg := DefaultConfig()
-	cfg.Lists = []dnsxl.ListConfig{list("slow.test", 5, "")}
-	f, err := New(cfg, r, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := newFilter(t, r, nil, list("slow.test", 5, ""))
 	res, err := check(f, "192.0.2.10")
 	if err == nil || !resolver.IsTemporary(err) || !res.IsZero() {
 		t.Fatalf("got %+v, %v; want a temporary error and nothing else", res, err)
@@ -220,10 +216,7 @@ func TestEveryListFailed(t *testing.T) {
 		t.Errorf("error %q does not name the list", err)
 	}
 	// Lists that are ignored are not failures: nothing is found.
-	cfg.Lists = []dnsxl.ListConfig{list("all.test", 5, "")}
-	if f, err = New(cfg, r, nil, nil); err != nil {
-		t.Fatal(err)
-	}
+	f = newFilter(t, r, nil, list("all.test", 5, ""))
 	if res, err := check(f, "192.0.2.10"); err != nil || !res.IsZero() {
 		t.Errorf("got %+v, %v; want nothing", res, err)
 	}
@@ -231,16 +224,10 @@ func TestEveryListFailed(t *testing.T) {
 
 func TestListSymbols(t *testing.T) {
 	r := setup(t)
-	cfg := DefaultConfig()
-	cfg.Lists = []dnsxl.ListConfig{
-		{Zone: "zen.test", Weight: 3, Codes: "127.0.0.[2..9]", Symbol: "RBL_ZEN_SBL"},
-		{Zone: "zen.test", Weight: 1, Codes: "127.0.0.[10;11]", Symbol: "RBL_ZEN_PBL"},
-		{Zone: "wl.test", Weight: -1, Symbol: "RCVD_IN_WL"},
-	}
-	f, err := New(cfg, r, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := newFilter(t, r, nil,
+		dnsxl.ListConfig{Zone: "zen.test", Weight: 3, Codes: "127.0.0.[2..9]", Symbol: "RBL_ZEN_SBL"},
+		dnsxl.ListConfig{Zone: "zen.test", Weight: 1, Codes: "127.0.0.[10;11]", Symbol: "RBL_ZEN_PBL"},
+		dnsxl.ListConfig{Zone: "wl.test", Weight: -1, Symbol: "RCVD_IN_WL"})
 	if got, want := f.Symbols(), []string{SymListed, SymAllowed, "RBL_ZEN_SBL", "RBL_ZEN_PBL", "RCVD_IN_WL"}; !slices.Equal(got, want) {
 		t.Errorf("Symbols %v, want %v", got, want)
 	}
@@ -308,13 +295,8 @@ func (c *counter) ObserveUsable(string, bool)              {}
 
 func TestObserver(t *testing.T) {
 	r := setup(t)
-	cfg := DefaultConfig()
-	cfg.Lists = []dnsxl.ListConfig{list("bl.test", 1, ""), list("all.test", 1, ""), list("slow.test", 1, "")}
 	obs := &counter{}
-	f, err := New(cfg, r, obs, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := newFilter(t, r, obs, list("bl.test", 1, ""), list("all.test", 1, ""), list("slow.test", 1, ""))
 	if _, err := check(f, "192.0.2.10"); err != nil {
 		t.Fatal(err)
 	}

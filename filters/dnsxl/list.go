@@ -75,7 +75,7 @@ func (c ListConfig) compile() (List, error) {
 	case strings.Count(zone, ".") == 0:
 		return List{}, fmt.Errorf("zone: %q is a top-level domain, not a list's zone", c.Zone)
 	}
-	if !isHostName(zone) {
+	if !IsHostName(zone) {
 		return List{}, fmt.Errorf("zone: %q is not a domain name of letters, digits, '-' and '_' (an internationalised name goes as A-labels, xn--)", c.Zone)
 	}
 	if math.IsNaN(c.Weight) || math.IsInf(c.Weight, 0) {
@@ -105,9 +105,11 @@ func (c ListConfig) compile() (List, error) {
 	return l, nil
 }
 
-// isHostName reports whether s is a domain name of lower-case letters,
-// digits, '-' and '_' in labels of 1 to 63 bytes (RFC 1035 §2.3.4).
-func isHostName(s string) bool {
+// IsHostName reports whether s is a domain name of lower-case letters,
+// digits, '-' and '_' (seen in host names, if not in registrable ones) in
+// labels of 1 to 63 bytes (RFC 1035 §2.3.4), without a trailing dot: a
+// zone, or an item to ask a domain list about.
+func IsHostName(s string) bool {
 	for _, label := range strings.Split(s, ".") {
 		if label == "" || len(label) > 63 {
 			return false

@@ -3,6 +3,8 @@ package uribl
 import (
 	"strings"
 	"testing"
+
+	"github.com/moatmail/moat/filters/dnsxl"
 )
 
 // FuzzHosts: any link gives hosts that normalise to a lower-case
@@ -43,7 +45,7 @@ func FuzzHosts(f *testing.F) {
 				}
 				continue
 			}
-			if len(name) > 253 || !strings.Contains(name, ".") || !isLDH(name) || endsInNumber(name) {
+			if len(name) > 253 || !strings.Contains(name, ".") || !dnsxl.IsHostName(name) || endsInNumber(name) {
 				t.Fatalf("%q: bad name %q", h, name)
 			}
 			if again, _, ok := host(name); !ok || again != name {

@@ -7,6 +7,8 @@ import (
 
 	"golang.org/x/net/idna"
 	"golang.org/x/net/publicsuffix"
+
+	"github.com/moatmail/moat/filters/dnsxl"
 )
 
 // maxHostsPerURL bounds the addresses read from one mailto: link.
@@ -95,28 +97,10 @@ func host(h string) (name string, ip netip.Addr, ok bool) {
 		a, ok := parseIPv4(h)
 		return "", a, ok
 	}
-	if len(h) > 253 || !strings.Contains(h, ".") || !isLDH(h) {
+	if len(h) > 253 || !strings.Contains(h, ".") || !dnsxl.IsHostName(h) {
 		return "", netip.Addr{}, false
 	}
 	return h, netip.Addr{}, true
-}
-
-// isLDH reports whether h is a domain name of letters, digits, '-' and
-// '_' (seen in hostnames, if not in registrable ones) in labels of 1 to
-// 63 bytes.
-func isLDH(h string) bool {
-	for _, label := range strings.Split(h, ".") {
-		if label == "" || len(label) > 63 {
-			return false
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
-			if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // endsInNumber reports whether the last label of h (after one trailing

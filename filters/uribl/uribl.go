@@ -198,7 +198,7 @@ func domains(in []string, key string) ([]string, error) {
 	out := make([]string, len(in))
 	for i, d := range in {
 		n := strings.ToLower(strings.TrimSuffix(d, "."))
-		if !strings.Contains(n, ".") || !isLDH(n) {
+		if !strings.Contains(n, ".") || !dnsxl.IsHostName(n) {
 			return nil, fmt.Errorf("%s[%d]: %q is not a domain name with a dot (an internationalised name goes as A-labels, xn--)", key, i, d)
 		}
 		out[i] = n

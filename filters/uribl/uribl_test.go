@@ -41,20 +41,6 @@ both.example :127.0.0.12:
 	{Zone: "all.test", Type: "dnset", Data: "test\ninvalid\nbad.example\nclean.example\n"},
 }
 
-// newResolver returns a resolver asking addr.
-func newResolver(t testing.TB, addr string, cacheSize int) *resolver.DNS {
-	t.Helper()
-	cfg := resolver.DefaultConfig()
-	cfg.Upstream = addr
-	cfg.Timeout = 100 * time.Millisecond
-	cfg.CacheSize = cacheSize
-	r, err := resolver.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
-
 // list is a list table.
 func list(zone string, weight float64, codes string, sources ...string) ListConfig {
 	return ListConfig{ListConfig: dnsxl.ListConfig{Zone: zone, Weight: weight, Codes: codes}, Sources: sources}
@@ -82,7 +68,7 @@ func symbols(r filters.Result) []string {
 
 func TestCheck(t *testing.T) {
 	srv := rbldnstest.Start(t, datasets...)
-	r := newResolver(t, srv.Addr(), resolver.DefaultCacheSize)
+	r := rbldnstest.Resolver(t, srv.Addr(), resolver.DefaultCacheSize)
 	dbl := list("dbl.test", 5, "")
 	tests := []struct {
 		name       string
@@ -217,7 +203,7 @@ func TestBoundedQueries(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := newResolver(t, srv.Addr(), 0) // no cache: every lookup reaches the server
+			r := rbldnstest.Resolver(t, srv.Addr(), 0) // no cache: every lookup reaches the server
 			cfg := DefaultConfig()
 			cfg.Lists = []ListConfig{list("one.test", 1, ""), list("two.test", 1, "")}
 			cfg.MaxDomains = tt.max
@@ -253,7 +239,7 @@ func TestFailures(t *testing.T) {
 	})
 	srv.Hang("bad.example.slow.test")
 	srv.Hang("slow.example.dbl.test")
-	r := newResolver(t, srv.Addr(), resolver.DefaultCacheSize)
+	r := rbldnstest.Resolver(t, srv.Addr(), resolver.DefaultCacheSize)
 	cfg := DefaultConfig()
 	cfg.Lists = []ListConfig{list("dbl.test", 5, ""), list("slow.test", 5, "")}
 	f, err := New(cfg, r, nil, nil)
@@ -305,7 +291,7 @@ func TestConfigAndContract(t *testing.T) {
 			cfg := DefaultConfig()
 			tt.change(&cfg)
 			verr := cfg.Validate()
-			_, err := New(cfg, newResolver(t, "127.0.0.1:53", 0), nil, nil)
+			_, err := New(cfg, rbldnstest.Resolver(t, "127.0.0.1:53", 0), nil, nil)
 			for _, e := range []error{verr, err} {
 				if (tt.want == "") != (e == nil) || (e != nil && !strings.Contains(e.Error(), tt.want)) {
 					t.Errorf("err %v, want %q", e, tt.want)
@@ -318,7 +304,7 @@ func TestConfigAndContract(t *testing.T) {
 	}
 	cfg := DefaultConfig()
 	cfg.Lists = []ListConfig{{ListConfig: dnsxl.ListConfig{Zone: "dbl.example", Weight: 1, Symbol: "DBL"}}}
-	f, err := New(cfg, newResolver(t, "127.0.0.1:53", 0), nil, nil)
+	f, err := New(cfg, rbldnstest.Resolver(t, "127.0.0.1:53", 0), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

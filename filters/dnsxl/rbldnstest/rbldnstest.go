@@ -26,6 +26,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/moatmail/moat/filters/resolver"
 )
 
 // Dataset is one rbldnsd dataset of a zone.
@@ -153,4 +155,20 @@ func (s *Server) stop() {
 		_ = s.cmd.Process.Kill()
 		<-s.exited
 	}
+}
+
+// Resolver returns moat's resolver asking addr (an rbldnsd's, or a
+// dnstest server's) with a short timeout, and a cache of cacheSize
+// answers (0: none, so that every lookup reaches the server).
+func Resolver(t testing.TB, addr string, cacheSize int) *resolver.DNS {
+	t.Helper()
+	cfg := resolver.DefaultConfig()
+	cfg.Upstream = addr
+	cfg.Timeout = 100 * time.Millisecond
+	cfg.CacheSize = cacheSize
+	r, err := resolver.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }

@@ -17,12 +17,7 @@ func TestServe(t *testing.T) {
 		Dataset{Zone: "bl.test", Type: "ip6trie", Data: "2001:db8::5\n"},
 		Dataset{Zone: "dbl.test", Type: "dnset", Data: ".bad.example :127.0.1.2:\n"},
 	)
-	cfg := resolver.DefaultConfig()
-	cfg.Upstream = srv.Addr()
-	r, err := resolver.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := Resolver(t, srv.Addr(), resolver.DefaultCacheSize)
 	tests := []struct {
 		name string
 		want string // "" for not found
