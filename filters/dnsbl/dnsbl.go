@@ -74,7 +74,7 @@ type Config struct {
 	SkipNetworks []string `toml:"skip_networks"`
 	// ProbeInterval is how often each list's RFC 5782 §5 test entries are
 	// asked, to find a list that answers every query (TOML
-	// probe_interval, default "5m"). It also bounds how often each kind
+	// probe_interval, default "5m", at least "1s"). It also bounds how often each kind
 	// of fault of a list is logged.
 	ProbeInterval time.Duration `toml:"probe_interval"`
 }
@@ -116,8 +116,8 @@ func (c Config) compile(r resolver.Resolver, opt dnsxl.Options) (compiled, []net
 	if math.IsNaN(c.Threshold) || math.IsInf(c.Threshold, 0) || c.Threshold < 0 {
 		return cc, nil, fmt.Errorf("threshold: %v is not a finite number of 0 or more", c.Threshold)
 	}
-	if c.ProbeInterval <= 0 {
-		return cc, nil, fmt.Errorf("probe_interval: %v must be positive", c.ProbeInterval)
+	if c.ProbeInterval < dnsxl.MinProbeInterval {
+		return cc, nil, fmt.Errorf("probe_interval: %v is below %v (write a duration with a unit: \"5m\")", c.ProbeInterval, dnsxl.MinProbeInterval)
 	}
 	skip := make([]netip.Prefix, 0, len(c.SkipNetworks))
 	for i, s := range c.SkipNetworks {

@@ -322,6 +322,7 @@ func TestConfigAndContract(t *testing.T) {
 		{"negative threshold", func(c *Config) { c.Threshold = -1 }, "threshold"},
 		{"NaN threshold", func(c *Config) { c.Threshold = math.NaN() }, "threshold"},
 		{"probe_interval 0", func(c *Config) { c.ProbeInterval = 0 }, "probe_interval"},
+		{"probe_interval in nanoseconds", func(c *Config) { c.ProbeInterval = 300 }, "probe_interval: 300ns is below 1s"},
 		{"bad network", func(c *Config) { c.SkipNetworks = []string{"10.0.0.0/8", "10.0.0.1"} }, "skip_networks[1]"},
 		{"bad list", func(c *Config) { c.Lists = []dnsxl.ListConfig{list("bl.example", 1, "127.0.0.[2..]")} }, "list[0].codes"},
 		{"list symbol taken by the filter", func(c *Config) {

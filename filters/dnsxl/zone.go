@@ -61,6 +61,11 @@ type Options struct {
 // DefaultProbeInterval is the interval between probes of a zone.
 const DefaultProbeInterval = 5 * time.Minute
 
+// MinProbeInterval is the shortest probe interval a configuration may
+// set: "probe_interval = 300" (a bare integer, read as nanoseconds) must
+// not mean a probe at every lookup.
+const MinProbeInterval = time.Second
+
 // probeTimeout bounds one probe; it runs detached from the lookup that
 // started it, so that a short check deadline does not cut it.
 const probeTimeout = 10 * time.Second

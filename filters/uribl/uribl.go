@@ -112,7 +112,7 @@ type Config struct {
 	SkipDomains []string `toml:"skip_domains"`
 	// ProbeInterval is how often each list's RFC 5782 §5 test entries
 	// ("test" listed, "invalid" not) are asked (TOML probe_interval,
-	// default "5m").
+	// default "5m", at least "1s").
 	ProbeInterval time.Duration `toml:"probe_interval"`
 }
 
@@ -153,8 +153,8 @@ func (c Config) compile(r resolver.Resolver, opt dnsxl.Options) (compiled, error
 	if c.MaxDomains < 1 || c.MaxDomains > MaxMaxDomains {
 		return cc, fmt.Errorf("max_domains: %d is not from 1 to %d", c.MaxDomains, MaxMaxDomains)
 	}
-	if c.ProbeInterval <= 0 {
-		return cc, fmt.Errorf("probe_interval: %v must be positive", c.ProbeInterval)
+	if c.ProbeInterval < dnsxl.MinProbeInterval {
+		return cc, fmt.Errorf("probe_interval: %v is below %v (write a duration with a unit: \"5m\")", c.ProbeInterval, dnsxl.MinProbeInterval)
 	}
 	var err error
 	if cc.exceptions, err = domains(c.Exceptions, "exceptions"); err != nil {
