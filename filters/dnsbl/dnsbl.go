@@ -74,8 +74,8 @@ type Config struct {
 	SkipNetworks []string `toml:"skip_networks"`
 	// ProbeInterval is how often each list's RFC 5782 §5 test entries are
 	// asked, to find a list that answers every query (TOML
-	// probe_interval, default "5m", at least "1s"). It also bounds how often each kind
-	// of fault of a list is logged.
+	// probe_interval, default "5m", at least "1s"). It also bounds how
+	// often each kind of fault of a list is logged.
 	ProbeInterval time.Duration `toml:"probe_interval"`
 }
 
