@@ -90,7 +90,7 @@ func newFixture(t *testing.T) *fixture {
 	fx := &fixture{srv: dnstest.Start(t, zones), obs: &observer{}, log: &bytes.Buffer{}}
 	cfg := resolver.DefaultConfig()
 	cfg.Upstream = fx.srv.Addr()
-	cfg.Timeout = 100 * time.Millisecond
+	cfg.Timeout = 500 * time.Millisecond
 	r, err := resolver.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -275,7 +275,7 @@ func TestZoneProbe(t *testing.T) {
 	fx.srv.Hang("1.0.0.127.bl.test")
 	bl := NewZone("bl.test", IPList, fx.dns, Options{ProbeInterval: time.Hour, Log: slog.New(slog.NewTextHandler(fx, nil))})
 	bl.now = func() time.Time { return clock }
-	sctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	sctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	if a := bl.Lookup(sctx, "5.2.0.192"); a.Status != Listed {
 		t.Fatalf("with the probe hanging: %v, want %v", a.Status, Listed)

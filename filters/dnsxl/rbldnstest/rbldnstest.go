@@ -158,13 +158,15 @@ func (s *Server) stop() {
 }
 
 // Resolver returns moat's resolver asking addr (an rbldnsd's, or a
-// dnstest server's) with a short timeout, and a cache of cacheSize
-// answers (0: none, so that every lookup reaches the server).
+// dnstest server's) with a cache of cacheSize answers (0: none, so that
+// every lookup reaches the server), and a timeout of a second: long
+// enough that a loaded test machine does not retry a query. A test that
+// makes a server hang bounds its wait with its context.
 func Resolver(t testing.TB, addr string, cacheSize int) *resolver.DNS {
 	t.Helper()
 	cfg := resolver.DefaultConfig()
 	cfg.Upstream = addr
-	cfg.Timeout = 100 * time.Millisecond
+	cfg.Timeout = time.Second
 	cfg.CacheSize = cacheSize
 	r, err := resolver.New(cfg)
 	if err != nil {
