@@ -117,8 +117,71 @@ func (d *DNS) LookupIP(ctx context.Context, host string) ([]netip.Addr, error) {
 			return nil, err
 		}
 	}
+	out := addresses(slices.Concat(rrs4, r6.rrs))
+	if len(out) == 0 {
+		if err4 != nil {
+			return nil, err4
+		}
+		if r6.err != nil {
+			return nil, r6.err
+		}
+		return nil, notFound(host, d.cfg.Upstream, ErrNoData)
+	}
+	return out, nil
+}
+
+// IPv4Resolver is implemented by resolvers that can ask for A records
+// alone. A DNS list (RFC 5782 §2.1) answers with A records only: asking
+// for AAAA records too would double the queries the list sees, and a lost
+// AAAA answer would fail a lookup whose A answer had arrived.
+type IPv4Resolver interface {
+	// LookupA returns the IPv4 addresses of host, from its A records.
+	LookupA(ctx context.Context, host string) ([]netip.Addr, error)
+}
+
+var _ IPv4Resolver = (*DNS)(nil)
+
+// LookupA implements IPv4Resolver. As with LookupIP, an address is asked
+// as a name: "192.0.2.1" is not answered from the literal.
+func (d *DNS) LookupA(ctx context.Context, host string) ([]netip.Addr, error) {
+	rrs, err := d.lookup(ctx, host, dns.TypeA)
+	if err != nil {
+		return nil, err
+	}
+	out := addresses(rrs)
+	if len(out) == 0 {
+		return nil, notFound(host, d.cfg.Upstream, ErrNoData)
+	}
+	return out, nil
+}
+
+// LookupIPv4 returns the IPv4 addresses of host through r: with r's
+// LookupA when r is an IPv4Resolver, otherwise with LookupIP, keeping the
+// IPv4 addresses (then a name with IPv6 addresses only is not found).
+func LookupIPv4(ctx context.Context, r Resolver, host string) ([]netip.Addr, error) {
+	if r4, ok := r.(IPv4Resolver); ok {
+		return r4.LookupA(ctx, host)
+	}
+	all, err := r.LookupIP(ctx, host)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]netip.Addr, 0, len(all))
+	for _, a := range all {
+		if a.Is4() {
+			out = append(out, a)
+		}
+	}
+	if len(out) == 0 {
+		return nil, notFound(host, "", ErrNoData)
+	}
+	return out, nil
+}
+
+// addresses returns the addresses of the A and AAAA records among rrs.
+func addresses(rrs []dns.RR) []netip.Addr {
 	var out []netip.Addr
-	for _, rr := range slices.Concat(rrs4, r6.rrs) {
+	for _, rr := range rrs {
 		switch rr := rr.(type) {
 		case *dns.A:
 			if a, ok := netip.AddrFromSlice(rr.A.To4()); ok {
@@ -130,16 +193,7 @@ func (d *DNS) LookupIP(ctx context.Context, host string) ([]netip.Addr, error) {
 			}
 		}
 	}
-	if len(out) == 0 {
-		if err4 != nil {
-			return nil, err4
-		}
-		if r6.err != nil {
-			return nil, r6.err
-		}
-		return nil, notFound(host, d.cfg.Upstream, ErrNoData)
-	}
-	return out, nil
+	return out
 }
 
 // LookupMX implements Resolver. Records of equal preference keep the

@@ -145,12 +145,7 @@ func TestLookupIP(t *testing.T) {
 			if out := classify(t, err); out != tt.out {
 				t.Fatalf("outcome %v (%v), want %v", out, err, tt.out)
 			}
-			var gs []string
-			for _, a := range got {
-				gs = append(gs, a.String())
-			}
-			slices.Sort(gs)
-			if !slices.Equal(gs, tt.want) {
+			if gs := sortedStrings(got); !slices.Equal(gs, tt.want) {
 				t.Errorf("got %v, want %v", gs, tt.want)
 			}
 		})
@@ -183,6 +178,64 @@ func TestLookupIPPartialFailure(t *testing.T) {
 	got, err := d.LookupIP(context.Background(), "h.p.test")
 	if !IsTemporary(err) || got != nil {
 		t.Errorf("got %v, %v; want a temporary error", got, err)
+	}
+}
+
+// sortedStrings returns the addresses as sorted strings.
+func sortedStrings(addrs []netip.Addr) []string {
+	var out []string
+	for _, a := range addrs {
+		out = append(out, a.String())
+	}
+	slices.Sort(out)
+	return out
+}
+
+// onlyResolver hides every method but those of Resolver, as a resolver of
+// another package (a test stub) would.
+type onlyResolver struct{ Resolver }
+
+func TestLookupA(t *testing.T) {
+	d, srv := newTestResolver(t)
+	srv.ServFail("broken.example.test")
+	tests := []struct {
+		host string
+		want []string
+		out  outcome
+	}{
+		{"www.example.test", []string{"192.0.2.80"}, ok},
+		{"mail.example.test", []string{"192.0.2.125", "192.0.2.25"}, ok},
+		{"chain.example.test", []string{"192.0.2.80"}, ok},
+		{"x.y.wild.example.test", []string{"192.0.2.99"}, ok},
+		{"v6only.example.test", nil, nodata},
+		{"nothing.example.test", nil, nxdomain},
+		{"broken.example.test", nil, servfail},
+		{"192.0.2.80", nil, refused},
+	}
+	for _, tt := range tests {
+		for _, via := range []struct {
+			name string
+			r    Resolver
+		}{{"LookupA", d}, {"LookupIP", onlyResolver{d}}} {
+			t.Run(tt.host+" via "+via.name, func(t *testing.T) {
+				got, err := LookupIPv4(context.Background(), via.r, tt.host)
+				if out := classify(t, err); out != tt.out {
+					t.Fatalf("outcome %v (%v), want %v", out, err, tt.out)
+				}
+				if gs := sortedStrings(got); !slices.Equal(gs, tt.want) {
+					t.Errorf("got %v, want %v", gs, tt.want)
+				}
+			})
+		}
+	}
+	// LookupA asks for A records only: a DNS list sees one query per
+	// lookup, and a name without AAAA records costs nothing more.
+	got, err := d.LookupA(context.Background(), "short.example.test")
+	if err != nil || !slices.Equal(got, []netip.Addr{netip.MustParseAddr("192.0.2.30")}) {
+		t.Fatalf("got %v, %v; want 192.0.2.30", got, err)
+	}
+	if n4, n6 := srv.QueriesFor("short.example.test", dns.TypeA), srv.QueriesFor("short.example.test", dns.TypeAAAA); n4 != 1 || n6 != 0 {
+		t.Errorf("%d A and %d AAAA queries; want 1 and 0", n4, n6)
 	}
 }
 
