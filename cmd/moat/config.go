@@ -21,6 +21,7 @@ import (
 	"github.com/moatmail/moat/filters/content/mimecheck"
 	"github.com/moatmail/moat/filters/dkim"
 	"github.com/moatmail/moat/filters/dmarc"
+	"github.com/moatmail/moat/filters/dnsbl"
 	"github.com/moatmail/moat/filters/earlytalker"
 	"github.com/moatmail/moat/filters/geoip"
 	"github.com/moatmail/moat/filters/greylist"
@@ -30,6 +31,7 @@ import (
 	"github.com/moatmail/moat/filters/rdns"
 	"github.com/moatmail/moat/filters/resolver"
 	"github.com/moatmail/moat/filters/spf"
+	"github.com/moatmail/moat/filters/uribl"
 	"github.com/moatmail/moat/gateway"
 	"github.com/moatmail/moat/gateway/throttle"
 	"github.com/moatmail/moat/policies"
@@ -93,6 +95,8 @@ type FiltersConfig struct {
 	RateLimit   ratelimit.Config   `toml:"ratelimit"`
 	EarlyTalker earlytalker.Config `toml:"earlytalker"`
 	GeoIP       geoip.Config       `toml:"geoip"`
+	DNSBL       dnsbl.Config       `toml:"dnsbl"`
+	URIBL       uribl.Config       `toml:"uribl"`
 	Headers     headers.Config     `toml:"headers"`
 	MIME        mimecheck.Config   `toml:"mime"`
 	GTUBE       gtube.Config       `toml:"gtube"`
@@ -145,6 +149,8 @@ func parseConfig(text, name string) (*Config, error) {
 			RateLimit:   ratelimit.DefaultConfig(),
 			EarlyTalker: earlytalker.DefaultConfig(),
 			GeoIP:       geoip.DefaultConfig(),
+			DNSBL:       dnsbl.DefaultConfig(),
+			URIBL:       uribl.DefaultConfig(),
 			Headers:     headers.DefaultConfig(),
 			MIME:        mimecheck.DefaultConfig(),
 			GTUBE:       gtube.DefaultConfig(),
@@ -259,8 +265,9 @@ func (l *ListenConfig) validate() error {
 }
 
 // filterNames lists the filters in pipeline order.
-var filterNames = []string{"rdns", "geoip", "earlytalker", "ratelimit-connect", "spf", "ratelimit-mail", "greylist", "ratelimit-rcpt",
-	"headers", "mime", "gtube", "attachments", "dkim", "dmarc", "bayes", "antivirus"}
+var filterNames = []string{"rdns", "geoip", "earlytalker", "ratelimit-connect", "spf", "ratelimit-mail",
+	"dnsbl", "greylist", "ratelimit-rcpt", "headers", "mime", "gtube", "attachments", "dkim", "dmarc", "uribl",
+	"bayes", "antivirus"}
 
 func (f *FiltersConfig) validate() error {
 	var errs []error
@@ -281,7 +288,8 @@ func (f *FiltersConfig) validate() error {
 		fn  func() error
 	}{{"content", f.Content.Validate}, {"rdns", f.RDNS.Validate}, {"spf", f.SPF.Validate},
 		{"dkim", f.DKIM.Validate}, {"dmarc", f.DMARC.Validate}, {"greylist", f.Greylist.Validate},
-		{"ratelimit", f.RateLimit.Validate}, {"earlytalker", f.EarlyTalker.Validate}, {"geoip", f.GeoIP.Validate}, {"headers", f.Headers.Validate},
+		{"ratelimit", f.RateLimit.Validate}, {"earlytalker", f.EarlyTalker.Validate}, {"geoip", f.GeoIP.Validate},
+		{"dnsbl", f.DNSBL.Validate}, {"uribl", f.URIBL.Validate}, {"headers", f.Headers.Validate},
 		{"mime", f.MIME.Validate}, {"gtube", f.GTUBE.Validate}, {"attachments", f.Attachments.Validate}, {"bayes", f.Bayes.Validate},
 		{"antivirus", f.Antivirus.Validate}} {
 		for _, err := range flatten(v.fn()) {

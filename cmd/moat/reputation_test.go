@@ -17,6 +17,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/moatmail/moat/delivery/mailstore"
+	"github.com/moatmail/moat/filters/dnsxl/rbldnstest"
 	"github.com/moatmail/moat/filters/geoip/geoiptest"
 )
 
@@ -264,5 +265,66 @@ action = "reject"
 	}
 	if r := sendFrom(t, a.Addr("smtp"), "127.0.0.3", "bob@example.net", []string{"alice@example.com"}); r.code != 250 {
 		t.Errorf("a client in DE: %v, want 250", r)
+	}
+}
+
+// TestDNSLists drives the DNS lists through SMTP against Debian's rbldnsd
+// serving zones the test writes: a client whose weights pass the
+// threshold is refused at RCPT, an allow list offsets a block list, and a
+// message linking to a listed domain gets URIBL_LISTED.
+func TestDNSLists(t *testing.T) {
+	lists := rbldnstest.Start(t,
+		// 127.0.0.2 is the RFC 5782 §5 test entry every list lists.
+		rbldnstest.Dataset{Zone: "bl.test", Type: "ip4set", Data: ":127.0.0.2:\n127.0.0.2\n127.0.0.5\n127.0.0.6\n127.0.0.7\n"},
+		rbldnstest.Dataset{Zone: "wl.test", Type: "ip4set", Data: ":127.0.0.2:\n127.0.0.2\n127.0.0.6\n"},
+		rbldnstest.Dataset{Zone: "dbl.test", Type: "dnset", Data: "test :127.0.1.2:\nevil.example :127.0.1.2:\n"},
+	)
+	clock := &testClock{now: time.Now()}
+	a := startClocked(t, t.TempDir(), testDisabled, fmt.Sprintf(`
+[dns]
+upstream = %q
+[filters.dnsbl]
+threshold = 3
+skip_networks = []
+[[filters.dnsbl.list]]
+zone = "bl.test"
+weight = 3
+[[filters.dnsbl.list]]
+zone = "wl.test"
+weight = -2
+[[filters.uribl.list]]
+zone = "dbl.test"
+weight = 4
+sources = ["url"]
+`, lists.Addr()), clock)
+	defer a.Close(t.Context())
+	if _, err := a.store.AddUser(t.Context(), "alice@example.com", "pw", mailstore.RoleUser); err != nil {
+		t.Fatal(err)
+	}
+	rcpt := []string{"alice@example.com"}
+	if r := sendFrom(t, a.Addr("smtp"), "127.0.0.5", "bob@example.net", rcpt); r.code != 550 || r.ecode != "5.7.1" || r.at != "RCPT alice@example.com" {
+		t.Errorf("a listed client: %v, want 550 5.7.1 at RCPT", r)
+	}
+	if r := sendFrom(t, a.Addr("smtp"), "127.0.0.6", "bob@example.net", rcpt); r.code != 250 {
+		t.Errorf("a client on the block list and the allow list (3-2 < 3): %v, want 250", r)
+	}
+	if r := sendFrom(t, a.Addr("smtp"), "127.0.0.8", "bob@example.net", rcpt); r.code != 250 {
+		t.Errorf("a client on no list: %v, want 250", r)
+	}
+
+	tc := clientTLS(t, a.cfg.DataDir)
+	link := message("bob@example.net", "alice@example.com", "offer", "See https://www.evil.example/win and https://ok.example/")
+	if r := send(t, a.Addr("smtp"), tc, "bob@example.net", rcpt, link); r.code != 250 {
+		t.Fatalf("a message with a listed link: %v", r)
+	}
+	c := imapLogin(t, a.Addr("imap"), tc, "alice@example.com", "pw")
+	defer c.Close()
+	inbox := fetchAll(t, c, "INBOX")
+	last := inbox[len(inbox)-1]
+	if !strings.Contains(last, "URIBL_LISTED") {
+		t.Errorf("the stored message lacks URIBL_LISTED:\n%s", last)
+	}
+	if got := metricValue(t, a, `moat_dnsbl_lookups_total{status="listed",zone="bl.test"}`); got == "" || got == "0" {
+		t.Errorf("listed lookups in bl.test are not counted: %q", got)
 	}
 }

@@ -27,6 +27,8 @@ import (
 	"github.com/moatmail/moat/filters/content/mimecheck"
 	"github.com/moatmail/moat/filters/dkim"
 	"github.com/moatmail/moat/filters/dmarc"
+	"github.com/moatmail/moat/filters/dnsbl"
+	"github.com/moatmail/moat/filters/dnsxl"
 	"github.com/moatmail/moat/filters/earlytalker"
 	"github.com/moatmail/moat/filters/geoip"
 	"github.com/moatmail/moat/filters/greylist"
@@ -36,6 +38,7 @@ import (
 	"github.com/moatmail/moat/filters/rdns"
 	"github.com/moatmail/moat/filters/resolver"
 	"github.com/moatmail/moat/filters/spf"
+	"github.com/moatmail/moat/filters/uribl"
 	"github.com/moatmail/moat/gateway"
 	"github.com/moatmail/moat/gateway/metrics"
 	"github.com/moatmail/moat/gateway/throttle"
@@ -95,8 +98,11 @@ type builtOnce struct {
 	rates    ratelimit.Store
 	// now is the clock of the stateful checks (nil: time.Now).
 	now func() time.Time
-	// log is where checks that watch files report (nil: slog.Default).
+	// log is where checks that watch files or lists report (nil:
+	// slog.Default).
 	log *slog.Logger
+	// listObs counts the DNS lists' lookups and health; may be nil.
+	listObs dnsxl.Observer
 	// greylistObs and rateObs count what those checks do; may be nil.
 	greylistObs greylist.Observer
 	rateObs     ratelimit.Observer
@@ -180,6 +186,13 @@ func buildFilters(cfg *Config, once builtOnce, cls *bayes.Classifier) (_ builtFi
 			}
 		}
 	}
+	if enabled("dnsbl") {
+		f, err := dnsbl.New(cfg.Filters.DNSBL, once.resolverFor("dnsbl"), once.listObs, once.log)
+		if err != nil {
+			return builtFilters{}, err
+		}
+		fs = append(fs, f)
+	}
 	if enabled("greylist") && once.greylist != nil {
 		f, err := greylist.New(cfg.Filters.Greylist, once.greylist, greylist.Options{Now: once.now, Observer: once.greylistObs})
 		if err != nil {
@@ -231,6 +244,13 @@ func buildFilters(cfg *Config, once builtOnce, cls *bayes.Classifier) (_ builtFi
 	}
 	if enabled("dmarc") {
 		f, err := dmarc.New(cfg.Filters.DMARC, once.resolverFor("dmarc"))
+		if err != nil {
+			return builtFilters{}, err
+		}
+		fs = append(fs, f)
+	}
+	if enabled("uribl") {
+		f, err := uribl.New(cfg.Filters.URIBL, once.resolverFor("uribl"), once.listObs, once.log)
 		if err != nil {
 			return builtFilters{}, err
 		}
@@ -575,7 +595,7 @@ func (a *app) swapFilters(b builtFilters) {
 // builtOnce returns the parts of a that every configuration shares.
 func (a *app) builtOnce() builtOnce {
 	return builtOnce{dns: a.dns, bayes: a.bayes, obs: a.metrics, dnsLookup: a.metrics.DNSLookup, log: a.log,
-		greylist: a.greylist, rates: a.rates, now: a.now,
+		greylist: a.greylist, rates: a.rates, now: a.now, listObs: a.metrics,
 		greylistObs: greylistObserver{a.metrics, a.log}, rateObs: a.metrics}
 }
 

@@ -6,10 +6,10 @@ import (
 	"net/netip"
 )
 
-// Counted returns a Resolver that asks r and tells count of every lookup
-// first, by record type ("TXT", "A+AAAA", "MX", "PTR"), cache hits
-// included: what a check asks, for metrics per check. count must be cheap
-// and safe for concurrent use.
+// Counted returns a Resolver (and an IPv4Resolver) that asks r and tells
+// count of every lookup first, by record type ("TXT", "A+AAAA", "A", "MX",
+// "PTR"), cache hits included: what a check asks, for metrics per check.
+// count must be cheap and safe for concurrent use.
 func Counted(r Resolver, count func(qtype string)) Resolver {
 	return counted{r: r, count: count}
 }
@@ -32,6 +32,12 @@ func (c counted) LookupIP(ctx context.Context, host string) ([]netip.Addr, error
 func (c counted) LookupMX(ctx context.Context, name string) ([]*net.MX, error) {
 	c.count("MX")
 	return c.r.LookupMX(ctx, name)
+}
+
+// LookupA implements IPv4Resolver, through r's LookupA when it has one.
+func (c counted) LookupA(ctx context.Context, host string) ([]netip.Addr, error) {
+	c.count("A")
+	return LookupIPv4(ctx, c.r, host)
 }
 
 func (c counted) LookupAddr(ctx context.Context, addr netip.Addr) ([]string, error) {

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/moatmail/moat/filters"
+	"github.com/moatmail/moat/filters/dnsxl"
 	"github.com/moatmail/moat/policies"
 	"github.com/moatmail/moat/rules"
 )
@@ -35,6 +36,8 @@ type Metrics struct {
 	dnsLookups    *prometheus.CounterVec
 	greylist      *prometheus.CounterVec
 	rateLimited   *prometheus.CounterVec
+	listLookups   *prometheus.CounterVec
+	listUsable    *prometheus.GaugeVec
 }
 
 // New registers every collector, plus the Go and process collectors.
@@ -103,10 +106,18 @@ func New() *Metrics {
 			Name: "moat_ratelimit_hits_total",
 			Help: "Checks held back by a rate limit, by limit (its configuration key).",
 		}, []string{"limit"}),
+		listLookups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "moat_dnsbl_lookups_total",
+			Help: "Lookups in the configured DNS lists (dnsbl, uribl), by zone and status (listed, not_listed, error, refused, malformed, unusable).",
+		}, []string{"zone", "status"}),
+		listUsable: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "moat_dnsbl_zone_usable",
+			Help: "1 when a DNS list answered as it should at its last probe, 0 when it answers everything or refuses us and is ignored.",
+		}, []string{"zone"}),
 	}
 	m.reg.MustRegister(m.connections, m.replies, m.messages, m.symbols, m.filterSeconds, m.filterErrors,
 		m.score, m.storeErrors, m.loginFailures, m.reviews, m.authResults, m.demands, m.dnsLookups,
-		m.greylist, m.rateLimited,
+		m.greylist, m.rateLimited, m.listLookups, m.listUsable,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -151,6 +162,20 @@ func (m *Metrics) Greylist(outcome string) { m.greylist.WithLabelValues(outcome)
 
 // Limited implements ratelimit.Observer.
 func (m *Metrics) Limited(limit string) { m.rateLimited.WithLabelValues(limit).Inc() }
+
+// ObserveLookup implements dnsxl.Observer.
+func (m *Metrics) ObserveLookup(zone string, st dnsxl.Status) {
+	m.listLookups.WithLabelValues(zone, st.String()).Inc()
+}
+
+// ObserveUsable implements dnsxl.Observer.
+func (m *Metrics) ObserveUsable(zone string, usable bool) {
+	v := 0.0
+	if usable {
+		v = 1
+	}
+	m.listUsable.WithLabelValues(zone).Set(v)
+}
 
 // DNSLookup counts a lookup a check asked the resolver for.
 func (m *Metrics) DNSLookup(check, qtype string) {
