@@ -6,7 +6,11 @@
 package main
 
 import (
+	"bytes"
+	"crypto"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"flag"
 	"fmt"
 	"os"
@@ -16,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/emersion/go-msgauth/dkim"
 	"github.com/emersion/go-smtp"
 )
 
@@ -28,9 +33,18 @@ func main() {
 	size := flag.Int("size", 10*1024, "message size in bytes")
 	perConn := flag.Int("per-conn", 1, "messages per connection (1: a new connection for each, like smtp-source)")
 	startTLS := flag.Bool("starttls", false, "use STARTTLS (certificate not verified)")
+	dkimKey := flag.String("dkim-key", "", "sign the message with this PKCS#8 PEM private key (RSA or Ed25519)")
+	dkimSelector := flag.String("dkim-selector", "bench", "DKIM selector of -dkim-key")
 	flag.Parse()
 
 	msg := buildMessage(*from, *rcpt, *size)
+	if *dkimKey != "" {
+		var err error
+		if msg, err = sign(msg, *dkimKey, (*from)[strings.LastIndexByte(*from, '@')+1:], *dkimSelector); err != nil {
+			fmt.Fprintln(os.Stderr, "dkim:", err)
+			os.Exit(1)
+		}
+	}
 	var next atomic.Int64
 	var failed atomic.Int64
 	lat := make([][]time.Duration, *conc)
@@ -117,6 +131,29 @@ func sendOne(c *smtp.Client, from, rcpt string, msg []byte) error {
 		return err
 	}
 	return w.Close()
+}
+
+// sign adds a DKIM-Signature (RFC 6376) made with the key in keyFile.
+func sign(msg []byte, keyFile, domain, selector string) ([]byte, error) {
+	b, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return nil, fmt.Errorf("%s: no PEM block", keyFile)
+	}
+	key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, err
+	}
+	signer, ok := key.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("%s: not a signing key", keyFile)
+	}
+	var out bytes.Buffer
+	err = dkim.Sign(&out, bytes.NewReader(msg), &dkim.SignOptions{Domain: domain, Selector: selector, Signer: signer})
+	return out.Bytes(), err
 }
 
 // buildMessage returns a well-formed message of about size bytes.
