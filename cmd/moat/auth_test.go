@@ -9,8 +9,6 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -93,20 +91,11 @@ func newAuthKeys(t testing.TB) authKeys {
 func startAuthTest(t *testing.T, zones map[string]string, extra string) (*app, *dnstest.Server) {
 	t.Helper()
 	dns := dnstest.Start(t, zones)
-	dir := t.TempDir()
-	cfg, err := parseConfig(testConfigWith(dir, `"rdns", "antivirus"`, fmt.Sprintf(`
+	a := startConfig(t, testConfigWith(t.TempDir(), `"rdns", "antivirus"`, fmt.Sprintf(`
 [dns]
 upstream = %q
 timeout = "300ms"
-%s`, dns.Addr(), extra)), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	a, err := start(cfg, log, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
+%s`, dns.Addr(), extra)), startOptions{})
 	t.Cleanup(func() { a.Close(t.Context()) })
 	return a, dns
 }

@@ -64,17 +64,24 @@ level = "warn"
 // startTest starts moat in-process and stops it when the test ends.
 func startTest(t *testing.T, extra string) *app {
 	t.Helper()
-	dir := t.TempDir()
-	cfg, err := parseConfig(testConfig(dir, extra), "test")
+	a := startConfig(t, testConfig(t.TempDir(), extra), startOptions{})
+	t.Cleanup(func() { a.Close(t.Context()) })
+	return a
+}
+
+// startConfig starts moat in-process on the configuration text, logging
+// warnings to the test; the caller stops it.
+func startConfig(t *testing.T, text string, opts startOptions) *app {
+	t.Helper()
+	cfg, err := parseConfig(text, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	a, err := start(cfg, log, io.Discard)
+	a, err := startWith(cfg, log, io.Discard, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { a.Close(t.Context()) })
 	return a
 }
 

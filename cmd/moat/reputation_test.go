@@ -3,8 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -43,16 +41,7 @@ func (c *testClock) Advance(d time.Duration) {
 // extra and clock.
 func startClocked(t *testing.T, dataDir, disabled, extra string, clock *testClock) *app {
 	t.Helper()
-	cfg, err := parseConfig(testConfigWith(dataDir, disabled, extra), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	a, err := startWith(cfg, log, io.Discard, startOptions{now: clock.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
+	return startConfig(t, testConfigWith(dataDir, disabled, extra), startOptions{now: clock.Now})
 }
 
 // sendFrom runs one transaction without TLS from the loopback address

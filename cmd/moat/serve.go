@@ -121,7 +121,7 @@ func (o builtOnce) resolverFor(check string) resolver.Resolver {
 // order, with the parts of them the rest of moat talks to.
 type builtFilters struct {
 	list []filters.Filter
-	// limiter is the rate limiter when rate limits are on: the session
+	// limiter is the rate limiter when ratelimit-rcpt is on: the session
 	// tells it of unknown recipients.
 	limiter *ratelimit.Limiter
 	// geoip is the GeoIP filter when it is on; its databases are closed
@@ -179,11 +179,13 @@ func buildFilters(cfg *Config, once builtOnce, cls *bayes.Classifier) (_ builtFi
 		if err != nil {
 			return builtFilters{}, err
 		}
-		limiter = l
 		for _, f := range l.Filters() {
 			if enabled(f.Name()) {
 				fs = append(fs, f)
 			}
+		}
+		if enabled("ratelimit-rcpt") {
+			limiter = l // the session's unknown-recipient count
 		}
 	}
 	if enabled("dnsbl") {
@@ -306,7 +308,7 @@ func buildJudge(cfg *Config, once builtOnce) (_ judged, err error) {
 		return judged{}, err
 	}
 	j.judge = &gateway.Judge{Pipeline: pipeline, Policies: pols, Content: cfg.Filters.Content}
-	if j.filters.limiter != nil && contains(filterNamesOf(j.filters.list), "ratelimit-rcpt") {
+	if j.filters.limiter != nil {
 		j.judge.Recipients = j.filters.limiter
 	}
 	return j, nil
@@ -571,15 +573,6 @@ func (a *app) ensureDemoUser(out io.Writer) error {
 	}
 	fmt.Fprintf(out, "created demo user: %s  password: %s\n", addr, pw)
 	return nil
-}
-
-// filterNamesOf returns the names of fs.
-func filterNamesOf(fs []filters.Filter) []string {
-	names := make([]string, len(fs))
-	for i, f := range fs {
-		names[i] = f.Name()
-	}
-	return names
 }
 
 // swapFilters keeps the filters of the configuration in force and closes
