@@ -107,6 +107,60 @@ type Content struct {
 	// Anomalies say what was wrong with the structure; empty for a sound
 	// message.
 	Anomalies []Anomaly
+	// Parts describes each text/plain and text/html part walked, shown
+	// or not, in walk order; at most MaxTextParts. Content heuristics
+	// compare them (an HTML part without a text twin, a declared charset
+	// against the letters it decoded to).
+	Parts []TextPart
+	// Anchors are the links of HTML <a> elements with the text they show,
+	// in order; at most MaxAnchors, each text cut at MaxAnchorText bytes.
+	Anchors []Anchor
+}
+
+// TextPart describes one text/plain or text/html part.
+type TextPart struct {
+	// Media is "text/plain" or "text/html".
+	Media string
+	// Charset is the declared charset parameter, lower case without
+	// quotes; "" when the part declares none.
+	Charset string
+	// Shown is true when the part's text is in Content.Text: not an
+	// alternative a reader is not shown, not an attachment.
+	Shown bool
+	// EightBit is true when the part, transfer-decoded but before charset
+	// conversion, holds a byte above 0x7F.
+	EightBit bool
+	// Letters counts the letters a reader sees, by script: for HTML, the
+	// text outside script, style and hidden elements.
+	Letters Letters
+	// Hidden, Tiny and Invisible count the letters of an HTML part that a
+	// reader does not see: in an element with display:none,
+	// visibility:hidden or the hidden attribute; in a font size below 2
+	// pixels or points; in a colour (nearly) equal to its background.
+	Hidden, Tiny, Invisible int
+	// Images counts the <img> elements of an HTML part.
+	Images int
+}
+
+// Letters counts letters by script.
+type Letters struct {
+	// ASCII counts A-Z and a-z; Latin the other Latin letters (é, ß).
+	ASCII, Latin int
+	// Cyrillic, Greek and CJK (Han, Hiragana, Katakana, Hangul) count
+	// letters of those scripts; Other every other letter.
+	Cyrillic, Greek, CJK, Other int
+}
+
+// Total returns the number of letters counted.
+func (l Letters) Total() int { return l.ASCII + l.Latin + l.Cyrillic + l.Greek + l.CJK + l.Other }
+
+// Anchor is an HTML link with the text it shows.
+type Anchor struct {
+	// Href is the link target as kept in Content.URLs.
+	Href string
+	// Text is the visible text of the link, white space made single
+	// spaces, cut at MaxAnchorText bytes.
+	Text string
 }
 
 // Attachment is one attached part.
@@ -172,4 +226,10 @@ const (
 	MaxURLs = 1000
 	// MaxURLBytes is the longest URL kept; a longer one is cut.
 	MaxURLBytes = 2048
+	// MaxTextParts is the most parts described in Content.Parts.
+	MaxTextParts = 64
+	// MaxAnchors is the most links kept in Content.Anchors.
+	MaxAnchors = 256
+	// MaxAnchorText is the most bytes of a link's text kept.
+	MaxAnchorText = 256
 )

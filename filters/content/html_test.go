@@ -30,7 +30,7 @@ func TestHTML(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			w := walker{lim: DefaultLimits(), c: &Content{}}
-			w.html([]byte(tt.in), false)
+			w.html([]byte(tt.in), false, &TextPart{})
 			if got := w.text.String(); got != tt.text {
 				t.Errorf("text %q, want %q", got, tt.text)
 			}
@@ -42,7 +42,7 @@ func TestHTML(t *testing.T) {
 			}
 			// Quiet: the same links, no text.
 			q := walker{lim: DefaultLimits(), c: &Content{}}
-			q.html([]byte(tt.in), true)
+			q.html([]byte(tt.in), true, &TextPart{})
 			if q.text.Len() != 0 || q.c.HTML || !slices.Equal(q.c.URLs, tt.urls) {
 				t.Errorf("quiet: text %q, HTML %v, URLs %q", q.text.String(), q.c.HTML, q.c.URLs)
 			}

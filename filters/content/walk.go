@@ -427,15 +427,33 @@ func (w *walker) leaf(body []byte, depth int, media string, params []param, enc 
 		w.decoded += grown
 	}
 	quiet = quiet || !inline
+	var part TextPart
+	if inline {
+		// An attached text file is not the message's text: it is
+		// described by Attachments only.
+		part = TextPart{Media: media, Charset: normCharset(cs), Shown: !quiet, EightBit: !isASCII(data)}
+	}
 	if isHTML {
-		w.html(u, quiet)
-		return
+		w.html(u, quiet, &part)
+	} else {
+		w.bareURLs(u)
+		if !quiet {
+			w.startText(len(u))
+			w.putLines(u)
+		}
+		if inline {
+			part.Letters.count(u)
+		}
 	}
-	w.bareURLs(u)
-	if !quiet {
-		w.startText(len(u))
-		w.putLines(u)
+	if inline && len(w.c.Parts) < MaxTextParts {
+		w.c.Parts = append(w.c.Parts, part)
 	}
+}
+
+// normCharset returns a charset parameter in lower case without quotes
+// and white space around it.
+func normCharset(cs string) string {
+	return strings.ToLower(strings.Trim(strings.TrimSpace(cs), `"'`))
 }
 
 // filename returns the part's file name: Content-Disposition's filename

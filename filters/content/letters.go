@@ -1,0 +1,57 @@
+package content
+
+import (
+	"unicode"
+	"unicode/utf8"
+)
+
+// count adds the letters of the UTF-8 text t.
+func (l *Letters) count(t []byte) {
+	for i := 0; i < len(t); {
+		c := t[i]
+		if c < utf8.RuneSelf {
+			if 'a' <= c|0x20 && c|0x20 <= 'z' {
+				l.ASCII++
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRune(t[i:])
+		i += n
+		l.add(r)
+	}
+}
+
+// add counts the non-ASCII rune r if it is a letter.
+func (l *Letters) add(r rune) {
+	switch {
+	case r < 0x250 && unicode.IsLetter(r):
+		// Latin-1 Supplement and Latin Extended-A and -B.
+		l.Latin++
+	case 0x400 <= r && r < 0x530:
+		if unicode.IsLetter(r) {
+			l.Cyrillic++
+		}
+	case 0x370 <= r && r < 0x400:
+		if unicode.IsLetter(r) {
+			l.Greek++
+		}
+	case unicode.In(r, unicode.Han, unicode.Hiragana, unicode.Katakana, unicode.Hangul):
+		l.CJK++
+	case unicode.Is(unicode.Latin, r):
+		l.Latin++
+	case unicode.Is(unicode.Cyrillic, r):
+		l.Cyrillic++
+	case unicode.Is(unicode.Greek, r):
+		l.Greek++
+	case unicode.IsLetter(r):
+		l.Other++
+	}
+}
+
+// letterCount returns the number of letters in the UTF-8 text t.
+func letterCount(t []byte) int {
+	var l Letters
+	l.count(t)
+	return l.Total()
+}
