@@ -27,6 +27,7 @@ import (
 	"github.com/moatmail/moat/filters/greylist"
 	"github.com/moatmail/moat/filters/gtube"
 	"github.com/moatmail/moat/filters/headers"
+	"github.com/moatmail/moat/filters/heuristics"
 	"github.com/moatmail/moat/filters/ratelimit"
 	"github.com/moatmail/moat/filters/rdns"
 	"github.com/moatmail/moat/filters/resolver"
@@ -99,6 +100,8 @@ type FiltersConfig struct {
 	URIBL       uribl.Config       `toml:"uribl"`
 	Headers     headers.Config     `toml:"headers"`
 	MIME        mimecheck.Config   `toml:"mime"`
+	// Heuristics scores the content heuristics (docs/detection.md).
+	Heuristics  heuristics.Config  `toml:"heuristics"`
 	GTUBE       gtube.Config       `toml:"gtube"`
 	Attachments attachments.Config `toml:"attachments"`
 	Bayes       bayes.Config       `toml:"bayes"`
@@ -153,6 +156,7 @@ func parseConfig(text, name string) (*Config, error) {
 			URIBL:       uribl.DefaultConfig(),
 			Headers:     headers.DefaultConfig(),
 			MIME:        mimecheck.DefaultConfig(),
+			Heuristics:  heuristics.DefaultConfig(),
 			GTUBE:       gtube.DefaultConfig(),
 			Attachments: attachments.DefaultConfig(),
 			Bayes:       bayes.DefaultConfig(),
@@ -266,7 +270,7 @@ func (l *ListenConfig) validate() error {
 
 // filterNames lists the filters in pipeline order.
 var filterNames = []string{"rdns", "geoip", "earlytalker", "ratelimit-connect", "spf", "ratelimit-mail",
-	"dnsbl", "greylist", "ratelimit-rcpt", "headers", "mime", "gtube", "attachments", "dkim", "dmarc", "uribl",
+	"dnsbl", "greylist", "ratelimit-rcpt", "headers", "mime", "heuristics", "gtube", "attachments", "dkim", "dmarc", "uribl",
 	"bayes", "antivirus"}
 
 func (f *FiltersConfig) validate() error {
@@ -290,7 +294,7 @@ func (f *FiltersConfig) validate() error {
 		{"dkim", f.DKIM.Validate}, {"dmarc", f.DMARC.Validate}, {"greylist", f.Greylist.Validate},
 		{"ratelimit", f.RateLimit.Validate}, {"earlytalker", f.EarlyTalker.Validate}, {"geoip", f.GeoIP.Validate},
 		{"dnsbl", f.DNSBL.Validate}, {"uribl", f.URIBL.Validate}, {"headers", f.Headers.Validate},
-		{"mime", f.MIME.Validate}, {"gtube", f.GTUBE.Validate}, {"attachments", f.Attachments.Validate}, {"bayes", f.Bayes.Validate},
+		{"mime", f.MIME.Validate}, {"heuristics", f.Heuristics.Validate}, {"gtube", f.GTUBE.Validate}, {"attachments", f.Attachments.Validate}, {"bayes", f.Bayes.Validate},
 		{"antivirus", f.Antivirus.Validate}} {
 		for _, err := range flatten(v.fn()) {
 			errs = append(errs, fmt.Errorf("%s.%w", v.key, err))

@@ -34,6 +34,7 @@ import (
 	"github.com/moatmail/moat/filters/greylist"
 	"github.com/moatmail/moat/filters/gtube"
 	"github.com/moatmail/moat/filters/headers"
+	"github.com/moatmail/moat/filters/heuristics"
 	"github.com/moatmail/moat/filters/ratelimit"
 	"github.com/moatmail/moat/filters/rdns"
 	"github.com/moatmail/moat/filters/resolver"
@@ -218,6 +219,13 @@ func buildFilters(cfg *Config, once builtOnce, cls *bayes.Classifier) (_ builtFi
 	}
 	if enabled("mime") {
 		f, err := mimecheck.New(cfg.Filters.MIME)
+		if err != nil {
+			return builtFilters{}, err
+		}
+		fs = append(fs, f)
+	}
+	if enabled("heuristics") {
+		f, err := heuristics.New(cfg.Filters.Heuristics)
 		if err != nil {
 			return builtFilters{}, err
 		}
