@@ -239,8 +239,16 @@ func (m *msg) receivedTime() (time.Time, bool) {
 	return time.Time{}, false
 }
 
-// dateSkew returns Date minus the received time.
+// dateSkew returns Date minus the received time, computed once.
 func (m *msg) dateSkew() (time.Duration, bool) {
+	if !m.skewDone {
+		m.skewDone = true
+		m.skew, m.skewOK = m.computeSkew()
+	}
+	return m.skew, m.skewOK
+}
+
+func (m *msg) computeSkew() (time.Duration, bool) {
 	d, ok := parseDate(m.header("Date"))
 	if !ok {
 		return 0, false
@@ -319,10 +327,55 @@ func bulkNoUnsub(m *msg) (string, bool) {
 	if len(t) > 2*window {
 		t = t[:window] + "\n" + t[len(t)-window:]
 	}
-	if w := unsubscribeText.FindString(t); w != "" {
+	if w := findNear(t, unsubscribeText, optOutKeys); w != "" {
 		return "opt-out instructions (" + w + ") without List-Unsubscribe", true
 	}
 	return "", false
+}
+
+// optOutKeys are lower-case words one of which every match of
+// unsubscribeText holds.
+var optOutKeys = []string{"unsub", "opt", "remov", "no longer wish"}
+
+// maxWindows bounds the places findNear runs its expression at.
+const maxWindows = 32
+
+// findNear returns the first match of re in t, looking only around the
+// places where one of keys (lower case) occurs: a keyword search is
+// cheap, running the expression over all of a long text is not.
+func findNear(t string, re *regexp.Regexp, keys []string) string {
+	lower := strings.ToLower(t)
+	if len(lower) != len(t) {
+		lower = asciiLower(t)
+	}
+	windows := 0
+	for _, k := range keys {
+		for from := 0; windows < maxWindows; windows++ {
+			i := strings.Index(lower[from:], k)
+			if i < 0 {
+				break
+			}
+			i += from
+			lo, hi := max(i-40, 0), min(i+len(k)+60, len(t))
+			if w := re.FindString(t[lo:hi]); w != "" {
+				return w
+			}
+			from = i + len(k)
+		}
+	}
+	return ""
+}
+
+// asciiLower returns t with its ASCII letters in lower case and every
+// other byte as it is, so that indexes into it are indexes into t.
+func asciiLower(t string) string {
+	b := []byte(t)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 // charset8BitASCII: a text part that declares charset=us-ascii holds 8-bit

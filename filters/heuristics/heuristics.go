@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/moatmail/moat/filters"
 	"github.com/moatmail/moat/filters/content"
@@ -243,6 +244,9 @@ type msg struct {
 
 	subjectOnce bool
 	subject     string
+
+	skewDone, skewOK bool
+	skew             time.Duration
 }
 
 func newMsg(in *filters.Input) *msg {

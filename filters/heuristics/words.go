@@ -35,6 +35,21 @@ func leet(c byte) byte {
 	return c | 0x20
 }
 
+// byteSet returns a table of the bytes of s.
+func byteSet(s string) (t [256]bool) {
+	for i := 0; i < len(s); i++ {
+		t[s[i]] = true
+	}
+	return t
+}
+
+var (
+	// separators are what spam puts between the letters of a word.
+	separators = byteSet(".-_* ,'/|~+")
+	// leetSigns are the signs spam puts for letters.
+	leetSigns = byteSet("@$!|")
+)
+
 // isAlnum reports whether c is an ASCII letter or digit.
 func isAlnum(c byte) bool {
 	return 'a' <= c|0x20 && c|0x20 <= 'z' || '0' <= c && c <= '9'
@@ -88,7 +103,7 @@ func separatedWord(t string) (string, bool) {
 			continue
 		}
 		sep := t[i+1]
-		if !strings.ContainsRune(".-_* ,'/|~+", rune(sep)) {
+		if !separators[sep] {
 			continue
 		}
 		n, j := 0, i
@@ -125,13 +140,13 @@ func separatedWord(t string) (string, bool) {
 func leetWord(t string) (string, bool) {
 	var buf [24]byte
 	for i := 0; i < len(t); {
-		if !isAlnum(t[i]) && !strings.ContainsRune("@$!|", rune(t[i])) {
+		if !isAlnum(t[i]) && !leetSigns[t[i]] {
 			i++
 			continue
 		}
 		j := i
 		n, letters, others := 0, 0, 0
-		for j < len(t) && (isAlnum(t[j]) || strings.ContainsRune("@$!|", rune(t[j]))) {
+		for j < len(t) && (isAlnum(t[j]) || leetSigns[t[j]]) {
 			if n < len(buf) {
 				buf[n] = leet(t[j])
 			}
@@ -144,7 +159,7 @@ func leetWord(t string) (string, bool) {
 			j++
 		}
 		// Signs at the end are punctuation ("free!"), not letters.
-		for n > 0 && n <= len(buf) && j > i && strings.ContainsRune("!|$@", rune(t[i+n-1])) {
+		for n > 0 && n <= len(buf) && j > i && leetSigns[t[i+n-1]] {
 			n--
 			others--
 		}
