@@ -38,6 +38,14 @@ func FuzzWalk(f *testing.F) {
 		if len(c.Text) > lim.MaxTextBytes {
 			t.Errorf("text of %d bytes, limit %d", len(c.Text), lim.MaxTextBytes)
 		}
+		if len(c.Parts) > MaxTextParts || len(c.Anchors) > MaxAnchors {
+			t.Errorf("%d parts, %d anchors: over the bounds", len(c.Parts), len(c.Anchors))
+		}
+		for _, a := range c.Anchors {
+			if len(a.Text) > MaxAnchorText || a.Href == "" {
+				t.Errorf("anchor %+v", a)
+			}
+		}
 		if len(c.URLs) > MaxURLs {
 			t.Errorf("%d URLs", len(c.URLs))
 		}
