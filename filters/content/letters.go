@@ -5,15 +5,28 @@ import (
 	"unicode/utf8"
 )
 
+// asciiLetter is 1 for the ASCII letters.
+var asciiLetter = func() (t [utf8.RuneSelf]uint8) {
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c], t[c+'a'-'A'] = 1, 1
+	}
+	return t
+}()
+
 // count adds the letters of the UTF-8 text t.
 func (l *Letters) count(t []byte) {
 	for i := 0; i < len(t); {
 		c := t[i]
 		if c < utf8.RuneSelf {
-			if 'a' <= c|0x20 && c|0x20 <= 'z' {
-				l.ASCII++
+			// A run of ASCII at a time: most mail is.
+			j := i
+			n := 0
+			for j < len(t) && t[j] < utf8.RuneSelf {
+				n += int(asciiLetter[t[j]])
+				j++
 			}
-			i++
+			l.ASCII += n
+			i = j
 			continue
 		}
 		r, n := utf8.DecodeRune(t[i:])
