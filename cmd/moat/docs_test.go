@@ -121,6 +121,11 @@ local_domains = ["example.com", "ex ample.com"]
 			want:   "smtp.local_domains: must list at least one domain",
 		},
 		{
+			name:   "unknown heuristics symbol",
+			config: withDefault("[filters.heuristics]\ndisabled = [\"NO_SUCH_RULE\"]"),
+			want:   `filters.heuristics.disabled[0]: "NO_SUCH_RULE" is not a symbol of the heuristics`,
+		},
+		{
 			name:   "no data_dir",
 			config: "[listen]\nsmtp = \"127.0.0.1:2525\"\n[smtp]\nlocal_domains = [\"example.com\"]\n",
 			want:   "data_dir: must be set",
