@@ -506,15 +506,7 @@ var (
 	addressParser = &mail.AddressParser{WordDecoder: wordDecoder}
 )
 
-func decodeHeader(v string) string {
-	if !strings.Contains(v, "=?") {
-		return v
-	}
-	if d, err := wordDecoder.DecodeHeader(v); err == nil {
-		return d
-	}
-	return v
-}
+func decodeHeader(v string) string { return content.DecodeHeader(v) }
 
 func domainOf(v string) string {
 	if a, err := addressParser.Parse(v); err == nil {

@@ -469,6 +469,13 @@ func decodeWords(v string) (string, paramProblem) {
 	return d, paramOK
 }
 
+// DecodeHeader returns the header value v with its RFC 2047 encoded words
+// decoded, or v as it is when a charset is unknown.
+func DecodeHeader(v string) string {
+	d, _ := decodeWords(v)
+	return d
+}
+
 // charsetString converts b from charset cs to a UTF-8 string; see
 // toUTF8.
 func charsetString(b []byte, cs string) (string, paramProblem) {

@@ -94,7 +94,7 @@ func ParseHost(h string) (name string, ip netip.Addr, ok bool) {
 		a, ok := parseIPv4(h)
 		return "", a, ok
 	}
-	if len(h) > 253 || !strings.Contains(h, ".") || !isHostName(h) {
+	if len(h) > 253 || !strings.Contains(h, ".") || !IsHostName(h) {
 		return "", netip.Addr{}, false
 	}
 	return h, netip.Addr{}, true
@@ -187,9 +187,11 @@ func parseIPv4Number(p string) (uint64, bool) {
 	return v, true
 }
 
-// isHostName reports whether s is a lower-case host name of letters,
-// digits, '-' and '_' in labels of 1 to 63 bytes.
-func isHostName(s string) bool {
+// IsHostName reports whether s is a domain name of lower-case letters,
+// digits, '-' and '_' (seen in host names, if not in registrable ones) in
+// labels of 1 to 63 bytes (RFC 1035 §2.3.4), without a trailing dot: a
+// zone, or an item to ask a domain list about.
+func IsHostName(s string) bool {
 	for _, label := range strings.Split(s, ".") {
 		if label == "" || len(label) > 63 {
 			return false

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/moatmail/moat/filters/content"
 	"github.com/moatmail/moat/filters/resolver"
 )
 
@@ -106,23 +107,9 @@ func (c ListConfig) compile() (List, error) {
 }
 
 // IsHostName reports whether s is a domain name of lower-case letters,
-// digits, '-' and '_' (seen in host names, if not in registrable ones) in
-// labels of 1 to 63 bytes (RFC 1035 §2.3.4), without a trailing dot: a
-// zone, or an item to ask a domain list about.
-func IsHostName(s string) bool {
-	for _, label := range strings.Split(s, ".") {
-		if label == "" || len(label) > 63 {
-			return false
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
-			if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-				return false
-			}
-		}
-	}
-	return true
-}
+// digits, '-' and '_' in labels of 1 to 63 bytes, without a trailing dot
+// (content.IsHostName).
+func IsHostName(s string) bool { return content.IsHostName(s) }
 
 // IsSymbolName reports whether s can name a symbol: 1 to 64 bytes of
 // A-Z, 0-9 and '_', starting with a letter.

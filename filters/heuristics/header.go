@@ -10,23 +10,15 @@ import (
 	"unicode"
 
 	"github.com/emersion/go-message/charset"
+
+	"github.com/moatmail/moat/filters/content"
 )
 
-// wordDecoder decodes RFC 2047 encoded words in any charset go-message
-// knows.
+// wordDecoder decodes RFC 2047 encoded words in From display names.
 var wordDecoder = &mime.WordDecoder{CharsetReader: charset.Reader}
 
-// decodeHeader returns v with its encoded words decoded (RFC 2047), or v
-// when they cannot be.
-func decodeHeader(v string) string {
-	if !strings.Contains(v, "=?") {
-		return v
-	}
-	if d, err := wordDecoder.DecodeHeader(v); err == nil {
-		return d
-	}
-	return v
-}
+// decodeHeader returns v with its encoded words decoded (RFC 2047).
+func decodeHeader(v string) string { return content.DecodeHeader(v) }
 
 // subjectText returns the decoded Subject.
 func (m *msg) subjectText() string {
