@@ -76,3 +76,24 @@ url_numeric_host = 2.75
 		}
 	}
 }
+
+// TestHeuristicsDisabledDefault: the default switches URL_SHORTENER off;
+// a configured list replaces the default one.
+func TestHeuristicsDisabledDefault(t *testing.T) {
+	for _, tc := range []struct {
+		extra string
+		want  []string
+	}{
+		{"", []string{"URL_SHORTENER"}},
+		{"[filters.heuristics]\ndisabled = []", []string{}},
+		{"[filters.heuristics]\ndisabled = [\"SUBJ_URGENT\"]", []string{"SUBJ_URGENT"}},
+	} {
+		cfg, err := parseConfig(withDefault(tc.extra), "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cfg.Filters.Heuristics.Disabled; len(got) != len(tc.want) || len(got) > 0 && got[0] != tc.want[0] {
+			t.Errorf("%q: disabled %q, want %q", tc.extra, got, tc.want)
+		}
+	}
+}
