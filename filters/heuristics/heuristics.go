@@ -247,6 +247,9 @@ type msg struct {
 
 	skewDone, skewOK bool
 	skew             time.Duration
+
+	scanDone bool
+	scan     string
 }
 
 func newMsg(in *filters.Input) *msg {

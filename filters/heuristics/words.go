@@ -69,13 +69,18 @@ func isSpamWord(w string) bool {
 // sits near the top.
 const maxScan = 64 << 10
 
-// scanText returns the subject and the text the word rules read.
+// scanText returns the subject and the text the word rules read, built
+// once.
 func (m *msg) scanText() string {
-	t := m.c.Text
-	if len(t) > maxScan {
-		t = t[:maxScan]
+	if !m.scanDone {
+		m.scanDone = true
+		t := m.c.Text
+		if len(t) > maxScan {
+			t = t[:maxScan]
+		}
+		m.scan = m.subjectText() + "\n" + t
 	}
-	return m.subjectText() + "\n" + t
+	return m.scan
 }
 
 // obfuscatedWord: a spam word written letter by letter with separators
