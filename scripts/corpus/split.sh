@@ -7,7 +7,7 @@
 #
 #   scripts/corpus/split.sh [--no-peers] [--only sa|rspamd] [--skip-moat]
 #                           [--scores FILE] [--name NAME] [--reuse-peers]
-#                           [--peer-sample N]
+#                           [--peer-sample N] [--resplit]
 #
 # 1. moat: a real `moat serve` with the default configuration (filters
 #    rdns and antivirus off, as the embedded default has them; SPF, DKIM,
@@ -33,6 +33,8 @@
 #    system's own thresholds, and the recall its scores would give at
 #    0.5 % of ham (threshold chosen on the results: optimistic).
 #
+# Several runs (--name) share one split and one table: run the peers once,
+# then moat with other scores (--no-peers --scores F --name moat-fitted).
 # Results in .cache/corpus/split/ (moat.tsv, sa.tsv, rspamd.tsv,
 # results.md): class, flagged, score, verdict, file, symbols per message.
 set -euo pipefail
@@ -42,6 +44,7 @@ skip_moat=false
 scores=""
 name=moat
 sample=4
+resplit=false
 while [[ $# -gt 0 ]]; do
 	case $1 in
 	--no-peers | --reuse-peers) peers=(); shift ;;
@@ -50,6 +53,7 @@ while [[ $# -gt 0 ]]; do
 	--scores) scores=$(realpath "$2"); shift 2 ;;
 	--name) name=$2; shift 2 ;;
 	--peer-sample) sample=$2; shift 2 ;;
+	--resplit) resplit=true; shift ;;
 	*) echo "usage: $0 [--no-peers] [--only sa|rspamd] [--skip-moat] [--scores FILE] [--name NAME]" >&2; exit 2 ;;
 	esac
 done
@@ -74,17 +78,19 @@ ensure_packages() {
 }
 
 "$root/scripts/corpus/fetch.sh" >&2
-log "splitting by date"
-$py split "$cache" "$work" | tee "$work/split.txt" >&2
+if [[ ! -s $work/split.tsv ]] || $resplit; then # the split is deterministic
+	log "splitting by date"
+	$py split "$cache" "$work" | tee "$work/split.txt" >&2
+fi
 log "building moat"
-(cd "$root" && go build -o "$work/moat" ./cmd/moat)
-moat=$work/moat
+(cd "$root" && go build -o "$work/moat-$name" ./cmd/moat)
+moat=$work/moat-$name
 cat "$work/test-spam.txt" "$work/test-ham.txt" >"$work/test.txt"
 for c in spam ham; do awk -v n="$sample" 'NR % n == 1 || n == 1' "$work/test-$c.txt" >"$work/peer-$c.txt"; done
 
 # --- moat through SMTP ----------------------------------------------------
 run_moat() {
-	local d=$work/moat-run port pid
+	local d=$work/run-$name port pid
 	rm -rf "$d"
 	mkdir -p "$d"
 	port=$(free_port)
