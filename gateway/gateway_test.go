@@ -152,9 +152,9 @@ func TestMalformedDialogues(t *testing.T) {
 		{"DATA without RCPT", []string{"EHLO x\r\nMAIL FROM:<a@example.net>\r\nDATA\r\n"}, "502 5.5.1"},
 		{"unknown command", []string{"EHLO x\r\nFROB\r\n"}, "500"},
 		{"SIZE over the limit", []string{"EHLO x\r\nMAIL FROM:<a@example.net> SIZE=999999999\r\n"}, "552"},
-		{"over-long command line", []string{"EHLO " + strings.Repeat("x", 3000) + "\r\n"}, "500 5.4.0"},
-		{"over-long data line", []string{"EHLO x\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<alice@example.com>\r\nDATA\r\n",
-			"Subject: x\r\n\r\n" + strings.Repeat("y", 2500) + "\r\n.\r\n"}, "554 5.6.0"},
+		{"over-long EHLO", []string{"EHLO " + strings.Repeat("x", 3000) + "\r\n"}, "500 5.5.2"},
+		{"over-long MAIL", []string{"EHLO x\r\nMAIL FROM:<" + strings.Repeat("x", 3000) + "@example.net>\r\n"}, "500 5.5.2"},
+		{"over-long RCPT", []string{"EHLO x\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<" + strings.Repeat("x", 3000) + "@example.com>\r\n"}, "500 5.5.2"},
 		{"null sender is fine", []string{"EHLO x\r\nMAIL FROM:<>\r\nRCPT TO:<alice@example.com>\r\n"}, "250 2.0.0"},
 	}
 	for _, tc := range cases {

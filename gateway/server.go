@@ -157,7 +157,12 @@ func (s *Server) Serve(l net.Listener, opts ListenOptions) error {
 	srv.Domain = s.cfg.Hostname
 	srv.MaxMessageBytes = s.cfg.MaxMessageBytes
 	srv.MaxRecipients = s.cfg.MaxRecipients
-	srv.MaxLineLength = s.cfg.MaxLineLength
+	// go-smtp's line limit applies to commands and to DATA alike. Text
+	// lines longer than max_line_length are accepted up to the message
+	// size (Postfix takes them too, splitting at line_length_limit), so
+	// go-smtp's limit is the message size and the session refuses
+	// commands longer than max_line_length itself (commandTooLong).
+	srv.MaxLineLength = int(s.cfg.MaxMessageBytes) + 2
 	srv.ReadTimeout = s.cfg.CommandTimeout
 	srv.WriteTimeout = s.cfg.CommandTimeout
 	srv.EnableSMTPUTF8 = true

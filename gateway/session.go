@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -63,6 +62,13 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 	}
 	sess := &session{srv: s, conn: c, tc: tc, info: tc.info}
 	sess.info.Helo = c.Hostname()
+	if commandTooLong(s.cfg.MaxLineLength, "EHLO", sess.info.Helo) {
+		// go-smtp answers EHLO with this error; the client may try again.
+		s.log.Info("helo refused", "conn", sess.info.ID, "ip", sess.info.RemoteIP.String(),
+			"helo", trim(sess.info.Helo), "reply", errLineTooLong.Code, "reason", "command line too long")
+		s.obs.Reply("helo", errLineTooLong.Code)
+		return nil, errLineTooLong
+	}
 	if st, ok := c.TLSConnectionState(); ok {
 		sess.info.TLS = &st
 	}
@@ -154,6 +160,10 @@ var (
 	errPolicySplit = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 5, 3}, Message: "Recipient policy differs, send it in another transaction"}
 	errTooLarge    = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Message size exceeds fixed limit"}
 	errDataTimeout = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Timeout reading the message"}
+	// Postfix answers a command line over line_length_limit with
+	// "500 5.5.2 Error: command too long" (RFC 5321 §4.5.3.1.4: 512 is
+	// the least a server must take; max_line_length is moat's bound).
+	errLineTooLong = &smtp.SMTPError{Code: 500, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: "Command line too long"}
 )
 
 // earlyReply maps a verdict of the connect to rcpt stages: only reject and
@@ -182,6 +192,34 @@ func (s *session) reply(phase string, err *smtp.SMTPError) error {
 	return err
 }
 
+// refused logs the decision line of a refusal the dialogue itself makes
+// (not a verdict of the filters, which refuse logs): every refusal at
+// every stage leaves one, with who was refused (attrs) and why.
+func (s *session) refused(phase, what, reason string, err *smtp.SMTPError, attrs ...any) error {
+	s.log.Info(what, append(attrs, "reply", err.Code, "reason", reason)...)
+	return s.reply(phase, err)
+}
+
+// trim shortens what a client sent for a log line.
+func trim(s string) string {
+	const max = 200
+	if len(s) > max {
+		return s[:max] + "..."
+	}
+	return s
+}
+
+// commandTooLong reports whether the command line verb+args, CRLF
+// included, would exceed limit (go-smtp's own line limit is the message
+// size, so that long text lines in DATA are accepted; see Server.Serve).
+func commandTooLong(limit int, verb string, args ...string) bool {
+	n := len(verb) + 2
+	for _, a := range args {
+		n += len(a) + 1
+	}
+	return n > limit
+}
+
 // Reset discards the current transaction.
 func (s *session) Reset() {
 	s.env = filters.Envelope{}
@@ -203,16 +241,24 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	// A transaction is judged by one configuration: a reload (SIGHUP)
 	// takes effect at the next MAIL.
 	s.j = s.srv.judge.Load()
+	if opts == nil {
+		opts = &smtp.MailOptions{}
+	}
+	var auth string
+	if opts.Auth != nil {
+		auth = *opts.Auth
+	}
+	if commandTooLong(s.srv.cfg.MaxLineLength, "MAIL FROM:<> SIZE=0000000000 BODY=8BITMIME SMTPUTF8", from, opts.EnvelopeID, auth) {
+		return s.refused("mail", "sender refused", "command line too long", errLineTooLong, "from", trim(from))
+	}
 	from = strings.TrimSpace(from)
 	if from != "" && !address.Valid(from) {
-		return s.reply("mail", errBadSender)
+		return s.refused("mail", "sender refused", "bad address", errBadSender, "from", trim(from))
 	}
 	s.env.From = from
-	if opts != nil {
-		s.env.SMTPUTF8 = opts.UTF8
-		s.env.Body8Bit = opts.Body == smtp.Body8BitMIME || opts.Body == smtp.BodyBinaryMIME
-		s.env.DeclaredSize = opts.Size
-	}
+	s.env.SMTPUTF8 = opts.UTF8
+	s.env.Body8Bit = opts.Body == smtp.Body8BitMIME || opts.Body == smtp.BodyBinaryMIME
+	s.env.DeclaredSize = opts.Size
 	ctx, cancel := context.WithTimeout(context.Background(), stageTimeout)
 	defer cancel()
 	in := &filters.Input{Conn: &s.info, Env: &s.env}
@@ -226,13 +272,20 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 
 // Rcpt accepts a recipient if it is a local user (no open relay) and the
 // rcpt-stage checks pass.
-func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if s.rejected != nil {
 		return s.reply("rcpt", s.rejected)
 	}
+	var orcpt string
+	if opts != nil {
+		orcpt = opts.OriginalRecipient
+	}
+	if commandTooLong(s.srv.cfg.MaxLineLength, "RCPT TO:<> NOTIFY=SUCCESS,FAILURE,DELAY ORCPT=rfc822;", to, orcpt) {
+		return s.refused("rcpt", "recipient refused", "command line too long", errLineTooLong, "from", s.env.From, "rcpt", trim(to))
+	}
 	addr := address.Normalize(to)
 	if !address.Valid(addr) {
-		return s.reply("rcpt", errBadAddress)
+		return s.refused("rcpt", "recipient refused", "bad address", errBadAddress, "from", s.env.From, "rcpt", trim(to))
 	}
 	local, domain, _ := address.Split(addr) // Valid: it has an '@'
 	// RFC 5321 §3.6.2: accepting mail for a domain we do not serve would
@@ -268,7 +321,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 				s.log.Warn("unknown-recipient count failed", "err", err)
 			}
 		}
-		return s.reply("rcpt", errNoUser)
+		return s.refused("rcpt", "recipient refused", "no such user", errNoUser, "from", s.env.From, "rcpt", addr)
 	}
 	if err != nil {
 		s.log.Error("recipient lookup failed", "rcpt", addr, "err", err)
@@ -326,6 +379,16 @@ func (s *session) Data(r io.Reader) error {
 	}
 	raw, err := s.readMessage(r)
 	if err != nil {
+		// The message's decision line, as for a verdict: refused (or
+		// deferred) before the filters saw it.
+		action := "reject"
+		if err.Code/100 == 4 {
+			action = "tempfail"
+		}
+		s.log.Info("message",
+			"helo", s.info.Helo, "from", s.env.From, "rcpts", s.env.Rcpts,
+			"action", action, "reply", err.Code, "reason", err.Message,
+			"duration", time.Since(start).Round(time.Microsecond))
 		return s.reply("data", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), stageTimeout)
@@ -380,11 +443,12 @@ func (s *session) readMessage(r io.Reader) ([]byte, *smtp.SMTPError) {
 		case errors.As(err, &ne) && ne.Timeout():
 			return nil, errDataTimeout
 		case errors.Is(err, smtp.ErrTooLongLine):
-			// RFC 5321 §4.5.3.1.6 limits a text line to 1000 bytes; moat
-			// accepts up to max_line_length and refuses beyond, as Exim
-			// does, rather than rewrite the message.
-			return nil, &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
-				Message: fmt.Sprintf("Message has a line longer than %d bytes", s.srv.cfg.MaxLineLength)}
+			// RFC 5321 §4.5.3.1.6 limits a text line to 1000 bytes, but
+			// Postfix takes longer ones (it splits them at
+			// line_length_limit) and so does moat, stored as received: a
+			// line reaches go-smtp's limit (Server.Serve) only past the
+			// message size.
+			return nil, errTooLarge
 		}
 		s.log.Warn("reading message failed", "err", err)
 		return nil, errTempLocal

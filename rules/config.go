@@ -53,6 +53,16 @@ type Config struct {
 	Filters map[string]FilterConfig `toml:"filters"`
 	// Rules are the rule expressions, evaluated in this order.
 	Rules []RuleConfig `toml:"rule"`
+	// Scores replaces the score of every symbol of this name that a
+	// filter reports (SpamAssassin's "score SYMBOL n"): a table fitted
+	// by `moat rules fit`, or an operator's own. Not for the BAYES_*
+	// symbols, whose score depends on the probability band
+	// ([filters.bayes] spam_bands, ham_bands).
+	Scores map[string]float64 `toml:"scores"`
+	// ScoresFile is a TOML file of such a table ([scores], and
+	// [bayes] spam_bands/ham_bands), as `moat rules fit` writes it;
+	// [rules.scores] and [filters.bayes] in the configuration win over it.
+	ScoresFile string `toml:"scores_file"`
 }
 
 // FilterConfig is the configuration of one filter in the pipeline.
@@ -98,6 +108,11 @@ func (c Config) Validate() error {
 	var errs []error
 	if c.FilterTimeout < 0 {
 		errs = append(errs, fmt.Errorf("rules.filter_timeout: %v is negative", c.FilterTimeout))
+	}
+	for _, name := range sortedKeys(c.Scores) {
+		if sc := c.Scores[name]; math.IsNaN(sc) || math.IsInf(sc, 0) {
+			errs = append(errs, fmt.Errorf("rules.scores.%s: %v is not a finite number", name, sc))
+		}
 	}
 	for _, name := range sortedKeys(c.Filters) {
 		fc := c.Filters[name]

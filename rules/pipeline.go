@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -76,13 +77,14 @@ func (r Result) Clone() Result {
 // Pipeline runs filters and decides verdicts. It is immutable once built
 // and safe for concurrent use by every session.
 type Pipeline struct {
-	stages      [][]*stageFilter // by stage, in pipeline order
-	waves       []int            // by stage: the number of waves (1 + the highest wave)
-	rules       [][]*rule        // by stage, in configuration order
-	usesSymbols []bool           // by stage: some rule reads the symbols map
-	usesIP      []bool           // by stage: some rule reads ip
-	usesAuth    []bool           // by stage: some rule reads the sender-authentication variables
-	forcing     map[string]*rule // rules that force an action, by name
+	stages      [][]*stageFilter   // by stage, in pipeline order
+	waves       []int              // by stage: the number of waves (1 + the highest wave)
+	rules       [][]*rule          // by stage, in configuration order
+	usesSymbols []bool             // by stage: some rule reads the symbols map
+	usesIP      []bool             // by stage: some rule reads ip
+	usesAuth    []bool             // by stage: some rule reads the sender-authentication variables
+	forcing     map[string]*rule   // rules that force an action, by name
+	scores      map[string]float64 // [rules.scores]
 	obs         Observer
 }
 
@@ -120,6 +122,7 @@ func NewPipeline(cfg Config, fs []filters.Filter, obs Observer) (*Pipeline, erro
 		usesIP:      make([]bool, n),
 		usesAuth:    make([]bool, n),
 		forcing:     make(map[string]*rule),
+		scores:      maps.Clone(cfg.Scores),
 		obs:         obs,
 	}
 	seen := make(map[string]bool, len(fs))
@@ -303,6 +306,33 @@ func (p *Pipeline) orderWaves() error {
 // Run until it returns); when none is, Run returns at once without
 // allocating.
 func (p *Pipeline) Run(ctx context.Context, stage filters.Stage, in *filters.Input, runs func(filter string) bool) Result {
+	r := p.run(ctx, stage, in, runs)
+	p.rescore(&r)
+	return r
+}
+
+// rescore gives the symbols named in [rules.scores] their configured
+// score. The symbols are copied first: a filter may hand out a slice it
+// reuses.
+func (p *Pipeline) rescore(r *Result) {
+	if len(p.scores) == 0 {
+		return
+	}
+	copied := false
+	for i, sym := range r.Symbols {
+		sc, ok := p.scores[sym.Name]
+		if !ok || sc == sym.Score {
+			continue
+		}
+		if !copied {
+			r.Symbols = slices.Clone(r.Symbols)
+			copied = true
+		}
+		r.Symbols[i].Score = sc
+	}
+}
+
+func (p *Pipeline) run(ctx context.Context, stage filters.Stage, in *filters.Input, runs func(filter string) bool) Result {
 	if stage < 0 || int(stage) >= len(p.stages) {
 		return Result{}
 	}

@@ -181,6 +181,9 @@ func parseConfig(text, name string) (*Config, error) {
 		}
 		return nil, fmt.Errorf("config %s: unknown key %s", name, strings.Join(keys, ", "))
 	}
+	if err := applyScoresFile(&cfg, md, name); err != nil {
+		return nil, fmt.Errorf("config %s:\n  %w", name, err)
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("config %s:\n%w", name, err)
 	}

@@ -49,6 +49,7 @@ commands:
   quarantine delete ID        delete a quarantined message
   import ADDRESS MAILDIR      copy a Maildir folder into a user's mailbox (-mailbox NAME)
   bayes train|eval|stats      train the classifier, cross-validate it, show its state
+  rules fit --spam P --ham P  fit symbol scores on labelled mail (-out FILE: a scores_file)
   greylist list [NET]         list greylisting records (-limit N)
   greylist allow IP|NET       stop greylisting a client network (-days N: for a while)
   greylist delete IP|NET      forget the greylisting records of a network
@@ -81,6 +82,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdImport(rest, stdout)
 	case "bayes":
 		err = cmdBayes(rest, stdout)
+	case "rules":
+		err = cmdRules(rest, stdout)
 	case "greylist":
 		err = cmdGreylist(rest, stdout)
 	case "version":
