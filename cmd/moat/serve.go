@@ -74,6 +74,7 @@ type app struct {
 	metrics   *metrics.Metrics
 	http      *http.Server
 	listeners map[string]net.Listener
+	health    readiness
 	wg        sync.WaitGroup
 	stop      chan struct{}
 	errc      chan error
@@ -430,6 +431,9 @@ func startWith(cfg *Config, log *slog.Logger, out io.Writer, opts startOptions) 
 	a.imap.Reviewer = a.review
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", a.metrics.Handler())
+	a.health.ping = a.store.Ping
+	a.health.handle(mux)
+	a.watchOps(tlsConfig)
 	a.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	for _, l := range []struct {
@@ -481,6 +485,7 @@ func startWith(cfg *Config, log *slog.Logger, out io.Writer, opts startOptions) 
 			greylist.Options{Now: a.now, Observer: greylistObserver{a.metrics, log}})
 	}()
 	ok = true
+	a.health.ready.Store(true)
 	return a, nil
 }
 
@@ -505,6 +510,7 @@ func (a *app) Close(ctx context.Context) error {
 	default:
 		close(a.stop)
 	}
+	a.health.ready.Store(false)
 	var errs []error
 	if a.smtp != nil {
 		errs = append(errs, a.smtp.Shutdown(ctx))
