@@ -329,6 +329,7 @@ func (a *app) reload(path string) error {
 		return err
 	}
 	a.smtp.SetJudge(j.judge)
+	a.metrics.SetFilters(j.judge.Pipeline.Timeouts())
 	a.learner.SetClassifier(j.cls)
 	a.swapFilters(j.filters)
 	old := a.cfg
@@ -407,6 +408,7 @@ func startWith(cfg *Config, log *slog.Logger, out io.Writer, opts startOptions) 
 		return nil, err
 	}
 	a.swapFilters(j.filters)
+	a.metrics.SetFilters(j.judge.Pipeline.Timeouts())
 	if j.filters.geoip != nil && len(j.filters.geoip.Databases()) == 0 {
 		log.Info("no GeoIP database configured: the geoip filter finds nothing (filters.geoip.country_db, asn_db)")
 	}

@@ -17,7 +17,9 @@ import (
 type opsMetrics struct {
 	buildInfo  *prometheus.GaugeVec
 	certExpiry *prometheus.GaugeVec
-	quarantine *quarantineCollector
+	// filterTimeout is each filter's deadline.
+	filterTimeout *prometheus.GaugeVec
+	quarantine    *quarantineCollector
 }
 
 func newOpsMetrics() opsMetrics {
@@ -30,6 +32,10 @@ func newOpsMetrics() opsMetrics {
 			Name: "moat_tls_certificate_expiry_timestamp_seconds",
 			Help: "When the certificate each TLS listener presents expires (its NotAfter), as a Unix time, by listener.",
 		}, []string{"listener"}),
+		filterTimeout: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "moat_filter_timeout_seconds",
+			Help: "The deadline of each filter in the configuration in force (rules.filter_timeout, rules.filters.NAME.timeout), by filter.",
+		}, []string{"filter"}),
 		quarantine: &quarantineCollector{
 			messages: prometheus.NewDesc("moat_quarantine_messages",
 				"Messages held in quarantine now (one per message, however many recipients).", nil, nil),
@@ -40,7 +46,7 @@ func newOpsMetrics() opsMetrics {
 }
 
 func (o opsMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{o.buildInfo, o.certExpiry, o.quarantine}
+	return []prometheus.Collector{o.buildInfo, o.certExpiry, o.filterTimeout, o.quarantine}
 }
 
 // SetBuildInfo sets moat_build_info to 1 with the build's labels.
@@ -141,7 +147,26 @@ func (m *Metrics) initLabels() {
 	for _, k := range []string{"ham", "spam", "dropped", "unlearned", "autolearn", "allowlisted", "released"} {
 		m.reviews.WithLabelValues(k)
 	}
+	for _, phase := range []string{"connect", "helo", "mail", "rcpt", "data"} {
+		for _, class := range []string{"2xx", "4xx", "5xx"} {
+			m.replies.WithLabelValues(phase, class)
+		}
+	}
 	for _, a := range []string{"accept", "tag", "quarantine", "tempfail", "reject"} {
 		m.messages.WithLabelValues(a)
+	}
+}
+
+// SetFilters exports the deadline of every filter of the configuration in
+// force (moat_filter_timeout_seconds), so that an alert compares each
+// filter's latency with its own deadline, and creates its failure series
+// at 0. A reload calls it again; filters that are gone lose their series.
+func (m *Metrics) SetFilters(timeouts map[string]time.Duration) {
+	m.ops.filterTimeout.Reset()
+	for name, d := range timeouts {
+		m.ops.filterTimeout.WithLabelValues(name).Set(d.Seconds())
+		for _, outcome := range []string{"error", "timeout"} {
+			m.filterErrors.WithLabelValues(name, outcome)
+		}
 	}
 }
