@@ -155,3 +155,71 @@ func TestOperationsDoc(t *testing.T) {
 		}
 	}
 }
+
+// TestInstallAndUnit runs `make install` into a staging folder twice (the
+// second must keep the edited configuration) and `systemd-analyze verify`
+// on the installed unit, its binary path pointing at the installed
+// binary. systemd-analyze verify works without a running systemd.
+func TestInstallAndUnit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds moat")
+	}
+	mk := needTool(t, "make")
+	analyze := needTool(t, "systemd-analyze")
+	dest := t.TempDir()
+	install := func() string {
+		cmd := exec.Command(mk, "-s", "install", "DESTDIR="+dest, "PREFIX=/usr", "BIN="+filepath.Join(dest, "build", "moat"))
+		cmd.Dir = ".."
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("make install: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	install()
+	for _, f := range []string{"usr/bin/moat", "usr/lib/systemd/system/moat.service", "etc/moat/moat.toml", "etc/moat/moat.example.toml"} {
+		if _, err := os.Stat(filepath.Join(dest, f)); err != nil {
+			t.Errorf("make install: %v", err)
+		}
+	}
+	conf := filepath.Join(dest, "etc", "moat", "moat.toml")
+	if err := os.WriteFile(conf, []byte("# edited\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out := install(); !strings.Contains(out, "kept the existing") {
+		t.Errorf("second make install: %q, want it to keep the configuration", out)
+	}
+	if b, _ := os.ReadFile(conf); string(b) != "# edited\n" {
+		t.Errorf("make install overwrote the edited configuration: %q", b)
+	}
+	unit, err := os.ReadFile(filepath.Join(dest, "usr", "lib", "systemd", "system", "moat.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(unit), "ExecStart=/usr/bin/moat serve -config /etc/moat/moat.toml") {
+		t.Errorf("installed unit does not run /usr/bin/moat:\n%s", unit)
+	}
+	for _, want := range []string{"DynamicUser=yes", "StateDirectory=moat", "ProtectSystem=strict", "ProtectHome=yes",
+		"PrivateTmp=yes", "NoNewPrivileges=yes", "CapabilityBoundingSet=CAP_NET_BIND_SERVICE",
+		"AmbientCapabilities=CAP_NET_BIND_SERVICE", "SystemCallFilter=@system-service", "RestrictAddressFamilies=",
+		"ExecReload=/bin/kill -HUP $MAINPID"} {
+		if !strings.Contains(string(unit), want) {
+			t.Errorf("unit lacks %s", want)
+		}
+	}
+	// verify checks that the binaries exist: point them into the staging
+	// folder.
+	staged := filepath.Join(t.TempDir(), "moat.service")
+	text := strings.ReplaceAll(string(unit), "/usr/bin/moat", filepath.Join(dest, "usr", "bin", "moat"))
+	if err := os.WriteFile(staged, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(analyze, "verify", staged).CombinedOutput()
+	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+	// The installed binary runs.
+	if out, err := exec.Command(filepath.Join(dest, "usr", "bin", "moat"), "version").CombinedOutput(); err != nil {
+		t.Errorf("installed moat version: %v\n%s", err, out)
+	}
+}
