@@ -156,13 +156,13 @@ func Create(ctx context.Context, src Source, dest string) (Manifest, error) {
 	if err := os.WriteFile(tmp, append(raw, '\n'), 0o600); err != nil {
 		return Manifest{}, err
 	}
-	if err := syncPath(tmp); err != nil {
+	if err := mailstore.SyncPath(tmp); err != nil {
 		return Manifest{}, err
 	}
 	if err := os.Rename(tmp, filepath.Join(dest, ManifestName)); err != nil {
 		return Manifest{}, err
 	}
-	return m, syncPath(dest)
+	return m, mailstore.SyncPath(dest)
 }
 
 // Verify checks a backup without changing it: its manifest, every file
@@ -270,7 +270,7 @@ func Restore(ctx context.Context, src, dataDir string) ([]File, error) {
 		if err != nil || !d.IsDir() {
 			return err
 		}
-		return syncPath(p)
+		return mailstore.SyncPath(p)
 	})
 	return external, err
 }
@@ -327,13 +327,4 @@ func digest(path string) (int64, string, error) {
 		return 0, "", err
 	}
 	return n, hex.EncodeToString(h.Sum(nil)), nil
-}
-
-func syncPath(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }

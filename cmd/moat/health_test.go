@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -11,29 +10,10 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/moatmail/moat/delivery/mailstore"
 )
-
-// lockedBuffer is a log sink shared by moat's goroutines and the test.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestHealthAndDecisionLine: /healthz and /readyz answer on the metrics
 // listener of a started moat, /readyz says 503 once moat stops, and the
@@ -44,7 +24,7 @@ func TestHealthAndDecisionLine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs lockedBuffer
+	var logs syncBuf
 	a, err := start(cfg, slog.New(slog.NewTextHandler(&logs, nil)), io.Discard)
 	if err != nil {
 		t.Fatal(err)

@@ -58,6 +58,16 @@ func Snapshot(ctx context.Context, dataDir, destDir string) (SnapshotResult, err
 	if err := VacuumInto(ctx, src, dst); err != nil {
 		return res, fmt.Errorf("snapshot index: %w", err)
 	}
+	return copyReferenced(ctx, dataDir, destDir)
+}
+
+// copyReferenced copies the message files the index copy in destDir
+// references from dataDir's blobs/, and drops from the copy the messages
+// whose files the live store removed since (expunged after the copy was
+// taken).
+func copyReferenced(ctx context.Context, dataDir, destDir string) (SnapshotResult, error) {
+	var res SnapshotResult
+	src, dst := filepath.Join(dataDir, indexFile), filepath.Join(destDir, indexFile)
 	live, err := openReadOnly(src)
 	if err != nil {
 		return res, err
@@ -120,7 +130,7 @@ func VacuumInto(ctx context.Context, src, dst string) error {
 	if _, err := db.ExecContext(ctx, "VACUUM INTO ?", dst); err != nil {
 		return fmt.Errorf("vacuum %s into %s: %w", src, dst, err)
 	}
-	return syncFile(dst)
+	return SyncPath(dst)
 }
 
 // openReadOnly opens an SQLite database for reading beside its writer.
@@ -219,7 +229,8 @@ func CopyFile(from, to string) error {
 	return out.Close()
 }
 
-func syncFile(path string) error {
+// SyncPath makes a file, or a folder's entries, durable.
+func SyncPath(path string) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
