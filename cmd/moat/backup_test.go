@@ -90,7 +90,7 @@ func TestBackupUnderLoad(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	waitFor(100)
+	waitFor(60)
 	began := time.Now()
 	bak := filepath.Join(t.TempDir(), "backup")
 	var out bytes.Buffer
@@ -101,7 +101,7 @@ func TestBackupUnderLoad(t *testing.T) {
 	mu.Lock()
 	n := len(got)
 	mu.Unlock()
-	waitFor(n + 40) // the senders go on after the backup
+	waitFor(n + 20) // the senders go on after the backup
 	close(stop)
 	wg.Wait()
 	if len(errs) > 0 {
