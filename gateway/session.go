@@ -400,7 +400,7 @@ func (s *session) Data(r io.Reader) error {
 	s.found = found // for the Authentication-Results field
 	s.srv.obs.Verdict(v, found.Auth)
 	queueID := newID()
-	err = s.act(ctx, queueID, msg, v)
+	quarantineID, err := s.act(ctx, queueID, msg, v)
 	if err == nil && s.srv.deps.Learn != nil {
 		s.srv.deps.Learn(msg, v)
 	}
@@ -408,8 +408,11 @@ func (s *session) Data(r io.Reader) error {
 	if err != nil {
 		code = err.Code
 	}
+	// docs/operations.md names every field: "where is my mail?" is one
+	// grep for its Message-ID, queue id or quarantine id.
 	s.log.Info("message",
-		"queue", queueID, "helo", s.info.Helo, "from", s.env.From, "rcpts", s.env.Rcpts,
+		"queue", queueID, "message_id", msg.Header.Get("Message-Id"), "quarantine_id", quarantineID,
+		"helo", s.info.Helo, "from", s.env.From, "rcpts", s.env.Rcpts,
 		"size", len(raw), "score", v.Score, "symbols", v.SymbolNames(), "action", v.Action.String(),
 		"policy", v.Policy, "reply", code, "duration", time.Since(start).Round(time.Microsecond))
 	if err != nil {
@@ -456,11 +459,12 @@ func (s *session) readMessage(r io.Reader) ([]byte, *smtp.SMTPError) {
 	return buf.Bytes(), nil
 }
 
-// act carries out a data-stage verdict. A nil result means the message is
-// durably stored.
-func (s *session) act(ctx context.Context, queueID string, msg *filters.Message, v rules.Verdict) *smtp.SMTPError {
+// act carries out a data-stage verdict. A nil error means the message is
+// durably stored; the id is its quarantine id when it was quarantined (0
+// otherwise).
+func (s *session) act(ctx context.Context, queueID string, msg *filters.Message, v rules.Verdict) (int64, *smtp.SMTPError) {
 	if err := earlyReply(v); err != nil {
-		return err
+		return 0, err
 	}
 	header := s.traceHeader(queueID, v)
 	body := s.rewrite(msg, v)
@@ -469,13 +473,13 @@ func (s *session) act(ctx context.Context, queueID string, msg *filters.Message,
 		users[i] = r.userID
 	}
 	if v.Action == policies.ActionQuarantine {
-		_, err := s.srv.deps.Quarantine.Put(ctx, header, body, s.quarantineRecord(queueID, msg, v), users)
+		e, err := s.srv.deps.Quarantine.Put(ctx, header, body, s.quarantineRecord(queueID, msg, v), users)
 		if err != nil {
 			s.log.Error("quarantine failed", "queue", queueID, "err", err)
 			s.srv.obs.StoreError("quarantine")
-			return errTempLocal
+			return 0, errTempLocal
 		}
-		return nil
+		return e.ID, nil
 	}
 	targets := make([]mailstore.Target, len(users))
 	for i, u := range users {
@@ -484,7 +488,7 @@ func (s *session) act(ctx context.Context, queueID string, msg *filters.Message,
 	if _, err := s.srv.deps.Store.Deliver(ctx, &mailstore.Delivery{Header: header, Body: body, Targets: targets}); err != nil {
 		s.log.Error("delivery failed", "queue", queueID, "err", err)
 		s.srv.obs.StoreError("deliver")
-		return errTempLocal
+		return 0, errTempLocal
 	}
-	return nil
+	return 0, nil
 }

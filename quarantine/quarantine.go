@@ -496,3 +496,18 @@ func (q *Quarantine) Tidy(ctx context.Context) (int, error) {
 	})
 	return n, err
 }
+
+// Stats returns how many messages the quarantine holds and when the
+// oldest of them came (zero when it is empty), for the metrics.
+func (q *Quarantine) Stats(ctx context.Context) (int, time.Time, error) {
+	var n int
+	var oldest sql.NullInt64
+	err := q.store.DB().QueryRowContext(ctx, "SELECT count(*), min(created) FROM quarantine").Scan(&n, &oldest)
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("quarantine stats: %w", err)
+	}
+	if !oldest.Valid {
+		return n, time.Time{}, nil
+	}
+	return n, time.Unix(oldest.Int64, 0), nil
+}

@@ -53,7 +53,8 @@ type learnJob struct {
 // learned, the quarantine bookkeeping still happens); count, when not nil,
 // is told of every training event by kind: "ham", "spam", "dropped" (the
 // queue was full) or "unlearned" (no learner), and of every sender
-// allow-listed on release ("allowlisted").
+// allow-listed on release ("allowlisted") and of every message a user
+// released from Quarantine ("released").
 func NewReview(q *Quarantine, learner Learner, log *slog.Logger, count func(kind string)) *Review {
 	if count == nil {
 		count = func(string) {}
@@ -102,6 +103,11 @@ func (r *Review) Moved(user mailstore.User, from, to mailstore.Mailbox, msgs []m
 	case isQuarantine(from):
 		spam = isJunk(to) || isTrash(to)
 		ham = !spam
+		if ham {
+			for range msgs {
+				r.counts("released")
+			}
+		}
 		if ham && r.q.cfg.AllowSenderOnRelease {
 			r.allowSenders(user, msgs)
 		}

@@ -228,6 +228,17 @@ func (p *Pipeline) Filters(stage filters.Stage) []string {
 	return names
 }
 
+// Timeouts returns every filter's deadline by filter name.
+func (p *Pipeline) Timeouts() map[string]time.Duration {
+	t := make(map[string]time.Duration)
+	for _, list := range p.stages {
+		for _, sf := range list {
+			t[sf.name] = sf.timeout
+		}
+	}
+	return t
+}
+
 // orderWaves places every filter in the wave after the latest wave of the
 // filters of its stage it runs after (filters.Sequenced).
 func (p *Pipeline) orderWaves() error {

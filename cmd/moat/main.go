@@ -7,6 +7,9 @@
 //	moat user allowlist [-config FILE] [-add SENDER] [-remove SENDER] ADDRESS
 //	moat quarantine list|show|release|delete [-config FILE] [ID]
 //	moat import [-config FILE] [-mailbox NAME] ADDRESS MAILDIR
+//	moat backup [-config FILE] DEST
+//	moat restore SRC DATADIR
+//	moat verify [-config FILE] [-orphan-age D] [DIR]
 //	moat version
 package main
 
@@ -53,6 +56,9 @@ commands:
   greylist list [NET]         list greylisting records (-limit N)
   greylist allow IP|NET       stop greylisting a client network (-days N: for a while)
   greylist delete IP|NET      forget the greylisting records of a network
+  backup DEST                 copy the data consistently into DEST while moat runs
+  restore SRC DATADIR         verify the backup SRC and restore it into the empty DATADIR
+  verify [DIR]                check a data folder or a backup (exit 1 on problems)
   version                     print the version
 
 every command but version takes -config FILE
@@ -86,6 +92,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdRules(rest, stdout)
 	case "greylist":
 		err = cmdGreylist(rest, stdout)
+	case "backup":
+		err = cmdBackup(rest, stdout)
+	case "restore":
+		err = cmdRestore(rest, stdout)
+	case "verify":
+		err = cmdVerify(rest, stdout)
 	case "version":
 		fmt.Fprintln(stdout, "moat", versionString())
 	case "help", "-h", "-help", "--help":

@@ -75,6 +75,7 @@ type app struct {
 	metrics   *metrics.Metrics
 	http      *http.Server
 	listeners map[string]net.Listener
+	health    readiness
 	wg        sync.WaitGroup
 	stop      chan struct{}
 	errc      chan error
@@ -336,6 +337,7 @@ func (a *app) reload(path string) error {
 		return err
 	}
 	a.smtp.SetJudge(j.judge)
+	a.metrics.SetFilters(j.judge.Pipeline.Timeouts())
 	a.learner.SetClassifier(j.cls)
 	a.swapFilters(j.filters)
 	old := a.cfg
@@ -414,6 +416,7 @@ func startWith(cfg *Config, log *slog.Logger, out io.Writer, opts startOptions) 
 		return nil, err
 	}
 	a.swapFilters(j.filters)
+	a.metrics.SetFilters(j.judge.Pipeline.Timeouts())
 	if j.filters.geoip != nil && len(j.filters.geoip.Databases()) == 0 {
 		log.Info("no GeoIP database configured: the geoip filter finds nothing (filters.geoip.country_db, asn_db)")
 	}
@@ -438,6 +441,9 @@ func startWith(cfg *Config, log *slog.Logger, out io.Writer, opts startOptions) 
 	a.imap.Reviewer = a.review
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", a.metrics.Handler())
+	a.health.ping = a.store.Ping
+	a.health.handle(mux)
+	a.watchOps(tlsConfig)
 	a.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	for _, l := range []struct {
@@ -489,6 +495,7 @@ func startWith(cfg *Config, log *slog.Logger, out io.Writer, opts startOptions) 
 			greylist.Options{Now: a.now, Observer: greylistObserver{a.metrics, log}})
 	}()
 	ok = true
+	a.health.ready.Store(true)
 	return a, nil
 }
 
@@ -513,6 +520,7 @@ func (a *app) Close(ctx context.Context) error {
 	default:
 		close(a.stop)
 	}
+	a.health.ready.Store(false)
 	var errs []error
 	if a.smtp != nil {
 		errs = append(errs, a.smtp.Shutdown(ctx))

@@ -9,6 +9,7 @@
 package mailstore
 
 import (
+	"context"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -169,3 +170,12 @@ func (s *Store) Close() error {
 // messages, blobs, allowed_senders, state) are read through the store's
 // methods, so that their layout can change with the store's migrations.
 func (s *Store) DB() *sql.DB { return s.rdb }
+
+// Ping reports whether the index answers a read, for a readiness check.
+func (s *Store) Ping(ctx context.Context) error {
+	var n int
+	if err := s.rdb.QueryRowContext(ctx, "SELECT count(*) FROM schema_versions").Scan(&n); err != nil {
+		return fmt.Errorf("index: %w", err)
+	}
+	return nil
+}

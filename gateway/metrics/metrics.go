@@ -38,6 +38,7 @@ type Metrics struct {
 	rateLimited   *prometheus.CounterVec
 	listLookups   *prometheus.CounterVec
 	listUsable    *prometheus.GaugeVec
+	ops           opsMetrics
 }
 
 // New registers every collector, plus the Go and process collectors.
@@ -84,7 +85,7 @@ func New() *Metrics {
 		}, []string{"protocol", "reason"}),
 		reviews: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "moat_review_events_total",
-			Help: "Training events from users' moves in IMAP, by kind (ham, spam, dropped, unlearned).",
+			Help: "Events of users' reviews and of learning, by kind: training (ham, spam, dropped, unlearned, autolearn), allowlisted, released (moved out of Quarantine).",
 		}, []string{"kind"}),
 		authResults: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "moat_auth_results_total",
@@ -114,7 +115,10 @@ func New() *Metrics {
 			Name: "moat_dnsbl_zone_usable",
 			Help: "1 when a DNS list answered as it should at its last probe, 0 when it answers everything or refuses us and is ignored.",
 		}, []string{"zone"}),
+		ops: newOpsMetrics(),
 	}
+	m.reg.MustRegister(m.ops.collectors()...)
+	m.initLabels()
 	m.reg.MustRegister(m.connections, m.replies, m.messages, m.symbols, m.filterSeconds, m.filterErrors,
 		m.score, m.storeErrors, m.loginFailures, m.reviews, m.authResults, m.demands, m.dnsLookups,
 		m.greylist, m.rateLimited, m.listLookups, m.listUsable,
