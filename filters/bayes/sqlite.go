@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver (pure Go, no cgo)
@@ -25,9 +24,6 @@ import (
 type SQLiteStore struct {
 	wdb, rdb *sql.DB
 	path     string
-
-	mu     sync.Mutex
-	models map[string]int64 // user → model id, for models known to exist
 
 	mir mirror
 }
@@ -114,10 +110,7 @@ func openSQLite(path, durability string) (*SQLiteStore, error) {
 	rdb.SetMaxOpenConns(8)
 	rdb.SetMaxIdleConns(8)
 	rdb.SetConnMaxIdleTime(0)
-	s := &SQLiteStore{wdb: wdb, rdb: rdb, path: path, models: map[string]int64{"": 0}}
-	s.mir.models = make(map[int64]*memModel)
-	s.mir.gen = -1
-	return s, nil
+	return &SQLiteStore{wdb: wdb, rdb: rdb, path: path, mir: newMirror()}, nil
 }
 
 func migrateSQLite(db *sql.DB) error {
@@ -155,14 +148,10 @@ func (s *SQLiteStore) Close() error {
 	return errors.Join(s.rdb.Close(), s.wdb.Close())
 }
 
-// modelID returns the id of a user's model, or -1 when it does not exist.
+// modelID implements source: the id of a user's model, or -1 when it
+// does not exist. The mirror remembers the answer, absence included.
 func (s *SQLiteStore) modelID(ctx context.Context, user string) (int64, error) {
-	s.mu.Lock()
-	id, ok := s.models[user]
-	s.mu.Unlock()
-	if ok {
-		return id, nil
-	}
+	var id int64
 	err := s.rdb.QueryRowContext(ctx, `SELECT id FROM models WHERE user = ?`, user).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return -1, nil
@@ -170,15 +159,12 @@ func (s *SQLiteStore) modelID(ctx context.Context, user string) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("bayes model of %q: %w", user, err)
 	}
-	s.mu.Lock()
-	s.models[user] = id
-	s.mu.Unlock()
 	return id, nil
 }
 
 // Totals implements Store.
 func (s *SQLiteStore) Totals(ctx context.Context, user string) (Totals, error) {
-	m, err := s.loaded(ctx, user)
+	m, err := s.mir.loaded(ctx, s, user)
 	if err != nil || m == nil {
 		return Totals{}, err
 	}
@@ -193,7 +179,7 @@ func (s *SQLiteStore) Lookup(ctx context.Context, user string, features []uint64
 	if len(out) != len(features) {
 		return fmt.Errorf("bayes lookup: %d slots for %d features", len(out), len(features))
 	}
-	m, err := s.loaded(ctx, user)
+	m, err := s.mir.loaded(ctx, s, user)
 	if err != nil {
 		return err
 	}
@@ -338,6 +324,7 @@ func (s *SQLiteStore) Train(ctx context.Context, events []Event) (int, error) {
 	if err := tx.Commit(); err != nil {
 		return 0, fmt.Errorf("bayes train: %w", err)
 	}
+	s.mir.known(ids)
 	s.mir.apply(gen, deltas, totals)
 	return changed, nil
 }
