@@ -24,6 +24,11 @@ var stateFilters = []string{"greylist", "ratelimit-connect", "ratelimit-mail", "
 type sharedState struct {
 	cfg state.Config
 	rdb *redis.Client // nil for the sqlite backend
+	// bayesRdb is the classifier's client: its commands wait up to a
+	// minute, since training a corpus is one script that takes seconds;
+	// a classification's reads are bounded by the filter's deadline.
+	bayesRdb *redis.Client
+	obs      state.Observer
 }
 
 // openState makes the Redis client when the state is on Redis (it
@@ -31,7 +36,7 @@ type sharedState struct {
 // keep moat from starting, the checks that need it fail until it is
 // back). obs times Redis commands; may be nil.
 func openState(cfg state.Config, obs state.Observer) (*sharedState, error) {
-	s := &sharedState{cfg: cfg}
+	s := &sharedState{cfg: cfg, obs: obs}
 	if cfg.Redis() {
 		var err error
 		if s.rdb, err = state.NewClient(cfg, obs); err != nil {
@@ -62,9 +67,16 @@ func (s *sharedState) classifier(cfg bayes.Config, dataDir string) (*bayes.Class
 	if s.rdb == nil {
 		return bayes.Open(cfg, dataDir)
 	}
+	long := s.cfg
+	long.ReadTimeout, long.WriteTimeout = time.Minute, time.Minute
+	long.PoolSize = max(4, s.cfg.PoolSize/4)
+	var err error
+	if s.bayesRdb, err = state.NewClient(long, s.obs); err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	st, err := bayes.NewRedisStore(ctx, s.rdb, s.cfg.KeyPrefix, cfg.MaxTokens)
+	st, err := bayes.NewRedisStore(ctx, s.bayesRdb, s.cfg.KeyPrefix, cfg.MaxTokens)
 	if err != nil {
 		return nil, err
 	}
@@ -73,13 +85,19 @@ func (s *sharedState) classifier(cfg bayes.Config, dataDir string) (*bayes.Class
 
 // Close closes the Redis client.
 func (s *sharedState) Close() error {
-	if s == nil || s.rdb == nil {
+	if s == nil {
 		return nil
 	}
-	if err := s.rdb.Close(); err != nil && !errors.Is(err, redis.ErrClosed) {
-		return err
+	var errs []error
+	for _, c := range []*redis.Client{s.rdb, s.bayesRdb} {
+		if c == nil {
+			continue
+		}
+		if err := c.Close(); err != nil && !errors.Is(err, redis.ErrClosed) {
+			errs = append(errs, err)
+		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // addStateRules applies state.on_error to the filters that need the

@@ -61,17 +61,23 @@ const maxLogged = 1 << 20
 
 // NewRedisStore returns a store over rdb with keys under
 // prefix+"bayes:". maxTokens (Config.MaxTokens) sizes the buckets when
-// the store is new; the first node decides for all. The caller keeps
-// ownership of rdb.
+// the store is new; the first node decides for all (a node that starts
+// while Redis is down uses its own count, the same for the same
+// max_tokens). The caller keeps ownership of rdb.
 func NewRedisStore(ctx context.Context, rdb redis.UniversalClient, prefix string, maxTokens int) (*RedisStore, error) {
 	s := &RedisStore{rdb: rdb, prefix: prefix + "bayes:", mir: newMirror()}
 	want := uint64(1) << bits.Len64(uint64(max(64, maxTokens/64))-1)
+	s.buckets = want
 	if err := rdb.SetNX(ctx, s.prefix+"buckets", want, 0).Err(); err != nil {
-		return nil, fmt.Errorf("bayes: redis: %w", err)
+		// Redis is down: nodes with the same max_tokens agree anyway.
+		return s, nil
 	}
 	n, err := rdb.Get(ctx, s.prefix+"buckets").Uint64()
-	if err != nil || n == 0 || n&(n-1) != 0 {
-		return nil, fmt.Errorf("bayes: redis: bucket count %d: %v", n, err)
+	if err != nil {
+		return s, nil
+	}
+	if n == 0 || n&(n-1) != 0 {
+		return nil, fmt.Errorf("bayes: redis: stored bucket count %d is not a power of two", n)
 	}
 	s.buckets = n
 	return s, nil
