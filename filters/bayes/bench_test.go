@@ -3,6 +3,7 @@ package bayes
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/moatmail/moat/filters"
 	"github.com/moatmail/moat/filters/state"
@@ -74,7 +75,7 @@ func BenchmarkClassify10KBStores(b *testing.B) {
 	b.Run("redis", func(b *testing.B) {
 		srv := redistest.Start(b)
 		cfg := state.DefaultConfig()
-		cfg.Backend, cfg.Address = state.BackendRedis, srv.Addr()
+		cfg.Backend, cfg.Address, cfg.ReadTimeout = state.BackendRedis, srv.Addr(), time.Minute
 		rdb, err := state.NewClient(cfg, nil)
 		if err != nil {
 			b.Fatal(err)
