@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/moatmail/moat/filters/bayes"
+	"github.com/moatmail/moat/filters/state"
 	"github.com/moatmail/moat/policies"
 )
 
@@ -64,7 +65,7 @@ func cmdBayes(args []string, stdout io.Writer) error {
 	if len(rest) != 0 {
 		return usageError{fmt.Sprintf("bayes %s: unexpected argument %q", sub, rest[0])}
 	}
-	dataDir, bcfg, tag, err := bayesConfig(path)
+	dataDir, bcfg, scfg, tag, err := bayesConfig(path)
 	if err != nil {
 		return err
 	}
@@ -83,7 +84,7 @@ func cmdBayes(args []string, stdout io.Writer) error {
 		if spam == "" && ham == "" {
 			return usageError{"bayes train: want --spam and/or --ham"}
 		}
-		return bayesTrain(ctx, stdout, bcfg, dataDir, spam, ham, user)
+		return bayesTrain(ctx, stdout, scfg, bcfg, dataDir, spam, ham, user)
 	case "eval":
 		if spam == "" || ham == "" {
 			return usageError{"bayes eval: --spam and --ham are required"}
@@ -98,7 +99,7 @@ func cmdBayes(args []string, stdout io.Writer) error {
 		}
 		return bayesEval(ctx, stdout, bcfg, spam, ham, opt, scores, threshold)
 	case "stats":
-		return bayesStats(ctx, stdout, bcfg, dataDir)
+		return bayesStats(ctx, stdout, scfg, bcfg, dataDir)
 	}
 	return usageError{fmt.Sprintf("bayes: unknown subcommand %q", sub)}
 }
@@ -106,16 +107,31 @@ func cmdBayes(args []string, stdout io.Writer) error {
 // bayesConfig returns the data folder, the [filters.bayes] section and the
 // default policy's tag threshold of a configuration file (the embedded
 // default when path is empty).
-func bayesConfig(path string) (string, bayes.Config, float64, error) {
+func bayesConfig(path string) (string, bayes.Config, state.Config, float64, error) {
 	cfg, err := loadConfig(path)
 	if err != nil {
-		return "", bayes.Config{}, 0, err
+		return "", bayes.Config{}, state.Config{}, 0, err
 	}
 	pols, err := policies.New(cfg.Policies)
 	if err != nil {
-		return "", bayes.Config{}, 0, err
+		return "", bayes.Config{}, state.Config{}, 0, err
 	}
-	return cfg.DataDir, cfg.Filters.Bayes, pols.For("").TagScore, nil
+	return cfg.DataDir, cfg.Filters.Bayes, cfg.State, pols.For("").TagScore, nil
+}
+
+// openClassifier opens the classifier where [state] keeps its tokens;
+// closing it closes the Redis client too.
+func openClassifier(scfg state.Config, cfg bayes.Config, dataDir string) (*bayes.Classifier, func(), error) {
+	shared, err := openState(scfg, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := shared.classifier(cfg, dataDir)
+	if err != nil {
+		shared.Close()
+		return nil, nil, err
+	}
+	return c, func() { c.Close(); shared.Close() }, nil
 }
 
 // actingThreshold is the probability the figures are reported at: from it
@@ -129,12 +145,12 @@ func actingThreshold(cfg bayes.Config, tag float64) float64 {
 	return cfg.SpamThreshold()
 }
 
-func bayesTrain(ctx context.Context, w io.Writer, cfg bayes.Config, dataDir, spam, ham, user string) error {
-	c, err := bayes.Open(cfg, dataDir)
+func bayesTrain(ctx context.Context, w io.Writer, scfg state.Config, cfg bayes.Config, dataDir, spam, ham, user string) error {
+	c, closeAll, err := openClassifier(scfg, cfg, dataDir)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
+	defer closeAll()
 	t0 := time.Now()
 	var sets [2][]bayes.Sample
 	for i, path := range []string{spam, ham} {
@@ -158,20 +174,24 @@ func bayesTrain(ctx context.Context, w io.Writer, cfg bayes.Config, dataDir, spa
 	if _, err := c.Prune(ctx); err != nil {
 		return err
 	}
-	return bayesStats(ctx, w, cfg, dataDir)
+	return bayesStats(ctx, w, scfg, cfg, dataDir)
 }
 
-func bayesStats(ctx context.Context, w io.Writer, cfg bayes.Config, dataDir string) error {
-	c, err := bayes.Open(cfg, dataDir)
+func bayesStats(ctx context.Context, w io.Writer, scfg state.Config, cfg bayes.Config, dataDir string) error {
+	c, closeAll, err := openClassifier(scfg, cfg, dataDir)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
+	defer closeAll()
 	st, err := c.Store().Stats(ctx)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "database %s, %.1f MB\n", bayes.DatabasePath(cfg, dataDir), float64(st.Bytes)/1e6)
+	if scfg.Redis() {
+		fmt.Fprintf(w, "redis %s (keys %sbayes:), used_memory %.1f MB\n", scfg.Address, scfg.KeyPrefix, float64(st.Bytes)/1e6)
+	} else {
+		fmt.Fprintf(w, "database %s, %.1f MB\n", bayes.DatabasePath(cfg, dataDir), float64(st.Bytes)/1e6)
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "MODEL\tSPAM\tHAM\tFEATURES\tTRAINED\tLOGISTIC")
 	for _, m := range st.Models {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/moatmail/moat/delivery/mailstore"
 	"github.com/moatmail/moat/filters"
 	"github.com/moatmail/moat/filters/resolver"
+	"github.com/moatmail/moat/filters/state/redistest"
 	"github.com/moatmail/moat/policies"
 	"github.com/moatmail/moat/rules"
 )
@@ -78,8 +80,31 @@ score = 1.0
 // BenchmarkSMTPAccept10KB sends 10 KB messages through moat's SMTP front
 // over loopback, from parallel sessions (one connection per session, many
 // messages each), with the pipeline on and fsync durability.
-func BenchmarkSMTPAccept10KB(b *testing.B) {
-	cfg, err := parseConfig(testConfig(b.TempDir(), ""), "bench")
+func BenchmarkSMTPAccept10KB(b *testing.B) { benchSMTPAccept(b, "") }
+
+// BenchmarkSMTPAcceptState is SMTP acceptance with the rate limits
+// counting loopback (three stores asked per message: connect, mail,
+// rcpt) and the classifier on, with the state in SQLite and memory
+// beside Redis on loopback.
+func BenchmarkSMTPAcceptState(b *testing.B) {
+	const limits = `
+[filters.ratelimit]
+exempt_networks = []
+connections = { limit = 1000000000, per = "1m" }
+messages_per_network = { limit = 1000000000, per = "1h" }
+messages_per_sender = { limit = 1000000000, per = "1h" }
+recipients_per_network = { limit = 1000000000, per = "1h" }
+recipients_per_sender = { limit = 1000000000, per = "1h" }
+`
+	b.Run("sqlite", func(b *testing.B) { benchSMTPAccept(b, limits) })
+	b.Run("redis", func(b *testing.B) {
+		srv := redistest.Start(b)
+		benchSMTPAccept(b, limits+fmt.Sprintf("[state]\nbackend = \"redis\"\naddress = %q\n", srv.Addr()))
+	})
+}
+
+func benchSMTPAccept(b *testing.B, extra string) {
+	cfg, err := parseConfig(testConfig(b.TempDir(), extra), "bench")
 	if err != nil {
 		b.Fatal(err)
 	}

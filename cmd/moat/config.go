@@ -32,6 +32,7 @@ import (
 	"github.com/moatmail/moat/filters/rdns"
 	"github.com/moatmail/moat/filters/resolver"
 	"github.com/moatmail/moat/filters/spf"
+	"github.com/moatmail/moat/filters/state"
 	"github.com/moatmail/moat/filters/uribl"
 	"github.com/moatmail/moat/gateway"
 	"github.com/moatmail/moat/gateway/throttle"
@@ -62,6 +63,7 @@ type Config struct {
 	Auth       throttle.Config   `toml:"auth_throttle"`
 	DNS        resolver.Config   `toml:"dns"`
 	Filters    FiltersConfig     `toml:"filters"`
+	State      state.Config      `toml:"state"`
 	Rules      rules.Config      `toml:"rules"`
 	Policies   policies.Config   `toml:"policies"`
 	Quarantine quarantine.Config `toml:"quarantine"`
@@ -142,7 +144,8 @@ func parseConfig(text, name string) (*Config, error) {
 	// Sections whose zero values are meaningful (a score of 0, a cache of
 	// 0) start from their defaults; the file overrides what it sets.
 	cfg := Config{
-		DNS: resolver.DefaultConfig(),
+		DNS:   resolver.DefaultConfig(),
+		State: state.DefaultConfig(),
 		Filters: FiltersConfig{
 			RDNS:        rdns.DefaultConfig(),
 			SPF:         spf.DefaultConfig(),
@@ -221,6 +224,8 @@ func (c *Config) Validate() error {
 	add("auth_throttle", c.Auth.Validate())
 	add("dns", c.DNS.Validate())
 	add("filters", c.Filters.validate())
+	add("state", c.State.Validate())
+	c.addStateRules()
 	c.addBuiltinRules()
 	add("rules", c.Rules.Validate())
 	if err := c.Policies.Validate(); err != nil {

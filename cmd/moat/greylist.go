@@ -36,7 +36,12 @@ func cmdGreylist(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	st, err := greylist.Open(cfg.Filters.Greylist, cfg.DataDir)
+	shared, err := openState(cfg.State, nil)
+	if err != nil {
+		return err
+	}
+	defer shared.Close()
+	st, err := shared.greylist(cfg.Filters.Greylist, cfg.DataDir)
 	if err != nil {
 		return err
 	}

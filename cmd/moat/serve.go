@@ -60,9 +60,12 @@ type app struct {
 	dns *resolver.DNS
 	// greylist and rates are the state of greylisting and rate limits,
 	// kept across reloads; now is their clock (nil: time.Now).
-	greylist *greylist.SQLiteStore
-	rates    *ratelimit.MemoryStore
+	greylist greylist.Store
+	rates    ratelimit.Store
 	now      func() time.Time
+	// state opened those stores (and the classifier's) where [state]
+	// says; it holds the Redis client.
+	state *sharedState
 	// filters are those of the configuration in force, to close when a
 	// reload replaces them.
 	filtersMu sync.Mutex
@@ -346,7 +349,7 @@ func (a *app) reload(path string) error {
 		old, new any
 	}{
 		{"data_dir", old.DataDir, cfg.DataDir}, {"listen", old.Listen, cfg.Listen}, {"tls", old.TLS, cfg.TLS},
-		{"dns", old.DNS, cfg.DNS},
+		{"dns", old.DNS, cfg.DNS}, {"state", old.State, cfg.State},
 		{"smtp", old.SMTP, cfg.SMTP}, {"imap", old.IMAP, cfg.IMAP}, {"auth_throttle", old.Auth, cfg.Auth},
 		{"quarantine", old.Quarantine, cfg.Quarantine}, {"log", old.Log, cfg.Log},
 	} {
@@ -399,7 +402,10 @@ func startWith(cfg *Config, log *slog.Logger, out io.Writer, opts startOptions) 
 		log.Info("generated a self-signed certificate", "dir", filepath.Join(cfg.DataDir, "tls"))
 	}
 	a.metrics = metrics.New()
-	if a.bayes, err = bayes.Open(cfg.Filters.Bayes, cfg.DataDir); err != nil {
+	if a.state, err = openState(cfg.State, a.metrics); err != nil {
+		return nil, err
+	}
+	if a.bayes, err = a.state.classifier(cfg.Filters.Bayes, cfg.DataDir); err != nil {
 		return nil, err
 	}
 	if a.dns, err = resolver.New(cfg.DNS); err != nil {
@@ -407,10 +413,10 @@ func startWith(cfg *Config, log *slog.Logger, out io.Writer, opts startOptions) 
 	}
 	// The greylisting state is opened whether or not the filter is on, so
 	// that a reload can switch it on.
-	if a.greylist, err = greylist.Open(cfg.Filters.Greylist, cfg.DataDir); err != nil {
+	if a.greylist, err = a.state.greylist(cfg.Filters.Greylist, cfg.DataDir); err != nil {
 		return nil, err
 	}
-	a.rates = ratelimit.NewMemoryStore(cfg.Filters.RateLimit.MaxKeys)
+	a.rates = a.state.rates(cfg.Filters.RateLimit)
 	j, err := buildJudge(cfg, a.builtOnce())
 	if err != nil {
 		return nil, err
@@ -552,6 +558,7 @@ func (a *app) Close(ctx context.Context) error {
 	if a.greylist != nil {
 		errs = append(errs, a.greylist.Close())
 	}
+	errs = append(errs, a.state.Close())
 	a.swapFilters(builtFilters{})
 	if a.store != nil {
 		errs = append(errs, a.store.Close())

@@ -321,7 +321,7 @@ func TestPrune(t *testing.T) {
 	if _, err := s.Train(ctx, events); err != nil {
 		t.Fatal(err)
 	}
-	mirrored, err := s.loaded(ctx, "")
+	mirrored, err := s.mir.loaded(ctx, s, "")
 	if err != nil || mirrored == nil {
 		t.Fatalf("model: %v %v", mirrored, err)
 	}

@@ -8,8 +8,8 @@ import (
 	"time"
 )
 
-// mirror is the in-memory copy of the models a SQLiteStore has been asked
-// about. A message has thousands of features, most of them never seen
+// mirror is the in-memory copy of the models a store (SQLiteStore,
+// RedisStore) has been asked about. A message has thousands of features, most of them never seen
 // before; probing SQLite's B-tree for each costs about 3 µs (pure Go
 // SQLite), a map probe about 50 ns. So a model is read whole on first use
 // (a million features take some 30 MB and a second or two) and kept in
@@ -18,16 +18,50 @@ import (
 //   - this store's own training and pruning apply the same changes to
 //     the mirror right after their transactions commit (a prune does not
 //     make the next message wait for a model to reload);
-//   - the database's generation counter (meta.gen, bumped by every
-//     training transaction and prune) is compared at most once a second:
-//     when another process trained (`moat bayes train` beside `moat
-//     serve`), the mirror is dropped and models reload on next use.
+//   - the store's generation counter (bumped by every training
+//     transaction and prune) is compared at most once a second: when
+//     another process (`moat bayes train` beside `moat serve`) or another
+//     node (a shared Redis) trained, the mirror applies that training
+//     from the store's change log when the store keeps one (RedisStore),
+//     or is dropped and models reload on next use (SQLiteStore).
+//
+// The mirror also remembers which users have a model and which have
+// none, so that a message to a user without a model (every user, on an
+// install not yet trained) costs no query: the absences are forgotten
+// when the generation moves (another writer may have made the model).
 type mirror struct {
 	mu      sync.RWMutex
-	gen     int64 // the database generation the models reflect; -1: none
+	gen     int64 // the store generation the models reflect; -1: none
 	checked time.Time
 	models  map[int64]*memModel
-	loadMu  sync.Mutex // one model load at a time
+	ids     map[string]int64 // user → model id, -1: no model
+	loadMu  sync.Mutex       // one model load at a time
+}
+
+// source is what a mirror reads its store through.
+type source interface {
+	// generation returns the store's generation.
+	generation(ctx context.Context) (int64, error)
+	// modelID returns a user's model id, -1 when there is none.
+	modelID(ctx context.Context, user string) (int64, error)
+	// load reads one model whole, with the generation it reflects.
+	load(ctx context.Context, id int64) (*memModel, int64, error)
+	// changes returns the changes that made the generations after gen,
+	// oldest first; ok false when the store cannot tell (it keeps no
+	// log, or no longer holds that part of it).
+	changes(ctx context.Context, gen int64) (_ []change, ok bool, _ error)
+}
+
+// change is one logged training or prune of the store.
+type change struct {
+	gen    int64
+	deltas map[tokenKey]tokenDelta // a training's
+	totals map[int64]Totals        // a training's
+	gone   []tokenKey              // a prune's
+}
+
+func newMirror() mirror {
+	return mirror{gen: -1, models: make(map[int64]*memModel), ids: map[string]int64{"": 0}}
 }
 
 type memModel struct {
@@ -40,7 +74,8 @@ type memModel struct {
 const refreshEvery = time.Second
 
 // advance moves the mirror to generation gen, made by a transaction of
-// this store, before its changes are patched in. It reports whether to
+// this store (or logged by another writer), before its changes are
+// patched in. It reports whether to
 // patch them: not when the mirror already reflects gen (a model loaded
 // after the commit), nor when another writer came between, which makes
 // the models unpatchable: they are dropped. m.mu must be held.
@@ -52,9 +87,20 @@ func (m *mirror) advance(gen int64) bool {
 	case m.gen >= gen:
 		return false
 	}
-	m.models = make(map[int64]*memModel)
-	m.gen = gen
+	m.reset(gen)
 	return false
+}
+
+// reset drops the models and the remembered absences, at generation gen.
+// m.mu must be held.
+func (m *mirror) reset(gen int64) {
+	m.models = make(map[int64]*memModel)
+	for u, id := range m.ids {
+		if id < 0 {
+			delete(m.ids, u)
+		}
+	}
+	m.gen = gen
 }
 
 // keep adds model id, read whole from a snapshot of generation gen, to
@@ -70,8 +116,7 @@ func (m *mirror) keep(id int64, mm *memModel, gen int64) {
 	case gen < m.gen:
 		return
 	case gen > m.gen:
-		m.models = make(map[int64]*memModel)
-		m.gen = gen
+		m.reset(gen)
 	}
 	m.models[id] = mm
 }
@@ -81,9 +126,13 @@ func (m *mirror) keep(id int64, mm *memModel, gen int64) {
 func (m *mirror) apply(gen int64, deltas map[tokenKey]tokenDelta, totals map[int64]Totals) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !m.advance(gen) {
-		return
+	if m.advance(gen) {
+		m.patch(deltas, totals)
 	}
+}
+
+// patch applies a training's changes to the models. m.mu must be held.
+func (m *mirror) patch(deltas map[tokenKey]tokenDelta, totals map[int64]Totals) {
 	for id, t := range totals {
 		if mm := m.models[id]; mm != nil {
 			mm.totals.Spam = max(0, mm.totals.Spam+t.Spam)
@@ -113,9 +162,13 @@ func (m *mirror) apply(gen int64, deltas map[tokenKey]tokenDelta, totals map[int
 func (m *mirror) remove(gen int64, gone []tokenKey) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !m.advance(gen) {
-		return
+	if m.advance(gen) {
+		m.forget(gone)
 	}
+}
+
+// forget removes a prune's rows from the models. m.mu must be held.
+func (m *mirror) forget(gone []tokenKey) {
 	for _, k := range gone {
 		if mm := m.models[k.model]; mm != nil {
 			delete(mm.counts, k.hash)
@@ -123,61 +176,134 @@ func (m *mirror) remove(gen int64, gone []tokenKey) {
 	}
 }
 
-// refresh drops the mirror when the database moved on without it.
-func (s *SQLiteStore) refresh(ctx context.Context) error {
-	s.mir.mu.RLock()
-	fresh := time.Since(s.mir.checked) < refreshEvery
-	s.mir.mu.RUnlock()
+// refresh catches the mirror up when the store moved on without it: from
+// the store's change log when it has the changes, else by dropping the
+// models.
+func (m *mirror) refresh(ctx context.Context, src source) error {
+	m.mu.RLock()
+	fresh := time.Since(m.checked) < refreshEvery
+	m.mu.RUnlock()
 	if fresh {
 		return nil
 	}
-	var gen int64
-	if err := s.rdb.QueryRowContext(ctx, `SELECT gen FROM meta`).Scan(&gen); err != nil {
-		return fmt.Errorf("bayes generation: %w", err)
+	gen, err := src.generation(ctx)
+	if err != nil {
+		return err
 	}
-	s.mir.mu.Lock()
-	defer s.mir.mu.Unlock()
-	s.mir.checked = time.Now()
-	if gen != s.mir.gen {
-		s.mir.models = make(map[int64]*memModel)
-		s.mir.gen = gen
+	m.mu.RLock()
+	from := m.gen
+	m.mu.RUnlock()
+	var log []change
+	ok := false
+	if gen > from && from >= 0 {
+		if log, ok, err = src.changes(ctx, from); err != nil {
+			return err
+		}
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.checked = time.Now()
+	if gen == m.gen {
+		return nil
+	}
+	if ok {
+		for _, c := range log {
+			if c.gen != m.gen+1 {
+				continue // applied already (this store's own), or a gap: checked below
+			}
+			m.gen = c.gen
+			m.patch(c.deltas, c.totals)
+			m.forget(c.gone)
+		}
+		if m.gen >= gen {
+			return nil
+		}
+	}
+	m.reset(gen)
 	return nil
 }
 
 // loaded returns the mirrored model of a user, loading it if needed; nil
-// when the user has no model.
-func (s *SQLiteStore) loaded(ctx context.Context, user string) (*memModel, error) {
-	id, err := s.modelID(ctx, user)
-	if err != nil || id < 0 {
+// when the user has no model. When the store cannot be asked whether it
+// moved on (Redis is down), a model the mirror holds is used as it is:
+// classification goes on with what the node knew.
+func (m *mirror) loaded(ctx context.Context, src source, user string) (*memModel, error) {
+	if err := m.refresh(ctx, src); err != nil {
+		m.mu.RLock()
+		id, ok := m.ids[user]
+		mm := m.models[id]
+		m.mu.RUnlock()
+		if ok && (id < 0 || mm != nil) {
+			return mm, nil
+		}
 		return nil, err
 	}
-	if err := s.refresh(ctx); err != nil {
-		return nil, err
+	m.mu.RLock()
+	id, ok := m.ids[user]
+	gen := m.gen
+	m.mu.RUnlock()
+	if !ok {
+		var err error
+		if id, err = src.modelID(ctx, user); err != nil {
+			return nil, err
+		}
+		m.mu.Lock()
+		if m.gen == gen || id >= 0 {
+			m.ids[user] = id
+		}
+		m.mu.Unlock()
 	}
-	s.mir.mu.RLock()
-	m := s.mir.models[id]
-	s.mir.mu.RUnlock()
-	if m != nil {
-		return m, nil
+	if id < 0 {
+		return nil, nil
 	}
-	s.mir.loadMu.Lock()
-	defer s.mir.loadMu.Unlock()
-	s.mir.mu.RLock()
-	m = s.mir.models[id]
-	s.mir.mu.RUnlock()
-	if m != nil {
-		return m, nil
+	m.mu.RLock()
+	mm := m.models[id]
+	m.mu.RUnlock()
+	if mm != nil {
+		return mm, nil
 	}
-	m, gen, err := s.load(ctx, id)
+	m.loadMu.Lock()
+	defer m.loadMu.Unlock()
+	m.mu.RLock()
+	mm = m.models[id]
+	m.mu.RUnlock()
+	if mm != nil {
+		return mm, nil
+	}
+	mm, gen, err := src.load(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	s.mir.keep(id, m, gen)
-	return m, nil
+	m.keep(id, mm, gen)
+	return mm, nil
 }
 
-// load reads one model whole, with the generation of the same snapshot.
+// known records the model ids a training of this store used (made).
+func (m *mirror) known(ids map[string]int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for u, id := range ids {
+		if id >= 0 {
+			m.ids[u] = id
+		}
+	}
+}
+
+// generation implements source.
+func (s *SQLiteStore) generation(ctx context.Context) (int64, error) {
+	var gen int64
+	if err := s.rdb.QueryRowContext(ctx, `SELECT gen FROM meta`).Scan(&gen); err != nil {
+		return 0, fmt.Errorf("bayes generation: %w", err)
+	}
+	return gen, nil
+}
+
+// changes implements source: SQLite keeps no log; another process's
+// training reloads the models.
+func (s *SQLiteStore) changes(context.Context, int64) ([]change, bool, error) { return nil, false, nil }
+
+// load implements source: one model whole, with the generation of the
+// same snapshot.
 func (s *SQLiteStore) load(ctx context.Context, id int64) (*memModel, int64, error) {
 	tx, err := s.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver (pure Go, no cgo)
@@ -25,9 +24,6 @@ import (
 type SQLiteStore struct {
 	wdb, rdb *sql.DB
 	path     string
-
-	mu     sync.Mutex
-	models map[string]int64 // user → model id, for models known to exist
 
 	mir mirror
 }
@@ -114,10 +110,7 @@ func openSQLite(path, durability string) (*SQLiteStore, error) {
 	rdb.SetMaxOpenConns(8)
 	rdb.SetMaxIdleConns(8)
 	rdb.SetConnMaxIdleTime(0)
-	s := &SQLiteStore{wdb: wdb, rdb: rdb, path: path, models: map[string]int64{"": 0}}
-	s.mir.models = make(map[int64]*memModel)
-	s.mir.gen = -1
-	return s, nil
+	return &SQLiteStore{wdb: wdb, rdb: rdb, path: path, mir: newMirror()}, nil
 }
 
 func migrateSQLite(db *sql.DB) error {
@@ -155,14 +148,10 @@ func (s *SQLiteStore) Close() error {
 	return errors.Join(s.rdb.Close(), s.wdb.Close())
 }
 
-// modelID returns the id of a user's model, or -1 when it does not exist.
+// modelID implements source: the id of a user's model, or -1 when it
+// does not exist. The mirror remembers the answer, absence included.
 func (s *SQLiteStore) modelID(ctx context.Context, user string) (int64, error) {
-	s.mu.Lock()
-	id, ok := s.models[user]
-	s.mu.Unlock()
-	if ok {
-		return id, nil
-	}
+	var id int64
 	err := s.rdb.QueryRowContext(ctx, `SELECT id FROM models WHERE user = ?`, user).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return -1, nil
@@ -170,15 +159,12 @@ func (s *SQLiteStore) modelID(ctx context.Context, user string) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("bayes model of %q: %w", user, err)
 	}
-	s.mu.Lock()
-	s.models[user] = id
-	s.mu.Unlock()
 	return id, nil
 }
 
 // Totals implements Store.
 func (s *SQLiteStore) Totals(ctx context.Context, user string) (Totals, error) {
-	m, err := s.loaded(ctx, user)
+	m, err := s.mir.loaded(ctx, s, user)
 	if err != nil || m == nil {
 		return Totals{}, err
 	}
@@ -193,7 +179,7 @@ func (s *SQLiteStore) Lookup(ctx context.Context, user string, features []uint64
 	if len(out) != len(features) {
 		return fmt.Errorf("bayes lookup: %d slots for %d features", len(out), len(features))
 	}
-	m, err := s.loaded(ctx, user)
+	m, err := s.mir.loaded(ctx, s, user)
 	if err != nil {
 		return err
 	}
@@ -226,106 +212,37 @@ type learnedKey struct {
 }
 
 // Train implements Store. The events' effects are summed per feature in
-// memory first, so that a batch (`moat bayes train` of a whole folder)
-// writes each feature row once.
+// memory first (planTrain), so that a batch (`moat bayes train` of a
+// whole folder) writes each feature row once.
 func (s *SQLiteStore) Train(ctx context.Context, events []Event) (int, error) {
 	tx, err := s.wdb.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, fmt.Errorf("bayes train: %w", err)
 	}
 	defer tx.Rollback()
-	ids := make(map[string]int64)
-	state := make(map[learnedKey]Class) // Forget means "not learned"
-	deltas := make(map[tokenKey]tokenDelta)
-	totals := make(map[int64]Totals)
-	changed, stepped := 0, false
-	for _, ev := range events {
-		id, ok := ids[ev.User]
-		if !ok || id < 0 && ev.Class != Forget {
-			// A model that did not exist for a Forget is made for a
-			// later event of the batch that learns.
-			if id, err = ensureModel(ctx, tx, ev.User, ev.Class != Forget); err != nil {
-				return 0, err
-			}
-			ids[ev.User] = id
-		}
-		if id < 0 {
-			continue // forgetting in a model that does not exist
-		}
-		if ev.Step != 0 {
-			stepped = true
-			for _, f := range ev.Features {
-				tk := tokenKey{id, f}
-				d := deltas[tk]
-				d.weight += ev.Step
-				deltas[tk] = d
-			}
-		}
-		k := learnedKey{id, ev.Digest}
-		prev, ok := state[k]
-		if !ok {
-			var c int
-			err := tx.QueryRowContext(ctx, `SELECT class FROM learned WHERE model = ? AND digest = ?`, id, ev.Digest[:]).Scan(&c)
-			switch {
-			case errors.Is(err, sql.ErrNoRows):
-				prev = Forget
-			case err != nil:
-				return 0, fmt.Errorf("bayes train: %w", err)
-			default:
-				prev = Class(c)
-			}
-		}
-		if prev == ev.Class {
-			state[k] = prev
-			continue
-		}
-		changed++
-		state[k] = ev.Class
-		var ds, dh int32
-		switch prev {
-		case Spam:
-			ds--
-		case Ham:
-			dh--
-		}
-		switch ev.Class {
-		case Spam:
-			ds++
-		case Ham:
-			dh++
-		}
-		t := totals[id]
-		t.Spam += int64(ds)
-		t.Ham += int64(dh)
+	p, err := planTrain(events, func(user string, create bool) (int64, error) {
+		return ensureModel(ctx, tx, user, create)
+	}, func(k learnedKey) (Class, error) {
+		var c int
+		err := tx.QueryRowContext(ctx, `SELECT class FROM learned WHERE model = ? AND digest = ?`, k.model, k.digest[:]).Scan(&c)
 		switch {
-		case prev == Forget:
-			t.Logistic++
-		case ev.Class == Forget:
-			t.Logistic--
+		case errors.Is(err, sql.ErrNoRows):
+			return Forget, nil
+		case err != nil:
+			return Forget, fmt.Errorf("bayes train: %w", err)
 		}
-		totals[id] = t
-		seen := ev.Time.Unix()
-		for _, f := range ev.Features {
-			tk := tokenKey{id, f}
-			d := deltas[tk]
-			d.spam += ds
-			d.ham += dh
-			if ev.Class != Forget && seen > d.seen {
-				d.seen = seen
-			}
-			deltas[tk] = d
-		}
-	}
-	if changed == 0 && !stepped {
-		return 0, nil
-	}
-	if err := writeLearned(ctx, tx, state); err != nil {
+		return Class(c), nil
+	})
+	if err != nil || p.changed == 0 && !p.stepped {
 		return 0, err
 	}
-	if err := writeDeltas(ctx, tx, deltas); err != nil {
+	if err := writeLearned(ctx, tx, p.state); err != nil {
 		return 0, err
 	}
-	for id, t := range totals {
+	if err := writeDeltas(ctx, tx, p.deltas); err != nil {
+		return 0, err
+	}
+	for id, t := range p.totals {
 		if _, err := tx.ExecContext(ctx, `UPDATE models SET spam = max(0, spam + ?), ham = max(0, ham + ?),
 			logistic = max(0, logistic + ?) WHERE id = ?`, t.Spam, t.Ham, t.Logistic, id); err != nil {
 			return 0, fmt.Errorf("bayes train: %w", err)
@@ -338,8 +255,9 @@ func (s *SQLiteStore) Train(ctx context.Context, events []Event) (int, error) {
 	if err := tx.Commit(); err != nil {
 		return 0, fmt.Errorf("bayes train: %w", err)
 	}
-	s.mir.apply(gen, deltas, totals)
-	return changed, nil
+	s.mir.known(p.ids)
+	s.mir.apply(gen, p.deltas, p.totals)
+	return p.changed, nil
 }
 
 func ensureModel(ctx context.Context, tx *sql.Tx, user string, create bool) (int64, error) {

@@ -49,11 +49,11 @@ func (o *outcomes) last() string {
 	return o.checked[len(o.checked)-1]
 }
 
-// env is a filter over a fresh SQLite store with a controllable clock,
-// which only the test's goroutine moves.
+// env is a filter over a fresh store with a controllable clock, which
+// only the test's goroutine moves.
 type env struct {
 	f   *Filter
-	st  *SQLiteStore
+	st  Store
 	now time.Time
 	obs *outcomes
 	cfg Config
@@ -71,9 +71,15 @@ func openStore(t testing.TB, path string) *SQLiteStore {
 	return st
 }
 
+// setup is a filter over a fresh SQLite store.
 func setup(t testing.TB, cfg Config) *env {
 	t.Helper()
-	st := openStore(t, filepath.Join(t.TempDir(), "greylist.db"))
+	return setupOn(t, cfg, openStore(t, filepath.Join(t.TempDir(), "greylist.db")))
+}
+
+// setupOn is a filter over st.
+func setupOn(t testing.TB, cfg Config, st Store) *env {
+	t.Helper()
 	e := &env{st: st, now: start, obs: &outcomes{}, cfg: cfg}
 	var err error
 	if e.f, err = New(cfg, st, Options{Now: func() time.Time { return e.now }, Observer: e.obs}); err != nil {
@@ -221,13 +227,15 @@ func TestGreylisting(t *testing.T) {
 			{5*time.Minute + 35*day, a, SymNew, true, OutcomeNew},
 		}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			cfg := DefaultConfig()
-			cfg.AutoAllowAfter = 0
-			runSteps(t, setup(t, cfg), tt.steps)
-		})
-	}
+	eachStore(t, func(t *testing.T, open func(testing.TB) Store) {
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				cfg := DefaultConfig()
+				cfg.AutoAllowAfter = 0
+				runSteps(t, setupOn(t, cfg, open(t)), tt.steps)
+			})
+		}
+	})
 }
 
 func TestReasons(t *testing.T) {
@@ -279,27 +287,29 @@ func TestAutoAllow(t *testing.T) {
 		{"the allow list forgets an idle network", 5, 5, time.Hour, 36 * 24 * time.Hour, OutcomeNew},
 		{"a network allowed after 2", 2, 2, time.Hour, 0, OutcomeAllowed},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			cfg := DefaultConfig()
-			cfg.AutoAllowAfter = tt.after
-			e := setup(t, cfg)
-			passTriplets(t, e, "192.0.2.25", tt.passes, tt.gap)
-			e.advance(tt.wait)
-			sym, tempfail := verdict(t, e.check(t, fresh))
-			if got := e.obs.last(); got != tt.want {
-				t.Errorf("new triplet of the network: outcome %q, want %q", got, tt.want)
-			}
-			if (tt.want == OutcomeAllowed) != (sym == "" && !tempfail) {
-				t.Errorf("outcome %q with symbol %q tempfail %v", e.obs.last(), sym, tempfail)
-			}
-			// Another network is never allowed by this one's passes.
-			verdict(t, e.check(t, attempt{ip: "198.51.100.7", from: "x@example.org"}))
-			if got := e.obs.last(); got != OutcomeNew {
-				t.Errorf("another network: outcome %q, want new", got)
-			}
-		})
-	}
+	eachStore(t, func(t *testing.T, open func(testing.TB) Store) {
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				cfg := DefaultConfig()
+				cfg.AutoAllowAfter = tt.after
+				e := setupOn(t, cfg, open(t))
+				passTriplets(t, e, "192.0.2.25", tt.passes, tt.gap)
+				e.advance(tt.wait)
+				sym, tempfail := verdict(t, e.check(t, fresh))
+				if got := e.obs.last(); got != tt.want {
+					t.Errorf("new triplet of the network: outcome %q, want %q", got, tt.want)
+				}
+				if (tt.want == OutcomeAllowed) != (sym == "" && !tempfail) {
+					t.Errorf("outcome %q with symbol %q tempfail %v", e.obs.last(), sym, tempfail)
+				}
+				// Another network is never allowed by this one's passes.
+				verdict(t, e.check(t, attempt{ip: "198.51.100.7", from: "x@example.org"}))
+				if got := e.obs.last(); got != OutcomeNew {
+					t.Errorf("another network: outcome %q, want new", got)
+				}
+			})
+		}
+	})
 }
 
 func TestAutoAllowRefreshedOnUse(t *testing.T) {
@@ -333,22 +343,24 @@ func TestOperatorAllow(t *testing.T) {
 		{"another network", "192.0.2.0/24", 0, "192.0.3.25", OutcomeNew},
 		{"IPv6", "2001:db8:1:2::/64", 0, "2001:db8:1:2::99", OutcomeAllowed},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			e := setup(t, DefaultConfig())
-			var until time.Time
-			if tt.until != 0 {
-				until = e.now.Add(tt.until)
-			}
-			if err := Allow(context.Background(), e.st, netip.MustParsePrefix(tt.allow), until); err != nil {
-				t.Fatal(err)
-			}
-			e.check(t, attempt{ip: tt.ip, from: "a@example.net"})
-			if got := e.obs.last(); got != tt.want {
-				t.Errorf("outcome %q, want %q", got, tt.want)
-			}
-		})
-	}
+	eachStore(t, func(t *testing.T, open func(testing.TB) Store) {
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				e := setupOn(t, DefaultConfig(), open(t))
+				var until time.Time
+				if tt.until != 0 {
+					until = e.now.Add(tt.until)
+				}
+				if err := Allow(context.Background(), e.st, netip.MustParsePrefix(tt.allow), until); err != nil {
+					t.Fatal(err)
+				}
+				e.check(t, attempt{ip: tt.ip, from: "a@example.net"})
+				if got := e.obs.last(); got != tt.want {
+					t.Errorf("outcome %q, want %q", got, tt.want)
+				}
+			})
+		}
+	})
 }
 
 func TestPassByOperator(t *testing.T) {

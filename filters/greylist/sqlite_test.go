@@ -10,7 +10,33 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/moatmail/moat/filters/state"
+	"github.com/moatmail/moat/filters/state/redistest"
 )
+
+// eachStore runs test against every Store implementation: the same
+// behaviour is the contract. Each call of open gives an empty store.
+func eachStore(t *testing.T, test func(t *testing.T, open func(testing.TB) Store)) {
+	t.Run("sqlite", func(t *testing.T) {
+		test(t, func(t testing.TB) Store { return openStore(t, filepath.Join(t.TempDir(), "g.db")) })
+	})
+	t.Run("redis", func(t *testing.T) {
+		srv := redistest.Start(t)
+		cfg := state.DefaultConfig()
+		cfg.Backend, cfg.Address = state.BackendRedis, srv.Addr()
+		rdb, err := state.NewClient(cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { rdb.Close() })
+		n := 0
+		test(t, func(testing.TB) Store {
+			n++
+			return NewRedisStore(rdb, fmt.Sprintf("test%d:", n))
+		})
+	})
+}
 
 func TestNetRange(t *testing.T) {
 	ff := bytes.Repeat([]byte{0xff}, 16)
@@ -61,7 +87,9 @@ func fill(t *testing.T, st Store, now time.Time, nets ...string) {
 	}
 }
 
-func TestListAndDelete(t *testing.T) {
+func TestListAndDelete(t *testing.T) { eachStore(t, testListAndDelete) }
+
+func testListAndDelete(t *testing.T, open func(testing.TB) Store) {
 	ctx := context.Background()
 	nets := []string{"192.0.2.0/24", "192.0.3.0/24", "198.51.100.0/24", "2001:db8:1:2::/64", "2001:db8:9::/64"}
 	tests := []struct {
@@ -78,7 +106,7 @@ func TestListAndDelete(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run("within "+tt.within, func(t *testing.T) {
-			st := openStore(t, filepath.Join(t.TempDir(), "g.db"))
+			st := open(t)
 			now := time.Unix(1_700_000_000, 0)
 			fill(t, st, now, nets...)
 			var within netip.Prefix
@@ -140,8 +168,10 @@ func sortedNets(nets []string) []string {
 	return out
 }
 
-func TestListLimit(t *testing.T) {
-	st := openStore(t, filepath.Join(t.TempDir(), "g.db"))
+func TestListLimit(t *testing.T) { eachStore(t, testListLimit) }
+
+func testListLimit(t *testing.T, open func(testing.TB) Store) {
+	st := open(t)
 	fill(t, st, time.Unix(1_700_000_000, 0), "192.0.2.0/24", "192.0.3.0/24", "192.0.4.0/24")
 	es, err := st.Triplets(context.Background(), netip.Prefix{}, 2)
 	if err != nil || len(es) != 2 || es[0].Network.String() != "192.0.2.0/24" {
@@ -153,9 +183,11 @@ func TestListLimit(t *testing.T) {
 	}
 }
 
-func TestDeleteTriplet(t *testing.T) {
+func TestDeleteTriplet(t *testing.T) { eachStore(t, testDeleteTriplet) }
+
+func testDeleteTriplet(t *testing.T, open func(testing.TB) Store) {
 	ctx := context.Background()
-	st := openStore(t, filepath.Join(t.TempDir(), "g.db"))
+	st := open(t)
 	fill(t, st, time.Unix(1_700_000_000, 0), "192.0.2.0/24")
 	tr := Triplet{Network: netip.MustParsePrefix("192.0.2.0/24"), Sender: "s@example.net", Rcpt: "r0@example.com"}
 	for i, want := range []bool{true, false} {
@@ -169,31 +201,25 @@ func TestDeleteTriplet(t *testing.T) {
 	}
 }
 
-func TestExpire(t *testing.T) {
+func TestExpire(t *testing.T) { eachStore(t, testExpire) }
+
+func testExpire(t *testing.T, open func(testing.TB) Store) {
 	ctx := context.Background()
-	st := openStore(t, filepath.Join(t.TempDir(), "g.db"))
+	st := open(t)
 	now := time.Unix(1_700_000_000, 0)
 	// More than a batch of triplets expiring, some that do not, and
 	// client records: allowed forever, allowed until a time, counting.
-	tx, err := st.wdb.Begin()
-	if err != nil {
-		t.Fatal(err)
-	}
 	const expiring = 2*expireBatch + 17
+	var entries []Entry
 	for i := range expiring + 5 {
-		exp := now.Unix() - 1
+		exp := now.Add(-time.Second)
 		if i >= expiring {
-			exp = now.Unix() + 1
+			exp = now.Add(time.Second)
 		}
-		key, bits := netKey(netip.MustParsePrefix("192.0.2.0/24"))
-		if _, err := tx.Exec(`INSERT INTO triplets (net, bits, sender, rcpt, `+tripletColumns+`) VALUES (?, ?, ?, ?, 1, 1, 1, 0, ?)`,
-			key, bits, "s@example.net", fmt.Sprintf("r%d@example.com", i), exp); err != nil {
-			t.Fatal(err)
-		}
+		tr := Triplet{Network: netip.MustParsePrefix("192.0.2.0/24"), Sender: "s@example.net", Rcpt: fmt.Sprintf("r%d@example.com", i)}
+		entries = append(entries, Entry{Triplet: tr, FirstSeen: time.Unix(1, 0), LastSeen: time.Unix(1, 0), Attempts: 1, Expires: exp})
 	}
-	if err := tx.Commit(); err != nil {
-		t.Fatal(err)
-	}
+	storeEntries(t, st, entries)
 	for _, c := range []struct {
 		net     string
 		expires time.Time
@@ -224,9 +250,11 @@ func TestExpire(t *testing.T) {
 	}
 }
 
-func TestUpdateWithoutWrite(t *testing.T) {
+func TestUpdateWithoutWrite(t *testing.T) { eachStore(t, testUpdateWithoutWrite) }
+
+func testUpdateWithoutWrite(t *testing.T, open func(testing.TB) Store) {
 	ctx := context.Background()
-	st := openStore(t, filepath.Join(t.TempDir(), "g.db"))
+	st := open(t)
 	tr := Triplet{Network: netip.MustParsePrefix("192.0.2.0/24"), Sender: "a@b", Rcpt: "c@d"}
 	calls := 0
 	e, err := st.UpdateTriplet(ctx, tr, func(e Entry, found bool) (Entry, bool) {
@@ -243,11 +271,51 @@ func TestUpdateWithoutWrite(t *testing.T) {
 	if es, _ := st.Triplets(ctx, netip.Prefix{}, 0); len(es) != 0 {
 		t.Errorf("a function that asked for no write stored %d entries", len(es))
 	}
-	// Asking for a write runs fn again inside the transaction.
+	// Asking for a write stores what fn returned. (SQLiteStore runs fn
+	// again inside its transaction; RedisStore only when another writer
+	// came between its read and its compare-and-set.)
 	calls = 0
-	st.UpdateTriplet(ctx, tr, func(e Entry, found bool) (Entry, bool) { calls++; return e, true })
-	if calls != 2 {
-		t.Errorf("a write ran fn %d times, want 2 (read, then in the transaction)", calls)
+	if _, err := st.UpdateTriplet(ctx, tr, func(e Entry, found bool) (Entry, bool) {
+		calls++
+		e.Attempts = 3
+		e.Expires = time.Unix(1_700_000_000, 0)
+		return e, true
+	}); err != nil || calls < 1 {
+		t.Fatalf("UpdateTriplet with write: %v after %d calls", err, calls)
+	}
+	if es, _ := st.Triplets(ctx, netip.Prefix{}, 0); len(es) != 1 || es[0].Attempts != 3 || es[0].Triplet != tr {
+		t.Errorf("after a write: %+v, want the triplet with 3 attempts", es)
+	}
+}
+
+// TestConcurrentUpdates: updates of one record from many goroutines
+// (nodes) lose none: each increments the attempts once.
+func TestConcurrentUpdates(t *testing.T) { eachStore(t, testConcurrentUpdates) }
+
+func testConcurrentUpdates(t *testing.T, open func(testing.TB) Store) {
+	ctx := context.Background()
+	st := open(t)
+	tr := Triplet{Network: netip.MustParsePrefix("192.0.2.0/24"), Sender: "a@b", Rcpt: "c@d"}
+	const n = 40
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			_, err := st.UpdateTriplet(ctx, tr, func(e Entry, found bool) (Entry, bool) {
+				e.Triplet = tr
+				e.Attempts++
+				e.Expires = time.Unix(1_700_000_000, 0)
+				return e, true
+			})
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if es, _ := st.Triplets(ctx, netip.Prefix{}, 0); len(es) != 1 || es[0].Attempts != n {
+		t.Errorf("after %d concurrent increments: %+v", n, es)
 	}
 }
 
@@ -296,6 +364,36 @@ func TestDatabasePath(t *testing.T) {
 		cfg.Path = tt.path
 		if got := DatabasePath(cfg, "/var/lib/moat"); got != tt.want {
 			t.Errorf("DatabasePath(%q) = %q, want %q", tt.path, got, tt.want)
+		}
+	}
+}
+
+// storeEntries stores entries: in one transaction into a SQLiteStore (a
+// transaction per entry would take seconds), by UpdateTriplet otherwise.
+func storeEntries(t *testing.T, st Store, entries []Entry) {
+	t.Helper()
+	if sq, ok := st.(*SQLiteStore); ok {
+		tx, err := sq.wdb.Begin()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback()
+		for _, e := range entries {
+			key, bits := netKey(e.Network)
+			if _, err := tx.Exec(`INSERT INTO triplets (net, bits, sender, rcpt, `+tripletColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				key, bits, e.Sender, e.Rcpt, unixSeconds(e.FirstSeen), unixSeconds(e.LastSeen), e.Attempts,
+				unixSeconds(e.PassedAt), unixSeconds(e.Expires)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	for _, e := range entries {
+		if _, err := st.UpdateTriplet(context.Background(), e.Triplet, func(Entry, bool) (Entry, bool) { return e, true }); err != nil {
+			t.Fatal(err)
 		}
 	}
 }

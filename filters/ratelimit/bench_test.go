@@ -4,6 +4,10 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
+
+	"github.com/moatmail/moat/filters/state"
+	"github.com/moatmail/moat/filters/state/redistest"
 
 	"github.com/moatmail/moat/filters"
 )
@@ -66,4 +70,34 @@ func BenchmarkTakeNewKeys(b *testing.B) {
 		}
 		i++
 	}
+}
+
+// BenchmarkTake is the store alone answering the rcpt check's shape
+// (three buckets, one a peek) on each store: memory, and Redis on
+// loopback (one Lua round trip).
+func BenchmarkTake(b *testing.B) {
+	r := Rate{Limit: 1 << 30, Per: time.Hour}
+	run := func(b *testing.B, s Store) {
+		ctx := context.Background()
+		b.ReportAllocs()
+		for b.Loop() {
+			reqs := []Request{{Key: "bad-rcpt:198.51.100.7/32", Rate: r, Cost: 1, Peek: true},
+				{Key: "rcpt-net:198.51.100.7/32", Rate: r, Cost: 1}, {Key: "rcpt-from:0123456789abcdef", Rate: r, Cost: 1}}
+			if denied, err := s.Take(ctx, time.Now(), reqs); err != nil || denied >= 0 {
+				b.Fatal(denied, err)
+			}
+		}
+	}
+	b.Run("memory", func(b *testing.B) { run(b, NewMemoryStore(DefaultMaxKeys)) })
+	b.Run("redis", func(b *testing.B) {
+		srv := redistest.Start(b)
+		cfg := state.DefaultConfig()
+		cfg.Backend, cfg.Address = state.BackendRedis, srv.Addr()
+		rdb, err := state.NewClient(cfg, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer rdb.Close()
+		run(b, NewRedisStore(rdb, "bench:"))
+	})
 }

@@ -9,7 +9,33 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/moatmail/moat/filters/state"
+	"github.com/moatmail/moat/filters/state/redistest"
 )
+
+// eachStore runs test against every Store implementation: the same
+// behaviour is the contract. Each call of open gives an empty store.
+func eachStore(t *testing.T, test func(t *testing.T, open func() Store)) {
+	t.Run("memory", func(t *testing.T) {
+		test(t, func() Store { return NewMemoryStore(DefaultMaxKeys) })
+	})
+	t.Run("redis", func(t *testing.T) {
+		srv := redistest.Start(t)
+		cfg := state.DefaultConfig()
+		cfg.Backend, cfg.Address = state.BackendRedis, srv.Addr()
+		rdb, err := state.NewClient(cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { rdb.Close() })
+		n := 0
+		test(t, func() Store {
+			n++
+			return NewRedisStore(rdb, fmt.Sprintf("test%d:", n))
+		})
+	})
+}
 
 var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 
@@ -60,22 +86,26 @@ func TestBucketRefill(t *testing.T) {
 			{time.Minute + 20*time.Second, true, 0},
 		}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s := NewMemoryStore(DefaultMaxKeys)
-			for i, a := range tt.attempts {
-				ok, left := take(t, s, "k", r, a.at)
-				if ok != a.ok || math.Abs(left-a.left) > 1e-9 {
-					t.Errorf("attempt %d at +%v: ok %v left %v, want %v %v", i, a.at, ok, left, a.ok, a.left)
+	eachStore(t, func(t *testing.T, open func() Store) {
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				s := open()
+				for i, a := range tt.attempts {
+					ok, left := take(t, s, "k", r, a.at)
+					if ok != a.ok || math.Abs(left-a.left) > 1e-9 {
+						t.Errorf("attempt %d at +%v: ok %v left %v, want %v %v", i, a.at, ok, left, a.ok, a.left)
+					}
 				}
-			}
-		})
-	}
+			})
+		}
+	})
 }
 
-func TestTakeAllOrNothing(t *testing.T) {
+func TestTakeAllOrNothing(t *testing.T) { eachStore(t, testTakeAllOrNothing) }
+
+func testTakeAllOrNothing(t *testing.T, open func() Store) {
 	ctx := context.Background()
-	s := NewMemoryStore(DefaultMaxKeys)
+	s := open()
 	small, large := Rate{Limit: 1, Per: time.Hour}, Rate{Limit: 10, Per: time.Hour}
 	reqs := func() []Request {
 		return []Request{{Key: "large", Rate: large, Cost: 1}, {Key: "small", Rate: small, Cost: 1}}
@@ -107,8 +137,10 @@ func TestTakeAllOrNothing(t *testing.T) {
 	}
 }
 
-func TestLoweredLimit(t *testing.T) {
-	s := NewMemoryStore(DefaultMaxKeys)
+func TestLoweredLimit(t *testing.T) { eachStore(t, testLoweredLimit) }
+
+func testLoweredLimit(t *testing.T, open func() Store) {
+	s := open()
 	take(t, s, "k", Rate{Limit: 100, Per: time.Hour}, 0)
 	ok, left := take(t, s, "k", Rate{Limit: 2, Per: time.Hour}, 0)
 	if !ok || left != 1 {
@@ -116,10 +148,12 @@ func TestLoweredLimit(t *testing.T) {
 	}
 }
 
-func TestConcurrentTakesOnOneKey(t *testing.T) {
+func TestConcurrentTakesOnOneKey(t *testing.T) { eachStore(t, testConcurrentTakesOnOneKey) }
+
+func testConcurrentTakesOnOneKey(t *testing.T, open func() Store) {
 	const limit = 250
 	r := Rate{Limit: limit, Per: time.Hour}
-	s := NewMemoryStore(DefaultMaxKeys)
+	s := open()
 	var passed atomic.Int64
 	var wg sync.WaitGroup
 	for range 50 {

@@ -39,6 +39,7 @@ type Metrics struct {
 	listLookups   *prometheus.CounterVec
 	listUsable    *prometheus.GaugeVec
 	ops           opsMetrics
+	state         stateMetrics
 }
 
 // New registers every collector, plus the Go and process collectors.
@@ -123,6 +124,8 @@ func New() *Metrics {
 		m.score, m.storeErrors, m.loginFailures, m.reviews, m.authResults, m.demands, m.dnsLookups,
 		m.greylist, m.rateLimited, m.listLookups, m.listUsable,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.state = newStateMetrics()
+	m.reg.MustRegister(m.state.collectors()...)
 	return m
 }
 
