@@ -45,12 +45,6 @@ func (sess *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriter
 	defer sess.mu.Unlock()
 	sel := sess.sel
 	needs := needsOf(criteria)
-	if needs.info {
-		if err := sess.loadInfo(); err != nil {
-			return nil, err
-		}
-		sess.keepInfo()
-	}
 	var seqs rangeBuilder
 	var uids rangeBuilder
 	data := &imap.SearchData{}
