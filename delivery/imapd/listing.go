@@ -170,8 +170,8 @@ type listings struct {
 }
 
 type listingEntry struct {
-	load sync.Mutex // one reader of the store at a time
-	cur  *sharedListing   // under load
+	load sync.Mutex     // one reader of the store at a time
+	cur  *sharedListing // under load
 	// under listings.mu:
 	users int
 	idle  *time.Timer
