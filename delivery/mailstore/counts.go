@@ -108,9 +108,15 @@ func (s *Store) ChangesSince(ctx context.Context, mailboxID int64, since uint64,
 	if since != 0 && ch.ModSeq == since {
 		return ch, nil
 	}
-	rows, err := tx.QueryContext(ctx, "SELECT "+messageCols+
-		" FROM messages m JOIN blobs b ON b.id = m.blob_id WHERE m.mailbox_id = ? AND m.modseq > ? ORDER BY m.uid",
-		mailboxID, since)
+	// A first read walks the table in key order; later ones use the
+	// modseq index for the few rows that changed.
+	query := "SELECT " + messageCols + " FROM messages m JOIN blobs b ON b.id = m.blob_id WHERE m.mailbox_id = ?"
+	args := []any{mailboxID}
+	if since != 0 {
+		query += " AND m.modseq > ?"
+		args = append(args, since)
+	}
+	rows, err := tx.QueryContext(ctx, query+" ORDER BY m.uid", args...)
 	if err != nil {
 		return ch, fmt.Errorf("mailbox changes: %w", err)
 	}
