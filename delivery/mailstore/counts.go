@@ -92,12 +92,21 @@ type Changes struct {
 // plus the new ones are more than the mailbox holds only when some went.
 func (s *Store) ChangesSince(ctx context.Context, mailboxID int64, since uint64, known int, knownNext uint32) (Changes, error) {
 	var ch Changes
+	const head = "SELECT modseq, uidnext, msg_count FROM mailboxes WHERE id = ?"
+	if since != 0 {
+		// Most calls find nothing changed: one statement, no
+		// transaction.
+		err := s.rdb.QueryRowContext(ctx, head, mailboxID).Scan(&ch.ModSeq, &ch.UIDNext, &ch.Count)
+		if err == nil && ch.ModSeq == since {
+			return ch, nil
+		}
+	}
 	tx, err := s.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return ch, fmt.Errorf("mailbox changes: %w", err)
 	}
 	defer tx.Rollback()
-	err = tx.QueryRowContext(ctx, "SELECT modseq, uidnext, msg_count FROM mailboxes WHERE id = ?", mailboxID).
+	err = tx.QueryRowContext(ctx, head, mailboxID).
 		Scan(&ch.ModSeq, &ch.UIDNext, &ch.Count)
 	if errors.Is(err, sql.ErrNoRows) {
 		return ch, fmt.Errorf("mailbox changes: %w", ErrNoMailbox)
