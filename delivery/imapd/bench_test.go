@@ -182,3 +182,36 @@ func liveMemory() uint64 {
 	runtime.ReadMemStats(&m)
 	return m.HeapAlloc + m.StackInuse
 }
+
+// BenchmarkLargeMailbox is SELECT and SEARCH SUBJECT on a 10,000-message
+// INBOX through imapclient on loopback (scripts/mailboxbench measures 1k to
+// 100k against Dovecot).
+func BenchmarkLargeMailbox(b *testing.B) {
+	const n, size = 10_000, 2048
+	e := newEnv(b, Config{LoginConfig: throttle.LoginConfig{AllowPlaintextLoopback: true}})
+	fill(b, e, e.alice, n, size)
+	c, err := imapclient.DialInsecure(e.addr, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Login("alice@example.com", alicePass).Wait(); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("select", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			data, err := c.Select("INBOX", nil).Wait()
+			if err != nil || data.NumMessages != n {
+				b.Fatal(data, err)
+			}
+		}
+	})
+	b.Run("search-subject", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			data, err := c.UIDSearch(&imap.SearchCriteria{Header: []imap.SearchCriteriaHeaderField{{Key: "Subject", Value: "message 4242"}}}, nil).Wait()
+			if err != nil || len(data.AllUIDs()) != 1 {
+				b.Fatal(data, err)
+			}
+		}
+	})
+}

@@ -98,6 +98,7 @@ func (sess *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags 
 		// The store returns the messages still present, in the order
 		// asked, which is ascending.
 		_, isUID := numSet.(imap.UIDSet)
+		sel.own()
 		for _, m := range msgs {
 			i := sel.indexOf(m.UID)
 			if i < 0 {

@@ -104,12 +104,6 @@ func (sess *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, option
 			return err
 		}
 	}
-	if plan.info {
-		if err := sess.loadInfo(); err != nil {
-			return err
-		}
-		sess.keepInfo()
-	}
 	sess.cork.cork()
 	defer sess.cork.uncork()
 	var batch *mailstore.MessageBatch
@@ -168,6 +162,7 @@ func (sess *session) markSeen(positions []int) (map[int]bool, error) {
 		return nil, sess.internalError("FETCH", err)
 	}
 	changed := make(map[int]bool, len(msgs))
+	sel.own()
 	for _, m := range msgs {
 		if i := sel.indexOf(m.UID); i >= 0 {
 			sel.flags[i] = sel.table.intern(m.Flags)
@@ -175,34 +170,6 @@ func (sess *session) markSeen(positions []int) (map[int]bool, error) {
 		}
 	}
 	return changed, nil
-}
-
-// loadInfo fills the per-message details of the snapshot when IDLE dropped
-// them: one listing for the whole mailbox. The listing is not otherwise
-// applied; changes wait for the next poll.
-func (sess *session) loadInfo() error {
-	sel := sess.sel
-	if sel.info != nil {
-		return nil
-	}
-	ctx, cancel := sess.ctx()
-	defer cancel()
-	msgs, err := sess.srv.store.Messages(ctx, sel.mb.ID)
-	if err != nil {
-		return sess.internalError("FETCH", err)
-	}
-	info := make([]msgInfo, len(sel.uids))
-	j := 0
-	for i, uid := range sel.uids {
-		for j < len(msgs) && msgs[j].UID < uid {
-			j++
-		}
-		if j < len(msgs) && msgs[j].UID == uid {
-			info[i] = infoOf(&msgs[j])
-		}
-	}
-	sel.info = info
-	return nil
 }
 
 // Batches of inline messages that one FETCH reads with one query: up to

@@ -38,18 +38,19 @@ func needsOf(c *imap.SearchCriteria) searchNeeds {
 }
 
 // Search implements imapserver.Session. Criteria on UIDs, flags, dates and
-// sizes use the snapshot; header and text criteria read each candidate's
-// file once. Messages expunged meanwhile never match.
+// sizes use the snapshot; SUBJECT, FROM, TO, CC, BCC and HEADER on those
+// fields use the index's search fields (one query per criterion, see
+// mailstore.SearchHeader); other header criteria read each candidate's
+// header, text criteria its content, one message at a time. Messages
+// expunged meanwhile never match.
 func (sess *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, error) {
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
 	sel := sess.sel
 	needs := needsOf(criteria)
-	if needs.info {
-		if err := sess.loadInfo(); err != nil {
-			return nil, err
-		}
-		sess.keepInfo()
+	idx, err := sess.headerIndex(criteria)
+	if err != nil {
+		return nil, err
 	}
 	var seqs rangeBuilder
 	var uids rangeBuilder
@@ -58,7 +59,7 @@ func (sess *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriter
 		if sel.isGhost(i) || (needs.info && sel.info[i].blobID == 0) {
 			continue
 		}
-		m := candidate{sess: sess, i: i}
+		m := candidate{sess: sess, i: i, idx: idx}
 		ok, err := m.match(criteria)
 		m.release()
 		if err != nil {
@@ -84,6 +85,18 @@ func (sess *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriter
 		data.All = uids.uidSet()
 	} else {
 		data.All = seqs.seqSet()
+	}
+	if idx != nil && len(idx.blobs) > 0 {
+		// Messages stored before the index kept search fields: add
+		// them now, so that the next search finds them there.
+		ctx, cancel := sess.ctx()
+		err := sess.srv.store.IndexHeaders(ctx, idx.blobs)
+		cancel()
+		if err != nil {
+			sess.log.Warn("imap SEARCH: indexing headers failed", "err", err)
+		} else {
+			sess.log.Info("imap SEARCH indexed older messages' headers", "messages", len(idx.blobs))
+		}
 	}
 	if options.ReturnSave {
 		// RFC 5182 §2.1: the saved result is kept as UIDs.
@@ -123,6 +136,7 @@ func (b *rangeBuilder) uidSet() imap.UIDSet {
 type candidate struct {
 	sess   *session
 	i      int
+	idx    *headerIndex
 	loaded bool
 	buf    *bytes.Buffer
 	header *textproto.Header
@@ -163,7 +177,13 @@ func (m *candidate) content() ([]byte, error) {
 
 func (m *candidate) parsedHeader() (*textproto.Header, error) {
 	if m.header == nil {
-		b, err := m.content()
+		var b []byte
+		var err error
+		if m.loaded {
+			b, err = m.content()
+		} else {
+			b, err = m.headerOnly()
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -215,17 +235,26 @@ func (m *candidate) match(c *imap.SearchCriteria) (bool, error) {
 		return false, nil
 	}
 	if len(c.Header) > 0 || !c.SentSince.IsZero() || !c.SentBefore.IsZero() {
-		h, err := m.parsedHeader()
-		if err != nil {
-			return false, err
-		}
-		mh := mail.Header{Header: gomessage.Header{Header: *h}}
 		for _, hf := range c.Header {
-			if !matchHeader(mh.FieldsByKey(hf.Key), hf.Value) {
+			ok, known := m.idx.match(hf, m.i)
+			if !known {
+				h, err := m.parsedHeader()
+				if err != nil {
+					return false, err
+				}
+				mh := mail.Header{Header: gomessage.Header{Header: *h}}
+				ok = matchHeader(mh.FieldsByKey(hf.Key), hf.Value)
+			}
+			if !ok {
 				return false, nil
 			}
 		}
 		if !c.SentSince.IsZero() || !c.SentBefore.IsZero() {
+			h, err := m.parsedHeader()
+			if err != nil {
+				return false, err
+			}
+			mh := mail.Header{Header: gomessage.Header{Header: *h}}
 			// RFC 9051 §6.4.4: the Date header, disregarding time and
 			// timezone; a message without one does not match.
 			date, err := mh.Date()
@@ -382,4 +411,22 @@ func inSet(ranges [][2]uint32, n, top uint32) bool {
 		}
 	}
 	return false
+}
+
+// headerOnly reads the header block of the message (for header criteria
+// the index cannot answer); nil when it is gone.
+func (m *candidate) headerOnly() ([]byte, error) {
+	f, err := openMessage(m.sess.srv.store, m.sess.sel.info[m.i])
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, m.sess.internalError("SEARCH", err)
+	}
+	defer f.Close()
+	b, err := readHeader(f)
+	if err != nil {
+		return nil, m.sess.internalError("SEARCH", err)
+	}
+	return b, nil
 }

@@ -52,6 +52,8 @@ type Server struct {
 	started bool
 	inner   sync.WaitGroup
 	nextID  atomic.Uint64
+	// listings are the shared listings of selected mailboxes.
+	listings *listings
 }
 
 // capabilities advertised on top of what go-imap adds by itself (SASL-IR,
@@ -97,7 +99,7 @@ func New(cfg Config, store *mailstore.Store, tlsConfig *tls.Config, th *throttle
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{store: store, log: log, accept: listen.NewAcceptor("imap", log)}
+	s := &Server{store: store, log: log, accept: listen.NewAcceptor("imap", log), listings: newListings(store)}
 	s.cfgErr = cfg.Validate()
 	s.cfg = cfg
 	s.gate = throttle.NewGate(th, cfg.AuthConcurrency, s.accept.Done())

@@ -37,10 +37,9 @@ type session struct {
 	remote  netip.Addr
 	cork    *corkConn // nil for connections that came in as TLS
 
-	mu        sync.Mutex
-	user      mailstore.User // ID 0 until logged in
-	sel       *selected      // nil unless a mailbox is selected
-	infoTimer *time.Timer    // drops sel.info when it fires
+	mu   sync.Mutex
+	user mailstore.User // ID 0 until logged in
+	sel  *selected      // nil unless a mailbox is selected
 }
 
 var (
@@ -73,9 +72,6 @@ func (sess *session) Close() error {
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
 	sess.unselect()
-	if sess.infoTimer != nil {
-		sess.infoTimer.Stop()
-	}
 	return nil
 }
 

@@ -18,12 +18,12 @@ import (
 // session re-reads the mailbox when told it changed and compares the
 // listing with what it last showed its client.
 //
-// Memory: a selected mailbox costs 8 bytes a message (UID and an index into
-// a per-session table of distinct flag sets), plus, while the client is
-// busy, the blob key, size and date of each message (about 64 bytes) so
-// that FETCH and SEARCH need no query per message. Those are dropped when
-// IDLE starts and after infoLinger without a command that used them; the
-// next command that needs them reloads them with one query.
+// Memory: the UIDs, flag sets and per-message details (blob, size, date:
+// what FETCH and SEARCH need without a query per message) are those of the
+// mailbox's shared listing (listing.go), so a selected mailbox costs a
+// session next to nothing while its client is up to date; a session that
+// must show its client an older state holds a private copy until its next
+// poll.
 
 // selected is the state of the selected mailbox, as the client knows it:
 // message i has sequence number i+1.
@@ -31,11 +31,15 @@ type selected struct {
 	ref      mailboxRef // the name as resolved: owner and rights
 	mb       mailstore.Mailbox
 	readOnly bool
-	uids     []uint32
-	flags    []uint32 // index into table.sets
-	table    *flagTable
-	// info is nil or parallel to uids; an entry with an empty key is a
-	// message gone from the store.
+	// uids, flags, table and info are those of base while base is set
+	// (read only); own makes them private.
+	base  *sharedListing
+	entry *listingEntry
+	uids  []uint32
+	flags []uint32 // index into table.sets
+	table *flagTable
+	// info is parallel to uids; an entry with blobID 0 is a message gone
+	// from the store.
 	info []msgInfo
 	// ghosts are messages expunged from the store that the client has not
 	// been told of yet: EXPUNGE may not be sent during FETCH, STORE or
@@ -116,6 +120,21 @@ func (t *flagTable) intern(flags []string) uint32 {
 	return i
 }
 
+// lookup finds a flag set without adding it.
+func (t *flagTable) lookup(flags []string) (uint32, bool) {
+	i, ok := t.index[strings.Join(flags, " ")]
+	return i, ok
+}
+
+// clone copies the table, for a change to one that others read.
+func (t *flagTable) clone() *flagTable {
+	c := &flagTable{index: make(map[string]uint32, len(t.index)), sets: append([]flagSet(nil), t.sets...)}
+	for k, v := range t.index {
+		c.index[k] = v
+	}
+	return c
+}
+
 func (t *flagTable) internSet(fs *flagSet) uint32 {
 	if i, ok := t.index[fs.key]; ok {
 		return i
@@ -126,26 +145,29 @@ func (t *flagTable) internSet(fs *flagSet) uint32 {
 	return i
 }
 
-func newSelected(ref mailboxRef, mb mailstore.Mailbox, readOnly bool, msgs []mailstore.Message) *selected {
-	sel := &selected{
-		ref:      ref,
-		mb:       mb,
-		readOnly: readOnly,
-		uids:     make([]uint32, len(msgs)),
-		flags:    make([]uint32, len(msgs)),
-		info:     make([]msgInfo, len(msgs)),
-		table:    newFlagTable(),
-		uidNext:  mb.UIDNext,
-	}
-	for i := range msgs {
-		sel.uids[i] = msgs[i].UID
-		sel.flags[i] = sel.table.intern(msgs[i].Flags)
-		sel.info[i] = infoOf(&msgs[i])
-	}
-	if n := len(msgs); n > 0 && msgs[n-1].UID >= sel.uidNext {
-		sel.uidNext = msgs[n-1].UID + 1
-	}
+func newSelected(ref mailboxRef, mb mailstore.Mailbox, readOnly bool, l *sharedListing) *selected {
+	sel := &selected{ref: ref, mb: mb, readOnly: readOnly}
+	sel.share(l)
 	return sel
+}
+
+// share makes the session's view that of the listing l.
+func (sel *selected) share(l *sharedListing) {
+	sel.base = l
+	sel.uids, sel.flags, sel.table, sel.info = l.uids, l.flags, l.table, l.info
+	sel.uidNext = max(sel.uidNext, l.uidNext)
+}
+
+// own makes the view private before the session changes it.
+func (sel *selected) own() {
+	if sel.base == nil {
+		return
+	}
+	sel.base = nil
+	sel.uids = append([]uint32(nil), sel.uids...)
+	sel.flags = append([]uint32(nil), sel.flags...)
+	sel.info = append([]msgInfo(nil), sel.info...)
+	sel.table = sel.table.clone()
 }
 
 func (sel *selected) set(i int) *flagSet { return &sel.table.sets[sel.flags[i]] }
@@ -165,37 +187,28 @@ func (sel *selected) indexOf(uid uint32) int {
 // and tells the client what changed: EXPUNGE in descending sequence order
 // (each number stays valid as the ones above it go), FETCH FLAGS, then
 // EXISTS for new messages. Without allowExpunge, vanished messages stay as
-// ghosts.
-func (sel *selected) apply(w *imapserver.UpdateWriter, fresh []mailstore.Message, allowExpunge bool) error {
-	keepInfo := sel.info != nil
-	n := len(fresh) + len(sel.ghosts)
-	table := newFlagTable()
-	uids := make([]uint32, 0, n)
-	flags := make([]uint32, 0, n)
-	var info []msgInfo
-	if keepInfo {
-		info = make([]msgInfo, 0, n)
+// ghosts, in a private view; otherwise the session shares fresh.
+func (sel *selected) apply(w *imapserver.UpdateWriter, fresh *sharedListing, allowExpunge bool) error {
+	if sel.base == fresh {
+		return nil
 	}
-	var ghosts map[uint32]bool
 	var expunged, changed []int
+	var ghosts []int // positions in sel of messages kept as ghosts
+	known := 0       // messages of the new view that the client knew
 	j := 0
 	for i, uid := range sel.uids {
 		// A UID below one already shown cannot be given a sequence
 		// number; UIDs are allocated ascending, so this only skips what
 		// cannot happen.
-		for j < len(fresh) && fresh[j].UID < uid {
+		for j < len(fresh.uids) && fresh.uids[j] < uid {
 			j++
 		}
-		if j < len(fresh) && fresh[j].UID == uid {
-			f := table.intern(fresh[j].Flags)
-			if table.sets[f].key != sel.set(i).key {
-				changed = append(changed, len(uids))
+		if j < len(fresh.uids) && fresh.uids[j] == uid {
+			if (fresh.table != sel.table || fresh.flags[j] != sel.flags[i]) &&
+				fresh.table.sets[fresh.flags[j]].key != sel.set(i).key {
+				changed = append(changed, known)
 			}
-			uids = append(uids, uid)
-			flags = append(flags, f)
-			if keepInfo {
-				info = append(info, infoOf(&fresh[j]))
-			}
+			known++
 			j++
 			continue
 		}
@@ -203,46 +216,74 @@ func (sel *selected) apply(w *imapserver.UpdateWriter, fresh []mailstore.Message
 			expunged = append(expunged, i)
 			continue
 		}
-		if ghosts == nil {
-			ghosts = make(map[uint32]bool)
-		}
-		ghosts[uid] = true
-		uids = append(uids, uid)
-		flags = append(flags, table.internSet(sel.set(i)))
-		if keepInfo {
-			info = append(info, msgInfo{})
-		}
+		ghosts = append(ghosts, i)
+		known++
 	}
-	known := len(uids)
 	var last uint32
 	if len(sel.uids) > 0 {
 		last = sel.uids[len(sel.uids)-1]
 	}
-	for ; j < len(fresh); j++ {
-		if fresh[j].UID <= last {
+	if len(ghosts) == 0 {
+		sel.share(fresh)
+		sel.ghosts = nil
+		return sel.tell(w, expunged, changed, known, len(fresh.uids))
+	}
+	// Ghosts: a private view of the known messages, the ghosts kept, and
+	// the new ones.
+	table := newFlagTable()
+	n := len(fresh.uids) + len(ghosts)
+	uids := make([]uint32, 0, n)
+	flags := make([]uint32, 0, n)
+	info := make([]msgInfo, 0, n)
+	ghostSet := make(map[uint32]bool, len(ghosts))
+	j = 0
+	for i, uid := range sel.uids {
+		for j < len(fresh.uids) && fresh.uids[j] < uid {
+			j++
+		}
+		if j < len(fresh.uids) && fresh.uids[j] == uid {
+			uids = append(uids, uid)
+			flags = append(flags, table.internSet(&fresh.table.sets[fresh.flags[j]]))
+			info = append(info, fresh.info[j])
+			j++
 			continue
 		}
-		uids = append(uids, fresh[j].UID)
-		flags = append(flags, table.intern(fresh[j].Flags))
-		if keepInfo {
-			info = append(info, infoOf(&fresh[j]))
+		if !allowExpunge {
+			ghostSet[uid] = true
+			uids = append(uids, uid)
+			flags = append(flags, table.internSet(sel.set(i)))
+			info = append(info, msgInfo{})
 		}
-		sel.uidNext = max(sel.uidNext, fresh[j].UID+1)
 	}
-	sel.uids, sel.flags, sel.table, sel.info, sel.ghosts = uids, flags, table, info, ghosts
+	for ; j < len(fresh.uids); j++ {
+		if fresh.uids[j] <= last {
+			continue
+		}
+		uids = append(uids, fresh.uids[j])
+		flags = append(flags, table.internSet(&fresh.table.sets[fresh.flags[j]]))
+		info = append(info, fresh.info[j])
+	}
+	sel.base = nil
+	sel.uids, sel.flags, sel.table, sel.info, sel.ghosts = uids, flags, table, info, ghostSet
+	sel.uidNext = max(sel.uidNext, fresh.uidNext)
+	return sel.tell(w, expunged, changed, known, len(uids))
+}
 
+// tell writes the updates apply found: expunged are positions in the old
+// view, changed positions in the new one.
+func (sel *selected) tell(w *imapserver.UpdateWriter, expunged, changed []int, known, total int) error {
 	for k := len(expunged) - 1; k >= 0; k-- {
 		if err := w.WriteExpunge(uint32(expunged[k] + 1)); err != nil {
 			return err
 		}
 	}
 	for _, i := range changed {
-		if err := w.WriteMessageFlags(uint32(i+1), imap.UID(uids[i]), table.sets[flags[i]].flags); err != nil {
+		if err := w.WriteMessageFlags(uint32(i+1), imap.UID(sel.uids[i]), sel.set(i).flags); err != nil {
 			return err
 		}
 	}
-	if len(uids) > known {
-		return w.WriteNumMessages(uint32(len(uids)))
+	if total > known {
+		return w.WriteNumMessages(uint32(total))
 	}
 	return nil
 }
@@ -252,6 +293,7 @@ func (sel *selected) remove(positions []int) {
 	if len(positions) == 0 {
 		return
 	}
+	sel.own()
 	drop := make(map[int]bool, len(positions))
 	for _, p := range positions {
 		drop[p] = true
@@ -262,16 +304,10 @@ func (sel *selected) remove(positions []int) {
 		if drop[i] {
 			continue
 		}
-		sel.uids[k], sel.flags[k] = sel.uids[i], sel.flags[i]
-		if sel.info != nil {
-			sel.info[k] = sel.info[i]
-		}
+		sel.uids[k], sel.flags[k], sel.info[k] = sel.uids[i], sel.flags[i], sel.info[i]
 		k++
 	}
-	sel.uids, sel.flags = sel.uids[:k], sel.flags[:k]
-	if sel.info != nil {
-		sel.info = sel.info[:k]
-	}
+	sel.uids, sel.flags, sel.info = sel.uids[:k], sel.flags[:k], sel.info[:k]
 }
 
 // resolve turns a sequence or UID set into ascending snapshot positions.
@@ -349,18 +385,22 @@ func (sess *session) Select(name string, options *imap.SelectOptions) (*imap.Sel
 		return nil, err
 	}
 	// Watch before listing, so that no change falls between the two.
-	changes, stop := sess.srv.store.Watch(mb.ID)
-	msgs, err := sess.srv.store.Messages(ctx, mb.ID)
+	changes, stopWatch := sess.srv.store.Watch(mb.ID)
+	entry := sess.srv.listings.acquire(mb.ID)
+	stop := func() {
+		stopWatch()
+		sess.srv.listings.release(mb.ID, entry)
+	}
+	l, err := entry.get(ctx, sess.srv.store, mb.ID)
 	if err != nil {
 		stop()
 		return nil, sess.internalError("SELECT", err)
 	}
-	sel := newSelected(ref, mb, options.ReadOnly || !ref.can(rightWrite), msgs)
-	sel.changes, sel.stop = changes, stop
+	sel := newSelected(ref, mb, options.ReadOnly || !ref.can(rightWrite), l)
+	sel.entry, sel.changes, sel.stop = entry, changes, stop
 	sess.mu.Lock()
 	sess.unselect()
 	sess.sel = sel
-	sess.keepInfo()
 	sess.mu.Unlock()
 	if ref.foreign(sess.user) {
 		sess.log.Info("imap SELECT of another user's mailbox", "owner", ref.owner.Address,
@@ -377,11 +417,8 @@ func (sess *session) Select(name string, options *imap.SelectOptions) (*imap.Sel
 	if !sel.readOnly {
 		data.PermanentFlags = append(append([]imap.Flag(nil), data.Flags...), imap.FlagWildcard)
 	}
-	for i := range sel.uids {
-		if !sel.set(i).seen {
-			data.FirstUnseenSeqNum = uint32(i + 1)
-			break
-		}
+	if l.firstUnseen >= 0 {
+		data.FirstUnseenSeqNum = uint32(l.firstUnseen + 1)
 	}
 	return data, nil
 }
@@ -415,28 +452,6 @@ func (sess *session) Unselect() error {
 	return nil
 }
 
-// infoLinger is how long the per-message details of the selected mailbox
-// are kept after the last command that used them.
-const infoLinger = 30 * time.Second
-
-// keepInfo (re)arms the timer that drops the per-message details. Called
-// with mu held.
-func (sess *session) keepInfo() {
-	if sess.infoTimer == nil {
-		sess.infoTimer = time.AfterFunc(infoLinger, sess.dropInfo)
-		return
-	}
-	sess.infoTimer.Reset(infoLinger)
-}
-
-func (sess *session) dropInfo() {
-	sess.mu.Lock()
-	if sess.sel != nil {
-		sess.sel.info = nil
-	}
-	sess.mu.Unlock()
-}
-
 func (sess *session) unselect() {
 	if sess.sel != nil {
 		sess.sel.stop()
@@ -467,18 +482,17 @@ func (sess *session) refresh(w *imapserver.UpdateWriter, allowExpunge bool) erro
 	sel := sess.sel
 	ctx, cancel := sess.ctx()
 	defer cancel()
-	msgs, err := sess.srv.store.Messages(ctx, sel.mb.ID)
+	l, err := sel.entry.get(ctx, sess.srv.store, sel.mb.ID)
 	if err != nil {
 		sel.stale = true
 		return sess.internalError("poll", err)
 	}
 	sel.stale = false
-	return sel.apply(w, msgs, allowExpunge)
+	return sel.apply(w, l, allowExpunge)
 }
 
 // Idle implements imapserver.Session (RFC 2177): changes to the selected
-// mailbox are pushed as they commit. The per-message details are dropped
-// for the duration, so that an idling client costs little memory.
+// mailbox are pushed as they commit.
 func (sess *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 	timer := time.NewTimer(sess.srv.cfg.IdleTimeout)
 	defer timer.Stop()
@@ -487,7 +501,6 @@ func (sess *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) erro
 	sess.mu.Lock()
 	if sel := sess.sel; sel != nil {
 		changes = sel.changes
-		sel.info = nil
 		if len(sel.ghosts) > 0 || sel.stale {
 			err = sess.refresh(w, true)
 		}

@@ -84,6 +84,8 @@ type content struct {
 	key  string
 	data []byte
 	size int64
+	// headers are the fields the search index keeps (searchindex.go).
+	headers searchHeaders
 }
 
 // putContent makes a message ready for the index: small messages stay in
@@ -94,15 +96,16 @@ func (s *Store) putContent(parts ...[]byte) (content, error) {
 	for _, p := range parts {
 		size += len(p)
 	}
+	headers := extractSearchHeaders(partsReader(parts))
 	if size <= s.cfg.InlineMax {
 		data := make([]byte, 0, size)
 		for _, p := range parts {
 			data = append(data, p...)
 		}
-		return content{data: data, size: int64(size)}, nil
+		return content{data: data, size: int64(size), headers: headers}, nil
 	}
 	key, n, err := s.writeBlob(parts...)
-	return content{key: key, size: n}, err
+	return content{key: key, size: n, headers: headers}, err
 }
 
 // discard removes the file of a content that never made it into the index.

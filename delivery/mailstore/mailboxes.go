@@ -115,11 +115,9 @@ func (s *Store) Status(ctx context.Context, userID int64, name string) (MailboxS
 		return MailboxStatus{}, err
 	}
 	st := MailboxStatus{Mailbox: m}
-	err = s.rdb.QueryRowContext(ctx, `SELECT count(*),
-		coalesce(sum(instr(' '||flags||' ', ' \Seen ') = 0), 0),
-		coalesce(sum(instr(' '||flags||' ', ' \Deleted ') > 0), 0),
-		coalesce(sum(size), 0)
-		FROM messages WHERE mailbox_id = ?`, m.ID).Scan(&st.Messages, &st.Unseen, &st.Deleted, &st.Size)
+	// The counts are kept by triggers (counts.go): no scan.
+	err = s.rdb.QueryRowContext(ctx, `SELECT msg_count, unseen_count, deleted_count, total_size
+		FROM mailboxes WHERE id = ?`, m.ID).Scan(&st.Messages, &st.Unseen, &st.Deleted, &st.Size)
 	if err != nil {
 		return MailboxStatus{}, fmt.Errorf("mailbox status: %w", err)
 	}

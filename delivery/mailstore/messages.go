@@ -392,5 +392,9 @@ func insertBlob(tx *Tx, c content, now time.Time) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("insert blob: %w", err)
 	}
-	return res.LastInsertId()
+	id, err := res.LastInsertId()
+	if err != nil {
+		return 0, fmt.Errorf("insert blob: %w", err)
+	}
+	return id, insertSearchHeaders(tx, id, c.headers)
 }

@@ -170,6 +170,8 @@ var storeSchema = Schema{
 			added INTEGER NOT NULL,
 			PRIMARY KEY (user_id, sender)
 		) WITHOUT ROWID`},
+		// 3: large mailboxes (counts.go, searchindex.go).
+		countsAndSearchIndex,
 	},
 }
 
