@@ -245,7 +245,7 @@ func (q *Queue) Retry(id string) error {
 	}
 	e.mu.Unlock()
 	q.poke()
-	return q.record(e)
+	return q.record(e, false)
 }
 
 // Delete removes a message without a bounce. A delivery in progress

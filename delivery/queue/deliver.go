@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/textproto"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -76,6 +77,86 @@ type client struct {
 	connectTimeout time.Duration
 	commandTimeout time.Duration
 	log            *slog.Logger
+	pool           sessionPool
+}
+
+// The connection cache's bounds: Postfix's smtp_connection_cache_time_limit
+// (2s idle) and smtp_connection_reuse_count_limit (moat: 100 messages).
+const (
+	poolIdle    = 2 * time.Second
+	poolUses    = 100
+	poolPerHost = 20
+)
+
+// sessionPool keeps idle sessions per host for the next message.
+type sessionPool struct {
+	mu   sync.Mutex
+	idle map[string][]*idleSession
+}
+
+type idleSession struct {
+	c     *smtp.Client
+	done  func()
+	since time.Time
+	uses  int
+}
+
+// take returns a cached session for key, or nil.
+func (p *sessionPool) take(key string) *idleSession {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for list := p.idle[key]; len(list) > 0; list = p.idle[key] {
+		s := list[len(list)-1]
+		p.idle[key] = list[:len(list)-1]
+		if time.Since(s.since) < poolIdle {
+			return s
+		}
+		go func() { s.c.Quit(); s.done() }()
+	}
+	return nil
+}
+
+// put keeps a session whose transaction ended cleanly, unless it has
+// served its count.
+func (p *sessionPool) put(key string, s *idleSession) {
+	s.uses++
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.idle == nil {
+		p.idle = map[string][]*idleSession{}
+	}
+	if s.uses >= poolUses || len(p.idle[key]) >= poolPerHost {
+		go func() { s.c.Quit(); s.done() }()
+		return
+	}
+	s.since = time.Now()
+	p.idle[key] = append(p.idle[key], s)
+}
+
+// sweep closes the sessions idle too long (all of them with all).
+func (p *sessionPool) sweep(all bool) {
+	p.mu.Lock()
+	var stale []*idleSession
+	for k, list := range p.idle {
+		keep := list[:0]
+		for _, s := range list {
+			if all || time.Since(s.since) >= poolIdle {
+				stale = append(stale, s)
+			} else {
+				keep = append(keep, s)
+			}
+		}
+		if len(keep) == 0 {
+			delete(p.idle, k)
+		} else {
+			p.idle[k] = keep
+		}
+	}
+	p.mu.Unlock()
+	for _, s := range stale {
+		s.c.Quit()
+		s.done()
+	}
 }
 
 // target is one server to try: a name and the address to dial.
@@ -113,27 +194,53 @@ type content func() (io.ReadCloser, int64, error)
 // one outcome per recipient, or a *hostError when the host failed before
 // answering any recipient.
 func (cl *client) transmit(ctx context.Context, t target, from string, rcpts []string, open content) ([]outcome, error) {
-	res, err := cl.transmitOnce(ctx, t, from, rcpts, open, t.tls)
+	res, err := cl.transmitOnce(ctx, t, from, rcpts, open, t.tls, true)
 	var he *hostError
 	if errors.As(err, &he) && he.result == "starttls-failed" && t.tls == TLSOpportunistic {
 		// Postfix's "may": a failed handshake is retried in plain text.
 		cl.log.Info("queue: TLS handshake failed, retrying without TLS", "host", t.name, "addr", t.addr, "err", he.out.reply)
-		return cl.transmitOnce(ctx, t, from, rcpts, open, TLSNone)
+		return cl.transmitOnce(ctx, t, from, rcpts, open, TLSNone, true)
 	}
 	return res, err
 }
 
-func (cl *client) transmitOnce(ctx context.Context, t target, from string, rcpts []string, open content, mode string) ([]outcome, error) {
+// transmitOnce runs the transaction on a cached session to t when there
+// is one (reuse), or on a new one. A session whose transaction ended
+// cleanly is kept for the next message to the same host (Postfix's
+// connection cache).
+func (cl *client) transmitOnce(ctx context.Context, t target, from string, rcpts []string, open content, mode string, reuse bool) ([]outcome, error) {
 	fail := func(status, format string, args ...any) error {
 		o := temp(status, t.name+": "+fmt.Sprintf(format, args...))
 		o.remote = t.name
 		return &hostError{out: o}
 	}
-	c, done, err := cl.connect(ctx, t, mode)
-	if err != nil {
-		return nil, err
+	key := t.addr + "|" + t.name + "|" + mode
+	var sess *idleSession
+	if reuse {
+		sess = cl.pool.take(key)
 	}
-	defer done()
+	if sess != nil && sess.c.Noop() != nil {
+		// The server closed the cached session meanwhile (its idle
+		// timeout): nothing was sent; a new session is opened.
+		sess.done()
+		sess = nil
+	}
+	if sess == nil {
+		c, done, err := cl.connect(ctx, t, mode)
+		if err != nil {
+			return nil, err
+		}
+		sess = &idleSession{c: c, done: done}
+	}
+	c := sess.c
+	keep := false
+	defer func() {
+		if keep {
+			cl.pool.put(key, sess)
+		} else {
+			sess.done()
+		}
+	}()
 	rc, size, err := open()
 	if err != nil {
 		return nil, fail("4.3.0", "reading the queue file: %v", err)
@@ -166,7 +273,7 @@ func (cl *client) transmitOnce(ctx context.Context, t target, from string, rcpts
 		accepted = append(accepted, i)
 	}
 	if len(accepted) == 0 {
-		c.Quit()
+		keep = c.Reset() == nil
 		return res, nil
 	}
 	w, err := c.Data()
@@ -214,7 +321,7 @@ func (cl *client) transmitOnce(ctx context.Context, t target, from string, rcpts
 			}
 		}
 	}
-	c.Quit()
+	keep = true
 	return res, nil
 }
 

@@ -21,10 +21,10 @@ type Observer interface {
 
 type nopObserver struct{}
 
-func (nopObserver) Queued(string)                         {}
+func (nopObserver) Queued(string)                          {}
 func (nopObserver) Delivery(string, string, time.Duration) {}
-func (nopObserver) Bounce(string)                         {}
-func (nopObserver) Corrupt()                              {}
+func (nopObserver) Bounce(string)                          {}
+func (nopObserver) Corrupt()                               {}
 
 // Stats is the queue's size, for gauges.
 type Stats struct {

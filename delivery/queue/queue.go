@@ -166,6 +166,15 @@ func (q *Queue) load() error {
 		var st []rcptState
 		if err == nil {
 			st, err = q.spool.readState(id, len(env.Rcpts))
+			if err != nil {
+				// The message is whole; its state is not: every
+				// recipient is tried again (at least once, never lost).
+				os.Rename(q.spool.statePath(id), filepath.Join(q.spool.dir, "corrupt", id+".state"))
+				q.log.Error("queue: unreadable state file moved aside; the message is delivered again to every recipient",
+					"id", id, "err", err)
+				q.obs.Corrupt()
+				st, err = make([]rcptState, len(env.Rcpts)), nil
+			}
 		}
 		if err != nil {
 			q.spool.moveAside(id)
@@ -316,6 +325,7 @@ func (q *Queue) dispatch() {
 		}
 		q.mu.Unlock()
 		if time.Since(lastCtl) >= ctlPoll {
+			q.cl.pool.sweep(false)
 			q.serveControl()
 			lastCtl = time.Now()
 		}
@@ -426,11 +436,13 @@ func (q *Queue) run(j *job) bool {
 	}
 	e.mu.Lock()
 	prev := append([]rcptState(nil), e.st...)
+	final := false
 	for k, i := range j.rcpts {
 		o, s := outs[k], &e.st[i]
 		s.Attempts++
 		s.Last = o.reply
 		result := ""
+		final = final || o.kind != kindTemp || expired
 		switch {
 		case o.kind == kindSent:
 			s.Status = statusSent
@@ -485,7 +497,7 @@ func (q *Queue) run(j *job) bool {
 	if err := q.notify(e, delayed, true); err != nil {
 		q.log.Error("queue: delay warning not queued", "id", e.id, "err", err)
 	}
-	if err := q.record(e); err != nil {
+	if err := q.record(e, final); err != nil {
 		q.log.Error("queue: recording the attempt failed", "id", e.id, "err", err)
 	}
 	if len(left) == 0 {
@@ -497,12 +509,12 @@ func (q *Queue) run(j *job) bool {
 
 // record writes an entry's state, or removes its files once no
 // recipient is pending.
-func (q *Queue) record(e *entry) error {
+func (q *Queue) record(e *entry, durable bool) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, s := range e.st {
 		if s.Status == statusPending {
-			return q.spool.writeState(e.id, e.st)
+			return q.spool.writeState(e.id, e.st, durable)
 		}
 	}
 	q.log.Info("queue: removed", "id", e.id)
@@ -647,6 +659,7 @@ func (q *Queue) Close(ctx context.Context) error {
 		<-done
 	}
 	q.cancel()
+	q.cl.pool.sweep(true)
 	if q.lock != nil {
 		q.lock.Close()
 	}

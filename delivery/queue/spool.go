@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -70,7 +71,45 @@ type rcptState struct {
 
 // spool is the on-disk queue.
 type spool struct {
-	dir string
+	dir     string
+	dirSync groupSync
+}
+
+// groupSync fsyncs a folder for many writers at once: a writer waits for
+// an fsync that started after its rename, and concurrent writers share
+// one (a group commit, as Postfix's queue shares a journal commit).
+type groupSync struct {
+	mu        sync.Mutex
+	cond      *sync.Cond
+	started   uint64
+	completed uint64
+	running   bool
+	err       error
+}
+
+func (g *groupSync) sync(dir string) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.cond == nil {
+		g.cond = sync.NewCond(&g.mu)
+	}
+	target := g.started + 1
+	for g.completed < target {
+		if g.running {
+			g.cond.Wait()
+			continue
+		}
+		g.running = true
+		g.started++
+		gen := g.started
+		g.mu.Unlock()
+		err := syncDir(dir)
+		g.mu.Lock()
+		g.running = false
+		g.completed, g.err = gen, err
+		g.cond.Broadcast()
+	}
+	return g.err
 }
 
 // errCorrupt marks a file that cannot be read back.
@@ -148,7 +187,7 @@ func (s *spool) write(id string, env envelope, header, body []byte) (int64, erro
 		err = os.Rename(tmp, s.msgPath(id))
 	}
 	if err == nil {
-		err = syncDir(s.dir)
+		err = s.dirSync.sync(s.dir)
 	}
 	if err != nil {
 		os.Remove(tmp)
@@ -206,10 +245,14 @@ func (s *spool) readState(id string, n int) ([]rcptState, error) {
 	return st, nil
 }
 
-// writeState replaces a message's state atomically. The folder is not
-// fsync'd: after a power loss the state before may come back, and
-// recipients delivered since are delivered again (at least once).
-func (s *spool) writeState(id string, st []rcptState) error {
+// writeState replaces a message's state atomically. With durable (a
+// recipient reached a final state) the file is fsync'd first; a state
+// that only counts another deferral is not, as losing it to a power cut
+// costs an early retry. The folder is not fsync'd: after a power loss the
+// state before may come back, and recipients delivered since are
+// delivered again (at least once); a state file damaged by the cut is
+// set aside and its message delivered again whole (see load).
+func (s *spool) writeState(id string, st []rcptState, durable bool) error {
 	b, err := json.Marshal(st)
 	if err != nil {
 		return err
@@ -220,7 +263,7 @@ func (s *spool) writeState(id string, st []rcptState) error {
 		return fmt.Errorf("queue: %w", err)
 	}
 	_, err = f.Write(b)
-	if err == nil {
+	if err == nil && durable {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
