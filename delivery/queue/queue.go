@@ -573,15 +573,21 @@ func (q *Queue) deliver(ctx context.Context, j *job, rcpts []string) []outcome {
 		if err != nil {
 			return fill(len(rcpts), temp("4.3.0", "reading the queue file: "+err.Error()))
 		}
-		err = q.opts.Local(ctx, &Message{From: e.env.From, Rcpts: rcpts, Body: body, Origin: e.env.Origin})
-		switch {
-		case err == nil:
-			return fill(len(rcpts), sent("local", "250 2.0.0 delivered to the store"))
-		case errors.Is(err, ErrNoRecipient):
-			return fill(len(rcpts), perm("5.1.1", "no such mailbox"))
-		default:
-			return fill(len(rcpts), temp("4.3.0", "local delivery: "+err.Error()))
+		// One recipient at a time: one unknown user must not fail the
+		// others.
+		outs := make([]outcome, len(rcpts))
+		for i, r := range rcpts {
+			err := q.opts.Local(ctx, &Message{From: e.env.From, Rcpts: []string{r}, Body: body, Origin: e.env.Origin})
+			switch {
+			case err == nil:
+				outs[i] = sent("local", "250 2.0.0 delivered to the store")
+			case errors.Is(err, ErrNoRecipient):
+				outs[i] = perm("5.1.1", "no such mailbox")
+			default:
+				outs[i] = temp("4.3.0", "local delivery: "+err.Error())
+			}
 		}
+		return outs
 	}
 	open := func() (io.ReadCloser, int64, error) {
 		f, r, err := q.spool.messageReader(e.id, e.off)
