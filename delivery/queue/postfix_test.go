@@ -57,6 +57,12 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 // the virtual addresses it knows, access its check_recipient_access table.
 func startPostfix(t *testing.T, mailboxes []string, access string) *postfix {
 	t.Helper()
+	return startPostfixAt(t, freeAddr(t), mailboxes, access)
+}
+
+// startPostfixAt is startPostfix with smtpd on addr.
+func startPostfixAt(t *testing.T, addr string, mailboxes []string, access string) *postfix {
+	t.Helper()
 	bin := needTool(t, "postfix")
 	if os.Geteuid() != 0 {
 		if os.Getenv("CI") == "true" {
@@ -71,7 +77,7 @@ func startPostfix(t *testing.T, mailboxes []string, access string) *postfix {
 		t.Fatal(err)
 	}
 	os.Chmod(dir, 0o755)
-	p := &postfix{t: t, dir: dir, addr: freeAddr(t)}
+	p := &postfix{t: t, dir: dir, addr: addr}
 	for _, d := range []string{"conf", "spool", "data", "mail"} {
 		os.MkdirAll(filepath.Join(dir, d), 0o755)
 	}
