@@ -219,14 +219,24 @@ func (q *Queue) RetryAll() {
 	}
 }
 
-// Retry makes a message's waiting deliveries due now.
-func (q *Queue) Retry(id string) error {
-	now := q.now()
+// lockEntry returns the entry of id with q.mu held, or an error (and
+// q.mu free) when there is none.
+func (q *Queue) lockEntry(id string) (*entry, error) {
 	q.mu.Lock()
 	e := q.entries[id]
 	if e == nil {
 		q.mu.Unlock()
-		return fmt.Errorf("queue: no message %s", id)
+		return nil, fmt.Errorf("queue: no message %s", id)
+	}
+	return e, nil
+}
+
+// Retry makes a message's waiting deliveries due now.
+func (q *Queue) Retry(id string) error {
+	now := q.now()
+	e, err := q.lockEntry(id)
+	if err != nil {
+		return err
 	}
 	for _, j := range e.jobs {
 		if !j.running {
@@ -251,11 +261,9 @@ func (q *Queue) Retry(id string) error {
 // Delete removes a message without a bounce. A delivery in progress
 // finishes, but its result is not recorded.
 func (q *Queue) Delete(id string) error {
-	q.mu.Lock()
-	e := q.entries[id]
-	if e == nil {
-		q.mu.Unlock()
-		return fmt.Errorf("queue: no message %s", id)
+	e, err := q.lockEntry(id)
+	if err != nil {
+		return err
 	}
 	q.forget(e)
 	q.mu.Unlock()
@@ -285,11 +293,9 @@ func (q *Queue) forget(e *entry) {
 // Bounce gives up a message: its pending recipients fail with a DSN to
 // the sender, and it leaves the queue.
 func (q *Queue) Bounce(id string) error {
-	q.mu.Lock()
-	e := q.entries[id]
-	if e == nil {
-		q.mu.Unlock()
-		return fmt.Errorf("queue: no message %s", id)
+	e, err := q.lockEntry(id)
+	if err != nil {
+		return err
 	}
 	for _, j := range e.jobs {
 		if j.running {

@@ -295,6 +295,8 @@ func (cl *client) transmitOnce(ctx context.Context, t target, from string, rcpts
 		resp, err := w.CloseWithLMTPResponse()
 		var le smtp.LMTPDataError
 		errors.As(err, &le)
+		_, replies := err.(smtp.LMTPDataError) // every reply read: the session is sound
+		keep = err == nil || replies
 		for _, i := range accepted {
 			switch {
 			case resp[rcpts[i]] != nil:
@@ -307,8 +309,9 @@ func (cl *client) transmitOnce(ctx context.Context, t target, from string, rcpts
 		}
 	} else {
 		resp, err := w.CloseWithResponse()
+		var se *smtp.SMTPError
+		keep = err == nil || errors.As(err, &se)
 		for _, i := range accepted {
-			var se *smtp.SMTPError
 			switch {
 			case err == nil:
 				res[i] = sent(t.name, "250 "+oneLine(resp.StatusText))
@@ -321,7 +324,6 @@ func (cl *client) transmitOnce(ctx context.Context, t target, from string, rcpts
 			}
 		}
 	}
-	keep = true
 	return res, nil
 }
 
