@@ -432,3 +432,35 @@ func TestCommandThroughRunningQueue(t *testing.T) {
 		t.Error("a path was taken as an id")
 	}
 }
+
+func TestCommandWithoutRunningQueue(t *testing.T) {
+	dir := t.TempDir()
+	rcs := mustRoutes(t, RouteConfig{Domains: []string{"relay.test", "origin.test"}, Hosts: []string{freeAddr(t)}, TLS: TLSNone})
+	rs, err := NewRoutes(rcs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.MTASTS = false
+	q := testQueue(t, dir, func(c *Config, o *Options) { *c = cfg; o.Routes = rs })
+	id, err := q.Enqueue(context.Background(), &Message{From: "a@origin.test", Rcpts: []string{"u@relay.test"}, Body: testMessage("offline")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Close(context.Background()) // no moat runs now: the command takes the lock
+	if err := Command(context.Background(), cfg, Options{Dir: dir, Hostname: "moat.test", Routes: rs}, "bounce "+id, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	infos, err := List(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(infos) != 1 || infos[0].ID == id || infos[0].From != "" || infos[0].Origin != "bounce" || infos[0].Rcpts[0].Addr != "a@origin.test" {
+		t.Fatalf("after bounce: %+v, want only the DSN to a@origin.test", infos)
+	}
+	_, data, _ := Show(dir, infos[0].ID)
+	_, perRcpt, _ := parseDSN(t, data)
+	if len(perRcpt) != 1 || perRcpt[0].Get("Status") != "5.3.0" || !strings.Contains(perRcpt[0].Get("Diagnostic-Code"), "cancelled by the administrator") {
+		t.Errorf("operator's bounce: %v", perRcpt)
+	}
+}
