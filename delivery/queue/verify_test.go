@@ -206,3 +206,34 @@ func TestRouteValidation(t *testing.T) {
 		t.Errorf("defaults not filled: %+v", good[0])
 	}
 }
+
+func TestRouteBalance(t *testing.T) {
+	hosts := []string{"a.test", "b.test:2525", "c.test"}
+	order := func(balance string) [][]string {
+		rs, err := NewRoutes(mustRoutes(t, RouteConfig{Domains: []string{"relay.test"}, Hosts: hosts, Balance: balance}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out [][]string
+		for range 4 {
+			var names []string
+			for _, tg := range rs.Lookup("relay.test").targets() {
+				names = append(names, tg.addr)
+			}
+			out = append(out, names)
+		}
+		return out
+	}
+	ordered := "a.test:25 b.test:2525 c.test:25"
+	for i, o := range order("ordered") {
+		if strings.Join(o, " ") != ordered {
+			t.Errorf("ordered, delivery %d: %v", i, o)
+		}
+	}
+	want := []string{ordered, "b.test:2525 c.test:25 a.test:25", "c.test:25 a.test:25 b.test:2525", ordered}
+	for i, o := range order("balanced") {
+		if strings.Join(o, " ") != want[i] {
+			t.Errorf("balanced, delivery %d: %v, want %s", i, o, want[i])
+		}
+	}
+}
