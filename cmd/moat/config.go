@@ -14,6 +14,7 @@ import (
 	"github.com/moatmail/moat/delivery/imapd"
 	"github.com/moatmail/moat/delivery/mailstore"
 	"github.com/moatmail/moat/delivery/pop3d"
+	"github.com/moatmail/moat/delivery/queue"
 	"github.com/moatmail/moat/filters/antivirus"
 	"github.com/moatmail/moat/filters/attachments"
 	"github.com/moatmail/moat/filters/bayes"
@@ -67,8 +68,12 @@ type Config struct {
 	Rules      rules.Config      `toml:"rules"`
 	Policies   policies.Config   `toml:"policies"`
 	Quarantine quarantine.Config `toml:"quarantine"`
-	Log        LogConfig         `toml:"log"`
-	Demo       DemoConfig        `toml:"demo"`
+	// Queue is the outbound queue; Routes say where each recipient
+	// domain's mail goes ([[route]] tables).
+	Queue  queue.Config        `toml:"queue"`
+	Routes []queue.RouteConfig `toml:"route"`
+	Log    LogConfig           `toml:"log"`
+	Demo   DemoConfig          `toml:"demo"`
 }
 
 // ListenConfig holds every listener address; an empty address switches the
@@ -146,6 +151,7 @@ func parseConfig(text, name string) (*Config, error) {
 	cfg := Config{
 		DNS:   resolver.DefaultConfig(),
 		State: state.DefaultConfig(),
+		Queue: queue.DefaultConfig(),
 		Filters: FiltersConfig{
 			RDNS:        rdns.DefaultConfig(),
 			SPF:         spf.DefaultConfig(),
@@ -238,6 +244,21 @@ func (c *Config) Validate() error {
 		}
 	}
 	add("quarantine", c.Quarantine.Validate())
+	add("queue", c.Queue.Validate())
+	for _, err := range flatten(queue.ValidateRoutes(c.Routes)) {
+		errs = append(errs, fmt.Errorf("  %w", err))
+	}
+	for i, r := range c.Routes {
+		for _, d := range r.Domains {
+			local := contains(c.SMTP.LocalDomains, d)
+			if r.Type == queue.RouteLocal && !local {
+				errs = append(errs, fmt.Errorf("  route[%d].domains: %q is a local route but not in smtp.local_domains", i, d))
+			}
+			if r.Type == queue.RouteRelay && local {
+				errs = append(errs, fmt.Errorf("  route[%d].domains: %q is in smtp.local_domains: a relay route's domain cannot be local too", i, d))
+			}
+		}
+	}
 	add("log", c.Log.validate())
 	if c.Demo.User != "" {
 		at := strings.LastIndexByte(c.Demo.User, '@')

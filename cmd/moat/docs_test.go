@@ -273,6 +273,32 @@ local_domains = ["example.com"]
 			want:   "demo.user",
 		},
 		{
+			name:   "queue backoff",
+			config: docsBase + "[queue]\nmin_backoff = \"2h\"\nmax_backoff = \"1h\"\n",
+			want:   "queue.max_backoff: 1h0m0s is shorter than min_backoff",
+		},
+		{
+			name:   "route tls level",
+			config: docsBase + "[[route]]\ndomains = [\"example.net\"]\nhosts = [\"10.0.0.2\"]\ntls = \"maybe\"\n",
+			want:   `route[0].tls: "maybe"`,
+		},
+		{
+			name:   "route verification needs TLS",
+			config: docsBase + "[[route]]\ndomains = [\"example.net\"]\nhosts = [\"10.0.0.2\"]\nca_file = \"/x\"\n",
+			want:   `route[0].ca_file: needs tls = "required"`,
+		},
+		{
+			name:   "local route outside local_domains",
+			config: docsBase + "[[route]]\ndomains = [\"example.net\"]\ntype = \"local\"\n",
+			want:   `route[0].domains: "example.net" is a local route but not in smtp.local_domains`,
+		},
+		{
+			name:           "route ca_file that does not exist",
+			config:         docsBase + "[[route]]\ndomains = [\"example.net\"]\nhosts = [\"10.0.0.2\"]\ntls = \"required\"\nca_file = \"/nonexistent/ca.pem\"\n",
+			want:           "route[0].ca_file",
+			viaCheckConfig: true,
+		},
+		{
 			name:   "TOML syntax error names the line",
 			config: "data_dir = \"data\"\n[listen]\nsmtp = \"127.0.0.1:2525\"\nimap = 127.0.0.1:1143\n[smtp]\nlocal_domains = [\"example.com\"]\n",
 			want:   "config docs-test.toml: line 4: ",

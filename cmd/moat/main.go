@@ -6,6 +6,7 @@
 //	moat user add|passwd|list|delete [-config FILE] [ADDRESS]
 //	moat user allowlist [-config FILE] [-add SENDER] [-remove SENDER] ADDRESS
 //	moat quarantine list|show|release|delete [-config FILE] [ID]
+//	moat queue list|show|retry|delete|bounce [-config FILE] [ID]
 //	moat import [-config FILE] [-mailbox NAME] ADDRESS MAILDIR
 //	moat backup [-config FILE] DEST
 //	moat restore SRC DATADIR
@@ -29,6 +30,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/moatmail/moat/delivery/queue"
 	"github.com/moatmail/moat/filters/greylist"
 	"github.com/moatmail/moat/filters/resolver"
 )
@@ -50,6 +52,11 @@ commands:
   quarantine show ID          print a quarantined message and its verdict
   quarantine release ID       deliver a quarantined message to its recipients' INBOX
   quarantine delete ID        delete a quarantined message
+  queue list                  list the outbound queue
+  queue show ID               print a queued message and its recipients' state
+  queue retry [ID]            retry a queued message (all without ID) now
+  queue delete ID             remove a queued message without a bounce
+  queue bounce ID             give up a queued message, bouncing it to its sender
   import ADDRESS MAILDIR      copy a Maildir folder into a user's mailbox (-mailbox NAME)
   bayes train|eval|stats      train the classifier, cross-validate it, show its state
   rules fit --spam P --ham P  fit symbol scores on labelled mail (-out FILE: a scores_file)
@@ -84,6 +91,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdUser(rest, stdin, stdout)
 	case "quarantine":
 		err = cmdQuarantine(rest, stdout)
+	case "queue":
+		err = cmdQueue(rest, stdout)
 	case "import":
 		err = cmdImport(rest, stdout)
 	case "bayes":
@@ -240,6 +249,17 @@ func cmdCheckConfig(args []string, stdout io.Writer) error {
 	defer grey.Close()
 	j, err := buildJudge(cfg, builtOnce{dns: dns, greylist: grey})
 	if err != nil {
+		return err
+	}
+	// The routes' files (CA, client certificate, password, address
+	// lists) are read as start reads them.
+	routes, err := queue.NewRoutes(cfg.Routes)
+	if err != nil {
+		j.filters.close()
+		return err
+	}
+	if _, err := queue.NewVerifier(routes, queue.VerifierOptions{}); err != nil {
+		j.filters.close()
 		return err
 	}
 	j.filters.close()

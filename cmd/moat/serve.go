@@ -20,6 +20,7 @@ import (
 	"github.com/moatmail/moat/delivery/imapd"
 	"github.com/moatmail/moat/delivery/mailstore"
 	"github.com/moatmail/moat/delivery/pop3d"
+	"github.com/moatmail/moat/delivery/queue"
 	"github.com/moatmail/moat/filters"
 	"github.com/moatmail/moat/filters/antivirus"
 	"github.com/moatmail/moat/filters/attachments"
@@ -76,6 +77,11 @@ type app struct {
 	imap      *imapd.Server
 	pop3      *pop3d.Server
 	metrics   *metrics.Metrics
+	// queue is the outbound queue (delivery/queue), its workers running
+	// until Close; verifier checks relay domains' recipients. Both are
+	// for the gateway to use (gateway.Deps).
+	queue     *queue.Queue
+	verifier  *queue.Verifier
 	http      *http.Server
 	listeners map[string]net.Listener
 	health    readiness
@@ -352,6 +358,7 @@ func (a *app) reload(path string) error {
 		{"dns", old.DNS, cfg.DNS}, {"state", old.State, cfg.State},
 		{"smtp", old.SMTP, cfg.SMTP}, {"imap", old.IMAP, cfg.IMAP}, {"auth_throttle", old.Auth, cfg.Auth},
 		{"quarantine", old.Quarantine, cfg.Quarantine}, {"log", old.Log, cfg.Log},
+		{"queue", old.Queue, cfg.Queue}, {"route", old.Routes, cfg.Routes},
 	} {
 		if !reflect.DeepEqual(sec.old, sec.new) {
 			a.log.Warn("configuration section changed; it takes effect at the next restart", "section", sec.key)
@@ -417,6 +424,9 @@ func startWith(cfg *Config, log *slog.Logger, out io.Writer, opts startOptions) 
 		return nil, err
 	}
 	a.rates = a.state.rates(cfg.Filters.RateLimit)
+	if err := a.openQueue(); err != nil {
+		return nil, err
+	}
 	j, err := buildJudge(cfg, a.builtOnce())
 	if err != nil {
 		return nil, err
@@ -500,9 +510,55 @@ func startWith(cfg *Config, log *slog.Logger, out io.Writer, opts startOptions) 
 		greylist.RunExpiry(ctx, a.greylist, cfg.Filters.Greylist.ExpireInterval,
 			greylist.Options{Now: a.now, Observer: greylistObserver{a.metrics, log}})
 	}()
+	a.queue.Start()
 	ok = true
 	a.health.ready.Store(true)
 	return a, nil
+}
+
+// openQueue opens the outbound queue over <data_dir>/queue, with its
+// routes, the recipient verifier of the relay routes, and its metrics.
+func (a *app) openQueue() error {
+	routes, err := queue.NewRoutes(a.cfg.Routes)
+	if err != nil {
+		return err
+	}
+	if a.verifier, err = queue.NewVerifier(routes, queue.VerifierOptions{Hostname: a.cfg.SMTP.Hostname, Log: a.log}); err != nil {
+		return err
+	}
+	obs := a.metrics.Queue(func() queue.Stats {
+		if a.queue == nil {
+			return queue.Stats{}
+		}
+		return a.queue.Stats()
+	})
+	a.queue, err = queue.Open(a.cfg.Queue, queue.Options{
+		Dir: filepath.Join(a.cfg.DataDir, "queue"), Hostname: a.cfg.SMTP.Hostname, Routes: routes,
+		Resolver: resolver.Counted(a.dns, func(qtype string) { a.metrics.DNSLookup("queue", qtype) }),
+		Local:    a.deliverLocal, Observer: obs, Log: a.log, Now: a.now,
+	})
+	if errors.Is(err, queue.ErrLocked) {
+		return fmt.Errorf("queue: %w (is another moat running on %s?)", err, a.cfg.DataDir)
+	}
+	return err
+}
+
+// deliverLocal delivers a queued message (a bounce to a local sender, a
+// local recipient of a submission) into a user's INBOX.
+func (a *app) deliverLocal(ctx context.Context, m *queue.Message) error {
+	targets := make([]mailstore.Target, 0, len(m.Rcpts))
+	for _, r := range m.Rcpts {
+		u, err := a.store.LookupUser(ctx, r)
+		if errors.Is(err, mailstore.ErrNoUser) {
+			return queue.ErrNoRecipient
+		}
+		if err != nil {
+			return err
+		}
+		targets = append(targets, mailstore.Target{UserID: u.ID, Mailbox: "INBOX"})
+	}
+	_, err := a.store.Deliver(ctx, &mailstore.Delivery{Header: m.Header, Body: m.Body, Targets: targets})
+	return err
 }
 
 func (a *app) serveMetrics(l net.Listener) error {
@@ -546,6 +602,11 @@ func (a *app) Close(ctx context.Context) error {
 		l.Close()
 	}
 	a.wg.Wait()
+	if a.queue != nil {
+		// Deliveries in progress finish within ctx, or are cancelled
+		// and retried at the next start.
+		errs = append(errs, a.queue.Close(ctx))
+	}
 	if a.learner != nil {
 		a.learner.Close()
 	}
