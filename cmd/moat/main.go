@@ -7,6 +7,7 @@
 //	moat user allowlist [-config FILE] [-add SENDER] [-remove SENDER] ADDRESS
 //	moat quarantine list|show|release|delete [-config FILE] [ID]
 //	moat import [-config FILE] [-mailbox NAME] ADDRESS MAILDIR
+//	moat dkim keygen [-config FILE] [-selector S] [-algo ed25519|rsa] [-bits N] DOMAIN
 //	moat version
 package main
 
@@ -52,6 +53,8 @@ commands:
   greylist list [NET]         list greylisting records (-limit N)
   greylist allow IP|NET       stop greylisting a client network (-days N: for a while)
   greylist delete IP|NET      forget the greylisting records of a network
+  dkim keygen DOMAIN          write a DKIM signing key and print its DNS record
+                              (-selector S, -algo ed25519|rsa, -bits N)
   version                     print the version
 
 every command but version takes -config FILE
@@ -83,6 +86,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdBayes(rest, stdout)
 	case "greylist":
 		err = cmdGreylist(rest, stdout)
+	case "dkim":
+		err = cmdDKIM(rest, stdout)
 	case "version":
 		fmt.Fprintln(stdout, "moat", versionString())
 	case "help", "-h", "-help", "--help":
@@ -186,6 +191,7 @@ func printQuickStart(w io.Writer, a *app) {
 	for _, l := range []struct{ name, note string }{
 		{"smtp", "(STARTTLS)"}, {"smtps", "(implicit TLS)"}, {"imap", "(STARTTLS)"},
 		{"imaps", "(implicit TLS)"}, {"pop3", "(STLS)"}, {"pop3s", "(implicit TLS)"}, {"metrics", "(/metrics)"},
+		{"submission", "(STARTTLS, AUTH)"}, {"submissions", "(implicit TLS, AUTH)"},
 	} {
 		if addr := a.Addr(l.name); addr != "" {
 			fmt.Fprintf(w, "  %-8s %-21s %s\n", l.name, addr, l.note)

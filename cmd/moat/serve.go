@@ -17,9 +17,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/moatmail/moat/delivery/dkimsign"
 	"github.com/moatmail/moat/delivery/imapd"
 	"github.com/moatmail/moat/delivery/mailstore"
 	"github.com/moatmail/moat/delivery/pop3d"
+	"github.com/moatmail/moat/delivery/queue"
 	"github.com/moatmail/moat/filters"
 	"github.com/moatmail/moat/filters/antivirus"
 	"github.com/moatmail/moat/filters/attachments"
@@ -339,6 +341,7 @@ func (a *app) reload(path string) error {
 		{"dns", old.DNS, cfg.DNS},
 		{"smtp", old.SMTP, cfg.SMTP}, {"imap", old.IMAP, cfg.IMAP}, {"auth_throttle", old.Auth, cfg.Auth},
 		{"quarantine", old.Quarantine, cfg.Quarantine}, {"log", old.Log, cfg.Log},
+		{"dkim_signing", old.DKIMSigning, cfg.DKIMSigning},
 	} {
 		if !reflect.DeepEqual(sec.old, sec.new) {
 			a.log.Warn("configuration section changed; it takes effect at the next restart", "section", sec.key)
@@ -359,6 +362,10 @@ type startOptions struct {
 	// now is the clock of greylisting and rate limits (nil: time.Now),
 	// so that a test can pass a greylisting delay without waiting.
 	now func() time.Time
+	// outbound and verifier stand for the outbound queue and its
+	// recipient callout (delivery/queue) in tests.
+	outbound queue.Enqueuer
+	verifier queue.RecipientVerifier
 }
 
 // startWith is start with options.
@@ -412,14 +419,29 @@ func startWith(cfg *Config, log *slog.Logger, out io.Writer, opts startOptions) 
 	judge, cls := j.judge, j.cls
 	// At most two messages learn at once, beside the sessions.
 	a.learner = bayes.NewAutolearner(cls, 2, log, func(bayes.Class) { a.metrics.Review("autolearn") })
-	if a.smtp, err = gateway.New(cfg.SMTP, tlsConfig, gateway.Deps{
-		Judge: judge, Store: a.store, Quarantine: a.quar, Observer: a.metrics, Logger: log,
-		Learn: func(msg *filters.Message, v rules.Verdict) { a.learner.Learn(msg, v.Score, v.Symbols) },
-	}); err != nil {
-		return nil, err
-	}
 	th, err := throttle.New(cfg.Auth)
 	if err != nil {
+		return nil, err
+	}
+	deps := gateway.Deps{
+		Judge: judge, Store: a.store, Quarantine: a.quar, Observer: a.metrics, Logger: log,
+		Learn:    func(msg *filters.Message, v rules.Verdict) { a.learner.Learn(msg, v.Score, v.Symbols) },
+		Outbound: opts.outbound, Verifier: opts.verifier, Throttle: th,
+	}
+	if err := a.checkRelay(cfg, deps); err != nil {
+		return nil, err
+	}
+	if len(cfg.DKIMSigning.Domains) > 0 {
+		signer, err := dkimsign.New(cfg.DKIMSigning)
+		if err != nil {
+			return nil, err
+		}
+		deps.Signer = signer
+	}
+	if opts.outbound != nil {
+		a.quar.SetOnward(opts.outbound)
+	}
+	if a.smtp, err = gateway.New(cfg.SMTP, tlsConfig, deps); err != nil {
 		return nil, err
 	}
 	a.imap = imapd.New(cfg.IMAP, a.store, tlsConfig, th, log)
@@ -439,6 +461,12 @@ func startWith(cfg *Config, log *slog.Logger, out io.Writer, opts startOptions) 
 		{"smtp", cfg.Listen.SMTP, func(l net.Listener) error { return a.smtp.Serve(l, gateway.ListenOptions{Name: "mx"}) }},
 		{"smtps", cfg.Listen.SMTPS, func(l net.Listener) error {
 			return a.smtp.Serve(l, gateway.ListenOptions{Name: "mxs", ImplicitTLS: true})
+		}},
+		{"submission", cfg.Listen.Submission, func(l net.Listener) error {
+			return a.smtp.Serve(l, gateway.ListenOptions{Name: "submission", Submission: true})
+		}},
+		{"submissions", cfg.Listen.Submissions, func(l net.Listener) error {
+			return a.smtp.Serve(l, gateway.ListenOptions{Name: "submissions", ImplicitTLS: true, Submission: true})
 		}},
 		{"imap", cfg.Listen.IMAP, a.imap.Serve},
 		{"imaps", cfg.Listen.IMAPS, func(l net.Listener) error { return a.imap.Serve(tlsListener(l, tlsConfig)) }},
@@ -482,6 +510,27 @@ func startWith(cfg *Config, log *slog.Logger, out io.Writer, opts startOptions) 
 	}()
 	ok = true
 	return a, nil
+}
+
+// checkRelay checks at start what relay domains need beyond the file: an
+// outbound queue, and a quarantine owner who is an admin of the store.
+func (a *app) checkRelay(cfg *Config, deps gateway.Deps) error {
+	if len(cfg.SMTP.RelayDomains) > 0 && deps.Outbound == nil {
+		return errors.New("smtp.relay_domains: no outbound queue to send relay domains' mail on to")
+	}
+	if owner := cfg.SMTP.QuarantineOwner; owner != "" {
+		u, err := a.store.LookupUser(context.Background(), owner)
+		if errors.Is(err, mailstore.ErrNoUser) {
+			return fmt.Errorf("smtp.quarantine_owner: no user %s (create it: moat user add -admin %s)", owner, owner)
+		}
+		if err != nil {
+			return err
+		}
+		if !u.Admin {
+			return fmt.Errorf("smtp.quarantine_owner: %s is not an admin (moat user add -admin)", owner)
+		}
+	}
+	return nil
 }
 
 func (a *app) serveMetrics(l net.Listener) error {

@@ -38,6 +38,7 @@ type Metrics struct {
 	rateLimited   *prometheus.CounterVec
 	listLookups   *prometheus.CounterVec
 	listUsable    *prometheus.GaugeVec
+	submission    submissionMetrics // submission.go
 }
 
 // New registers every collector, plus the Go and process collectors.
@@ -119,6 +120,7 @@ func New() *Metrics {
 		m.score, m.storeErrors, m.loginFailures, m.reviews, m.authResults, m.demands, m.dnsLookups,
 		m.greylist, m.rateLimited, m.listLookups, m.listUsable,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.submission = newSubmissionMetrics(m.reg)
 	return m
 }
 
