@@ -3,7 +3,6 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"strings"
@@ -346,19 +345,7 @@ func (s *session) submissionHeader(queueID string, msg *filters.Message, body []
 	default:
 		b.WriteString(sanitize(s.info.Helo))
 	}
-	b.WriteString("\r\n\tby ")
-	b.WriteString(s.srv.cfg.Hostname)
-	b.WriteString(" (moat) with ")
-	b.WriteString(s.protocol())
-	if st := s.info.TLS; st != nil {
-		b.WriteString(" (")
-		b.WriteString(tls.VersionName(st.Version))
-		b.WriteByte(' ')
-		b.WriteString(tls.CipherSuiteName(st.CipherSuite))
-		b.WriteByte(')')
-	}
-	b.WriteString(" id ")
-	b.WriteString(queueID)
+	s.writeReceivedBy(&b, queueID)
 	b.WriteString("; ")
 	b.WriteString(time.Now().Format(time.RFC1123Z))
 	b.WriteString("\r\n")
