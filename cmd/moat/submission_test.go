@@ -198,10 +198,6 @@ func TestSubmissionClients(t *testing.T) {
 		if !strings.Contains(got, "data refused 550") {
 			t.Errorf("From: bob with alice's envelope: %s", got)
 		}
-		got = smtplib(t, python, sub, "alice@example.com", "wrong", "alice@example.com", "carol@far.example", "alice@example.com")
-		if !strings.Contains(got, "login refused 535") {
-			t.Errorf("wrong password: %s", got)
-		}
 	})
 
 	t.Run("swaks local", func(t *testing.T) {
@@ -221,19 +217,6 @@ func TestSubmissionClients(t *testing.T) {
 		}
 	})
 
-	t.Run("swaks refusals", func(t *testing.T) {
-		tr, ok := swaks(t, sub, "--tls", "--auth", "PLAIN", "--auth-user", "alice@example.com", "--auth-password", "guess",
-			"--from", "alice@example.com", "--to", "carol@far.example")
-		if ok || !strings.Contains(tr, "535 5.7.8") {
-			t.Errorf("wrong password:\n%s", tr)
-		}
-		tr, ok = swaks(t, sub, "--tls", "--auth", "PLAIN", "--auth-user", "alice@example.com", "--auth-password", "pw-alice",
-			"--from", "bob@example.com", "--to", "carol@far.example")
-		if ok || !strings.Contains(tr, "553 5.7.1") {
-			t.Errorf("sending as bob:\n%s", tr)
-		}
-	})
-
 	t.Run("swaks implicit TLS", func(t *testing.T) {
 		tr, ok := swaks(t, subs, "--tls-on-connect", "--auth", "PLAIN", "--auth-user", "alice@example.com",
 			"--auth-password", "pw-alice", "--from", "alice@example.org", "--to", "dave@far.example",
@@ -246,9 +229,26 @@ func TestSubmissionClients(t *testing.T) {
 		}
 	})
 
-	// smtplib tries PLAIN then LOGIN: two failures, and swaks one.
-	if v := metricValue(t, a, `moat_submission_logins_total{result="credentials"}`); v != "3" {
-		t.Errorf("failed submission logins counted %q, want 3", v)
+	t.Run("swaks as another", func(t *testing.T) {
+		tr, ok := swaks(t, sub, "--tls", "--auth", "PLAIN", "--auth-user", "alice@example.com", "--auth-password", "pw-alice",
+			"--from", "bob@example.com", "--to", "carol@far.example")
+		if ok || !strings.Contains(tr, "553 5.7.1") {
+			t.Errorf("sending as bob:\n%s", tr)
+		}
+	})
+
+	// A wrong password last: it slows every later login from loopback
+	// (the throttle, as on IMAP). (The gateway's tests try the others.)
+	t.Run("wrong password", func(t *testing.T) {
+		tr, ok := swaks(t, sub, "--tls", "--auth", "PLAIN", "--auth-user", "alice@example.com", "--auth-password", "guess",
+			"--from", "alice@example.com", "--to", "carol@far.example")
+		if ok || !strings.Contains(tr, "535 5.7.8") {
+			t.Errorf("wrong password:\n%s", tr)
+		}
+	})
+
+	if v := metricValue(t, a, `moat_submission_logins_total{result="credentials"}`); v != "1" {
+		t.Errorf("failed submission logins counted %q, want 1", v)
 	}
 	// smtplib as bob at MAIL and in From, swaks as bob.
 	if v := metricValue(t, a, `moat_submission_messages_total{result="sender_refused"}`); v != "3" {
