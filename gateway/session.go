@@ -330,7 +330,9 @@ func (s *session) Data(r io.Reader) error {
 	s.srv.obs.Verdict(v, found.Auth)
 	queueID := newID()
 	err = s.act(ctx, queueID, msg, v)
-	if err == nil && s.srv.deps.Learn != nil {
+	// Submitted mail is not learned: the classifier did not judge it, and
+	// a user's own mail is not the stream it models.
+	if err == nil && s.srv.deps.Learn != nil && s.sub == nil {
 		s.srv.deps.Learn(msg, v)
 	}
 	code := 250
