@@ -251,7 +251,7 @@ func cmdQuarantine(args []string, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "released %d to %d mailbox(es)\n", id, n)
+		fmt.Fprintf(stdout, "released %d to %d recipient(s)\n", id, n)
 	case "delete":
 		if err := q.Delete(ctx, id); err != nil {
 			return err
