@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 )
@@ -59,6 +60,20 @@ type Config struct {
 	// StripSpamHeaders removes X-Spam-* fields that arrive with a message
 	// so that a sender cannot forge moat's verdict (default true).
 	StripSpamHeaders *bool `toml:"strip_spam_headers"`
+	// RelayDomains are the domains moat receives mail for and sends on to
+	// the organisation's own servers (Deps.Outbound) instead of into its
+	// store. Their recipients are checked at RCPT by Deps.Verifier, so
+	// that moat never accepts mail it would have to bounce. A domain is
+	// local or relay, not both.
+	RelayDomains []string `toml:"relay_domains"`
+	// QuarantineOwner is the user (an admin of the store) whose
+	// Quarantine folder holds the quarantined mail of recipients without
+	// a mailbox here: relay-domain recipients, and a submitted message's
+	// remote ones. Release sends such mail on. Required with
+	// RelayDomains.
+	QuarantineOwner string `toml:"quarantine_owner"`
+	// Submission configures the submission listeners (587, 465).
+	Submission SubmissionConfig `toml:"submission"`
 }
 
 // Defaults for Config.
@@ -141,6 +156,28 @@ func (c *Config) Validate() error {
 		}
 		c.LocalDomains[i] = d
 	}
+	for i, d := range c.RelayDomains {
+		d = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(d), "."))
+		switch {
+		case !validDomain(d):
+			bad(fmt.Sprintf("relay_domains[%d]", i), "%q is not a domain name", c.RelayDomains[i])
+		case slices.Contains(c.LocalDomains, d):
+			bad(fmt.Sprintf("relay_domains[%d]", i), "%q is in local_domains too: a domain is delivered here or sent on, not both", d)
+		}
+		c.RelayDomains[i] = d
+	}
+	if c.QuarantineOwner != "" {
+		c.QuarantineOwner = strings.ToLower(strings.TrimSpace(c.QuarantineOwner))
+		at := strings.LastIndexByte(c.QuarantineOwner, '@')
+		if at < 0 || !slices.Contains(c.LocalDomains, c.QuarantineOwner[at+1:]) {
+			bad("quarantine_owner", "%q is not an address in a local domain", c.QuarantineOwner)
+		}
+	} else if len(c.RelayDomains) > 0 {
+		bad("quarantine_owner", "must name an admin user when relay_domains are set: it holds their quarantined mail")
+	}
+	for _, err := range flattenErr(c.Submission.Validate()) {
+		errs = append(errs, fmt.Errorf("submission.%w", err))
+	}
 	return errors.Join(errs...)
 }
 
@@ -167,4 +204,19 @@ func validDomain(d string) bool {
 		}
 	}
 	return true
+}
+
+// flattenErr returns the errors an errors.Join holds, each on its own.
+func flattenErr(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if multi, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range multi.Unwrap() {
+			out = append(out, flattenErr(e)...)
+		}
+		return out
+	}
+	return []error{err}
 }

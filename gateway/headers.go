@@ -31,19 +31,8 @@ func (s *session) traceHeader(queueID string, v rules.Verdict) []byte {
 	}
 	b.WriteByte('[')
 	b.WriteString(s.info.RemoteIP.String())
-	b.WriteString("])\r\n\tby ")
-	b.WriteString(s.srv.cfg.Hostname)
-	b.WriteString(" (moat) with ")
-	b.WriteString(s.protocol())
-	if st := s.info.TLS; st != nil {
-		b.WriteString(" (")
-		b.WriteString(tls.VersionName(st.Version))
-		b.WriteByte(' ')
-		b.WriteString(tls.CipherSuiteName(st.CipherSuite))
-		b.WriteByte(')')
-	}
-	b.WriteString(" id ")
-	b.WriteString(queueID)
+	b.WriteString("])")
+	s.writeReceivedBy(&b, queueID)
 	// RFC 5321 §7.2: naming the recipient of a message with several
 	// would disclose Bcc recipients to the others.
 	if len(s.rcpts) == 1 {
@@ -84,6 +73,24 @@ func (s *session) traceHeader(queueID string, v rules.Verdict) []byte {
 	}
 	b.WriteString("\r\n")
 	return b.Bytes()
+}
+
+// writeReceivedBy writes the by, with and id clauses of moat's Received
+// field (RFC 5321 §4.4), with the TLS version and cipher.
+func (s *session) writeReceivedBy(b *bytes.Buffer, queueID string) {
+	b.WriteString("\r\n\tby ")
+	b.WriteString(s.srv.cfg.Hostname)
+	b.WriteString(" (moat) with ")
+	b.WriteString(s.protocol())
+	if st := s.info.TLS; st != nil {
+		b.WriteString(" (")
+		b.WriteString(tls.VersionName(st.Version))
+		b.WriteByte(' ')
+		b.WriteString(tls.CipherSuiteName(st.CipherSuite))
+		b.WriteByte(')')
+	}
+	b.WriteString(" id ")
+	b.WriteString(queueID)
 }
 
 // protocol names the transport in the Received field (RFC 3848, RFC 6531

@@ -22,9 +22,10 @@ import (
 // STARTTLS (go-smtp starts a new Session after the handshake).
 type limitListener struct {
 	net.Listener
-	srv      *Server
-	name     string
-	implicit bool
+	srv        *Server
+	name       string
+	implicit   bool
+	submission bool
 }
 
 type trackedConn struct {
@@ -63,7 +64,9 @@ func (c *trackedConn) Write(p []byte) (int, error) {
 // §4.2.1 multi-line replies), as postscreen's pregreet test finds.
 func (c *trackedConn) greet(greeting []byte) error {
 	pause := c.l.srv.cfg.GreetPause
-	if pause <= 0 || c.l.implicit || !bytes.HasPrefix(greeting, []byte("220 ")) {
+	// Not on submission either: the pause is for strangers (postscreen
+	// guards port 25 only).
+	if pause <= 0 || c.l.implicit || c.l.submission || !bytes.HasPrefix(greeting, []byte("220 ")) {
 		return nil
 	}
 	if _, err := c.Conn.Write([]byte("220-" + c.l.srv.cfg.Hostname + " ESMTP\r\n")); err != nil {

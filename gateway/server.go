@@ -15,8 +15,10 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/moatmail/moat/delivery/mailstore"
+	"github.com/moatmail/moat/delivery/queue"
 	"github.com/moatmail/moat/filters"
 	"github.com/moatmail/moat/filters/content"
+	"github.com/moatmail/moat/gateway/throttle"
 	"github.com/moatmail/moat/policies"
 	"github.com/moatmail/moat/quarantine"
 	"github.com/moatmail/moat/rules"
@@ -80,6 +82,21 @@ type Deps struct {
 	// Learn, when set, is told of every data-stage verdict with its
 	// message (the classifier's autolearning). It must not block.
 	Learn func(msg *filters.Message, v rules.Verdict)
+	// Outbound takes the mail moat sends on: to relay domains'
+	// recipients, submitted mail to other domains, and (through the
+	// quarantine) released mail of both. Required with relay domains;
+	// without it, submission refuses remote recipients.
+	Outbound queue.Enqueuer
+	// Verifier tells at RCPT whether a relay domain's recipient exists
+	// downstream (one verifier for every relay domain: the caller routes
+	// by domain). Nil accepts every recipient of a relay domain.
+	Verifier queue.RecipientVerifier
+	// Throttle slows failed submission logins per client and per
+	// account; share the one of IMAP and POP3 so that a guesser gains
+	// nothing by switching protocols. Nil: a throttle of defaults.
+	Throttle *throttle.Throttle
+	// Signer DKIM-signs submitted mail; nil signs nothing.
+	Signer Signer
 }
 
 // Server is the SMTP front. One Server serves any number of listeners.
@@ -90,7 +107,15 @@ type Server struct {
 	obs     Observer
 	log     *slog.Logger
 	domains map[string]bool
+	relays  map[string]bool
 	judge   atomic.Pointer[Judge]
+	// gate is the path of every submission password check; done closes
+	// at Shutdown, ending its waits.
+	gate      *throttle.Gate
+	done      chan struct{}
+	closeOnce sync.Once
+	// submitFilters are the filters that run on submission.
+	submitFilters map[string]bool
 
 	connMu    sync.Mutex
 	connTotal int
@@ -105,6 +130,9 @@ func New(cfg Config, tlsConfig *tls.Config, deps Deps) (*Server, error) {
 	if deps.Judge == nil || deps.Judge.Pipeline == nil || deps.Judge.Policies == nil || deps.Store == nil || deps.Quarantine == nil {
 		return nil, errors.New("gateway: pipeline, policies, store and quarantine are required")
 	}
+	if len(cfg.RelayDomains) > 0 && deps.Outbound == nil {
+		return nil, errors.New("gateway: relay domains need an outbound queue")
+	}
 	s := &Server{
 		cfg:       cfg,
 		tls:       tlsConfig,
@@ -112,7 +140,17 @@ func New(cfg Config, tlsConfig *tls.Config, deps Deps) (*Server, error) {
 		obs:       deps.Observer,
 		log:       deps.Logger,
 		domains:   make(map[string]bool),
+		relays:    make(map[string]bool),
 		connPerIP: make(map[netip.Addr]int),
+		done:      make(chan struct{}),
+	}
+	s.gate = throttle.NewGate(deps.Throttle, cfg.Submission.AuthConcurrency, s.done)
+	s.submitFilters = make(map[string]bool)
+	for _, f := range cfg.Submission.Filters {
+		s.submitFilters[f] = true
+	}
+	for _, d := range cfg.RelayDomains {
+		s.relays[d] = true
 	}
 	if s.obs == nil {
 		s.obs = nopObserver{}
@@ -141,12 +179,17 @@ type ListenOptions struct {
 	// 8314 §3.3); otherwise STARTTLS (RFC 3207) is offered when a
 	// certificate is configured.
 	ImplicitTLS bool
+	// Submission makes it a message submission listener (RFC 6409, RFC
+	// 8314): AUTH required before MAIL, only after TLS (unless
+	// smtp.submission.allow_plaintext_loopback, for loopback clients),
+	// any recipient, and only the checks of smtp.submission.filters.
+	Submission bool
 }
 
 // Serve accepts SMTP connections on l until Close.
 func (s *Server) Serve(l net.Listener, opts ListenOptions) error {
 	name, implicitTLS := opts.Name, opts.ImplicitTLS
-	var ln net.Listener = &limitListener{Listener: l, srv: s, name: name, implicit: implicitTLS}
+	var ln net.Listener = &limitListener{Listener: l, srv: s, name: name, implicit: implicitTLS, submission: opts.Submission}
 	if implicitTLS {
 		if s.tls == nil {
 			return fmt.Errorf("listener %s: implicit TLS needs a certificate", name)
@@ -170,6 +213,10 @@ func (s *Server) Serve(l net.Listener, opts ListenOptions) error {
 	if !implicitTLS {
 		srv.TLSConfig = s.tls
 	}
+	// On submission the session decides when AUTH is allowed (after TLS,
+	// or from loopback when configured) and answers 538 before; go-smtp's
+	// own check would refuse the loopback case and answer 523.
+	srv.AllowInsecureAuth = opts.Submission
 	s.mu.Lock()
 	s.servers = append(s.servers, srv)
 	s.mu.Unlock()
@@ -183,6 +230,7 @@ func (s *Server) Serve(l net.Listener, opts ListenOptions) error {
 // Shutdown stops accepting connections and waits for open sessions to end
 // until ctx is done, then closes them.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.closeOnce.Do(func() { close(s.done) })
 	s.mu.Lock()
 	servers := s.servers
 	s.mu.Unlock()

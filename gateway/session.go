@@ -28,6 +28,9 @@ const stageTimeout = 2 * time.Minute
 type recipient struct {
 	addr   string // as given, normalised to lower case
 	userID int64
+	// onward: no mailbox here; the message goes to the outbound queue
+	// (a relay domain's recipient, a submitted message's remote one).
+	onward bool
 }
 
 // session is one SMTP session (go-smtp starts a new one after STARTTLS).
@@ -53,6 +56,8 @@ type session struct {
 	// that such recipients share a transaction).
 	allowing map[*policies.Policy]*policies.Policy
 	rejected *smtp.SMTPError // a connect/helo verdict that refuses every transaction
+	// sub is the submission state on a submission listener, nil on MX.
+	sub *submitState
 }
 
 func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
@@ -61,6 +66,9 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 		return nil, errTempLocal
 	}
 	sess := &session{srv: s, conn: c, tc: tc, info: tc.info}
+	if tc.l.submission {
+		sess.sub = &submitState{}
+	}
 	sess.info.Helo = c.Hostname()
 	if commandTooLong(s.cfg.MaxLineLength, "EHLO", sess.info.Helo) {
 		// go-smtp answers EHLO with this error; the client may try again.
@@ -76,7 +84,7 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), stageTimeout)
 	defer cancel()
 	sess.j = s.judge.Load()
-	def := sess.j.Policies.Default()
+	def := sess.basePolicy()
 	if !tc.ready {
 		// Once per connection: what the connect stage finds survives
 		// STARTTLS, after which go-smtp starts a new session.
@@ -108,7 +116,7 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 // recipient adds nothing to its transaction.
 func (s *session) judge(ctx context.Context, stage filters.Stage, in *filters.Input, pol *policies.Policy, base *rules.Result) (rules.Result, rules.Verdict) {
 	in.Prior = &base.Result
-	res := s.j.Pipeline.Run(ctx, stage, in, pol.Runs)
+	res := s.j.Pipeline.Run(ctx, stage, in, s.runs(pol))
 	// Clipped, so that appending copies rather than writes into the
 	// spare capacity of base's slices.
 	found := rules.Result{
@@ -255,6 +263,11 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if from != "" && !address.Valid(from) {
 		return s.refused("mail", "sender refused", "bad address", errBadSender, "from", trim(from))
 	}
+	if s.sub != nil {
+		if err := s.submissionMail(from); err != nil {
+			return s.reply("mail", err)
+		}
+	}
 	s.env.From = from
 	s.env.SMTPUTF8 = opts.UTF8
 	s.env.Body8Bit = opts.Body == smtp.Body8BitMIME || opts.Body == smtp.BodyBinaryMIME
@@ -262,7 +275,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	ctx, cancel := context.WithTimeout(context.Background(), stageTimeout)
 	defer cancel()
 	in := &filters.Input{Conn: &s.info, Env: &s.env}
-	found, v := s.judge(ctx, filters.StageMail, in, s.j.Policies.Default(), &s.helo)
+	found, v := s.judge(ctx, filters.StageMail, in, s.basePolicy(), &s.helo)
 	if err := s.refuse("mail", "sender refused", v, "from", from); err != nil {
 		return err
 	}
@@ -270,8 +283,9 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	return nil
 }
 
-// Rcpt accepts a recipient if it is a local user (no open relay) and the
-// rcpt-stage checks pass.
+// Rcpt accepts a recipient if it is a local user or a relay domain's
+// recipient that the downstream knows (no open relay), or anyone on
+// submission, and the rcpt-stage checks pass.
 func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if s.rejected != nil {
 		return s.reply("rcpt", s.rejected)
@@ -288,39 +302,26 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		return s.refused("rcpt", "recipient refused", "bad address", errBadAddress, "from", s.env.From, "rcpt", trim(to))
 	}
 	local, domain, _ := address.Split(addr) // Valid: it has an '@'
-	// RFC 5321 §3.6.2: accepting mail for a domain we do not serve would
-	// make moat an open relay.
-	if !s.srv.isLocalDomain(domain) {
+	ctx, cancel := context.WithTimeout(context.Background(), stageTimeout)
+	defer cancel()
+	switch {
+	case s.sub != nil:
+		return s.submissionRcpt(ctx, addr, local, domain)
+	case s.srv.isRelayDomain(domain):
+		return s.relayRcpt(ctx, addr)
+	case !s.srv.isLocalDomain(domain):
+		// RFC 5321 §3.6.2: accepting mail for a domain we do not serve
+		// would make moat an open relay.
 		s.log.Info("relay denied", "from", s.env.From, "rcpt", addr)
 		return s.reply("rcpt", errRelayDenied)
 	}
-	if d := *s.srv.cfg.RecipientDelimiter; d != "" {
-		if i := strings.Index(local, d); i > 0 {
-			local = local[:i] // RFC 5233 sub-address: user+tag
-		}
-	}
-	mailbox := local + "@" + domain
-	ctx, cancel := context.WithTimeout(context.Background(), stageTimeout)
-	defer cancel()
-	guard := s.j.Recipients
-	if guard != nil {
-		// Past its allowance of unknown recipients, a client is deferred
-		// before the lookup, so that a user and a non-user get the same
-		// reply.
-		if over, err := guard.RefusalsOver(ctx, s.info.RemoteIP); err != nil {
-			s.log.Warn("unknown-recipient count failed", "err", err)
-		} else if over {
-			s.log.Info("recipient deferred: too many unknown recipients", "from", s.env.From, "rcpt", addr)
-			return s.reply("rcpt", errPolicyTemp)
-		}
+	mailbox := s.mailbox(local, domain)
+	if err := s.guardOver(ctx, addr); err != nil {
+		return err
 	}
 	user, err := s.srv.deps.Store.LookupUser(ctx, mailbox)
 	if errors.Is(err, mailstore.ErrNoUser) {
-		if guard != nil {
-			if _, err := guard.RecipientRefused(ctx, s.info.RemoteIP); err != nil {
-				s.log.Warn("unknown-recipient count failed", "err", err)
-			}
-		}
+		s.countUnknown(ctx)
 		return s.refused("rcpt", "recipient refused", "no such user", errNoUser, "from", s.env.From, "rcpt", addr)
 	}
 	if err != nil {
@@ -329,7 +330,7 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		return s.reply("rcpt", errTempLocal)
 	}
 	for _, r := range s.rcpts {
-		if r.userID == user.ID {
+		if r.userID == user.ID && !r.onward {
 			return nil // the same mailbox twice: deliver once
 		}
 	}
@@ -351,19 +352,7 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		}
 		pol = s.allowing[pol]
 	}
-	if s.policy != nil && pol != s.policy {
-		return s.reply("rcpt", errPolicySplit)
-	}
-	in := &filters.Input{Conn: &s.info, Env: &s.env, Rcpt: mailbox}
-	found, v := s.judge(ctx, filters.StageRcpt, in, pol, &s.found)
-	if err := s.refuse("rcpt", "recipient refused", v, "from", s.env.From, "rcpt", addr); err != nil {
-		return err
-	}
-	s.found = found
-	s.policy = pol
-	s.rcpts = append(s.rcpts, recipient{addr: mailbox, userID: user.ID})
-	s.env.Rcpts = append(s.env.Rcpts, mailbox)
-	return nil
+	return s.acceptRcpt(ctx, recipient{addr: mailbox, userID: user.ID}, pol)
 }
 
 // Data receives the message, runs the data-stage checks, and delivers,
@@ -395,13 +384,18 @@ func (s *session) Data(r io.Reader) error {
 	defer cancel()
 	msg := filters.ParseMessage(raw)
 	msg.Limits = s.j.Content
+	if err := s.checkFrom(msg); err != nil {
+		return s.reply("data", err)
+	}
 	in := &filters.Input{Conn: &s.info, Env: &s.env, Msg: msg}
 	found, v := s.judge(ctx, filters.StageData, in, s.policy, &s.found)
 	s.found = found // for the Authentication-Results field
 	s.srv.obs.Verdict(v, found.Auth)
 	queueID := newID()
 	quarantineID, err := s.act(ctx, queueID, msg, v)
-	if err == nil && s.srv.deps.Learn != nil {
+	// Submitted mail is not learned: the classifier did not judge it, and
+	// a user's own mail is not the stream it models.
+	if err == nil && s.srv.deps.Learn != nil && s.sub == nil {
 		s.srv.deps.Learn(msg, v)
 	}
 	code := 250
@@ -415,6 +409,9 @@ func (s *session) Data(r io.Reader) error {
 		"helo", s.info.Helo, "from", s.env.From, "rcpts", s.env.Rcpts,
 		"size", len(raw), "score", v.Score, "symbols", v.SymbolNames(), "action", v.Action.String(),
 		"policy", v.Policy, "reply", code, "duration", time.Since(start).Round(time.Microsecond))
+	if s.sub != nil {
+		s.srv.submitObserver().Submitted(submitResult(v, err))
+	}
 	if err != nil {
 		return s.reply("data", err)
 	}
@@ -460,35 +457,56 @@ func (s *session) readMessage(r io.Reader) ([]byte, *smtp.SMTPError) {
 }
 
 // act carries out a data-stage verdict. A nil error means the message is
-// durably stored; the id is its quarantine id when it was quarantined (0
-// otherwise).
+// durably stored: in the store, the quarantine or the outbound queue; the
+// id is its quarantine id when it was quarantined (0 otherwise).
 func (s *session) act(ctx context.Context, queueID string, msg *filters.Message, v rules.Verdict) (int64, *smtp.SMTPError) {
 	if err := earlyReply(v); err != nil {
 		return 0, err
 	}
-	header := s.traceHeader(queueID, v)
 	body := s.rewrite(msg, v)
-	users := make([]int64, len(s.rcpts))
-	for i, r := range s.rcpts {
-		users[i] = r.userID
+	var header []byte
+	if s.sub != nil {
+		var err *smtp.SMTPError
+		if header, err = s.submissionHeader(queueID, msg, body); err != nil {
+			return 0, err
+		}
+	} else {
+		header = s.traceHeader(queueID, v)
 	}
 	if v.Action == policies.ActionQuarantine {
-		e, err := s.srv.deps.Quarantine.Put(ctx, header, body, s.quarantineRecord(queueID, msg, v), users)
-		if err != nil {
-			s.log.Error("quarantine failed", "queue", queueID, "err", err)
-			s.srv.obs.StoreError("quarantine")
-			return 0, errTempLocal
-		}
-		return e.ID, nil
+		return s.hold(ctx, queueID, header, body, s.quarantineRecord(queueID, msg, v))
 	}
-	targets := make([]mailstore.Target, len(users))
-	for i, u := range users {
-		targets[i] = mailstore.Target{UserID: u, Mailbox: "INBOX"}
+	return 0, s.deliver(ctx, queueID, header, body)
+}
+
+// basePolicy is the policy before any recipient is known: the default
+// policy, or the submission policy on submission.
+func (s *session) basePolicy() *policies.Policy {
+	if s.sub != nil {
+		return s.j.Policies.Submission()
 	}
-	if _, err := s.srv.deps.Store.Deliver(ctx, &mailstore.Delivery{Header: header, Body: body, Targets: targets}); err != nil {
-		s.log.Error("delivery failed", "queue", queueID, "err", err)
-		s.srv.obs.StoreError("deliver")
-		return 0, errTempLocal
+	return s.j.Policies.Default()
+}
+
+// runs says which filters run under pol: those pol runs, and on
+// submission only those of smtp.submission.filters.
+func (s *session) runs(pol *policies.Policy) func(string) bool {
+	if s.sub == nil {
+		return pol.Runs
 	}
-	return 0, nil
+	set := s.srv.submitFilters
+	return func(f string) bool { return set[f] && pol.Runs(f) }
+}
+
+// submitResult labels a submitted message's outcome for metrics.
+func submitResult(v rules.Verdict, err *smtp.SMTPError) string {
+	switch {
+	case err == nil && v.Action == policies.ActionQuarantine:
+		return "quarantined"
+	case err == nil:
+		return "accepted"
+	case err.Code >= 500:
+		return "rejected"
+	}
+	return "tempfail"
 }

@@ -50,6 +50,14 @@ type Config struct {
 	Domains map[string]PolicyConfig `toml:"domains"`
 	// Recipients maps a recipient address to its policy.
 	Recipients map[string]PolicyConfig `toml:"recipients"`
+	// Submission is the policy of mail that authenticated users submit
+	// (ports 587 and 465), whatever its recipients. It starts from the
+	// default policy with tag and quarantine off and no subject prefix
+	// (a user's own mail is not marked as spam to its readers; a rule's
+	// forced action, such as the antivirus's reject, still acts), and
+	// overrides what it sets. Which checks run on submission at all is
+	// smtp.submission.filters; its disable_filters narrows that further.
+	Submission PolicyConfig `toml:"submission"`
 }
 
 // PolicyConfig is one [policies.*] table. Every field is optional: nil

@@ -232,8 +232,37 @@ func TestSharedPointers(t *testing.T) {
 	if got := s.DisabledFilters(); !equal(got, []string{"bayes", "greylist", "headers"}) {
 		t.Errorf("Set.DisabledFilters = %q", got)
 	}
-	if got := len(s.Policies()); got != 5 {
-		t.Errorf("len(Policies()) = %d, want 5", got)
+	if got := len(s.Policies()); got != 6 { // default, 2 domains, 2 recipients, submission
+		t.Errorf("len(Policies()) = %d, want 6", got)
+	}
+}
+
+func TestSubmissionPolicy(t *testing.T) {
+	s, err := New(Config{
+		Default: PolicyConfig{Reject: ThresholdAt(15), DisableFilters: []string{"bayes"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := s.Submission()
+	if p.Name != "submission" || !math.IsInf(p.TagScore, 1) || !math.IsInf(p.QuarantineScore, 1) ||
+		p.RejectScore != 15 || p.SubjectPrefix != "" || p.Runs("bayes") {
+		t.Errorf("default submission policy = %+v", p)
+	}
+	s, err = New(Config{Submission: PolicyConfig{Quarantine: ThresholdAt(8), DisableFilters: []string{"attachments"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p = s.Submission()
+	if p.QuarantineScore != 8 || p.RejectScore != DefaultRejectScore || p.Runs("attachments") || !p.Runs("bayes") {
+		t.Errorf("configured submission policy = %+v", p)
+	}
+	if p == s.Default() || p == s.For("a@b.example") {
+		t.Error("the submission policy is shared with a recipient policy")
+	}
+	_, err = New(Config{Submission: PolicyConfig{Reject: ThresholdAt(1), Quarantine: ThresholdAt(3)}})
+	if err == nil || !strings.Contains(err.Error(), "policies.submission.") {
+		t.Errorf("bad submission thresholds: err = %v, want one naming policies.submission", err)
 	}
 }
 

@@ -115,6 +115,7 @@ func (p *Policy) IgnoredDemands() []string { return p.ignoredList }
 // and safe for concurrent use.
 type Set struct {
 	def     *Policy
+	sub     *Policy
 	domains map[string]*Policy
 	rcpts   map[string]*Policy
 }
@@ -153,8 +154,12 @@ func (s *Set) For(rcpt string) *Policy {
 // is known (connect, helo and mail stages).
 func (s *Set) Default() *Policy { return s.def }
 
+// Submission returns the policy of submitted mail ([Config.Submission]).
+func (s *Set) Submission() *Policy { return s.sub }
+
 // Policies returns every policy of the set: the default policy first, then
-// domain and recipient policies sorted by name.
+// domain and recipient policies sorted by name, then the submission
+// policy.
 func (s *Set) Policies() []*Policy {
 	out := make([]*Policy, 0, 1+len(s.domains)+len(s.rcpts))
 	for _, p := range s.domains {
@@ -164,7 +169,7 @@ func (s *Set) Policies() []*Policy {
 		out = append(out, p)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return append([]*Policy{s.def}, out...)
+	return append(append([]*Policy{s.def}, out...), s.sub)
 }
 
 // DisabledFilters returns every filter name that some policy switches off
@@ -235,6 +240,12 @@ func build(cfg Config) (*Set, error) {
 		}
 		s.rcpts[a], errs = resolve(key, "recipient:"+a, cfg.Recipients[raw], parent, errs)
 	}
+
+	// Submission: the default policy without the marks of spam, which a
+	// user's own outgoing mail should not carry to its readers.
+	sub := *s.def
+	sub.TagScore, sub.QuarantineScore, sub.SubjectPrefix = math.Inf(1), math.Inf(1), ""
+	s.sub, errs = resolve("policies.submission", "submission", cfg.Submission, &sub, errs)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}

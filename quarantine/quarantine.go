@@ -3,6 +3,12 @@
 // there, and appears in the "Quarantine" IMAP folder of each recipient.
 // Release moves it into the recipients' INBOX through the mailbox store
 // (delivery/mailstore), whose API is all it uses of the store's tables.
+//
+// Recipients without a mailbox here (those of relay domains, whose mail
+// moat sends on to the organisation's servers) are held too: their copy
+// sits in the Quarantine folder of a holder, an admin user whose folder is
+// the shared view of such mail, and release sends it on through the
+// outbound queue (delivery/queue) instead of into an INBOX.
 package quarantine
 
 import (
@@ -15,6 +21,7 @@ import (
 	"time"
 
 	"github.com/moatmail/moat/delivery/mailstore"
+	"github.com/moatmail/moat/delivery/queue"
 	"github.com/moatmail/moat/filters"
 	"github.com/moatmail/moat/filters/address"
 )
@@ -75,6 +82,16 @@ type Record struct {
 	Action     string
 	Symbols    []filters.Symbol
 	Reasons    []string
+	// Onward are the recipients without a mailbox here (relay domains,
+	// or a submitted message's remote recipients): release sends the
+	// message on to them through the outbound queue.
+	Onward []string
+	// Holder is the user whose Quarantine folder holds the copy for the
+	// Onward recipients (an admin: the shared view of held relay mail),
+	// or 0 when none does or when the holder is a recipient of the
+	// message too (then their copy is theirs, and release moves it to
+	// their INBOX as any recipient's).
+	Holder int64
 }
 
 // Entry is a quarantined message as listed.
@@ -90,9 +107,10 @@ type Entry struct {
 
 // Quarantine is the durable quarantine on top of the mailbox store.
 type Quarantine struct {
-	cfg   Config
-	store *mailstore.Store
-	now   func() time.Time
+	cfg    Config
+	store  *mailstore.Store
+	now    func() time.Time
+	onward queue.Enqueuer // nil: no outbound queue (SetOnward)
 }
 
 // schema is the quarantine's table in the store's index: one row per
@@ -120,6 +138,10 @@ var schema = mailstore.Schema{
 		)`,
 		`CREATE INDEX IF NOT EXISTS quarantine_blob ON quarantine (blob_id)`,
 		`CREATE INDEX IF NOT EXISTS quarantine_created ON quarantine (created)`,
+	}, {
+		// Recipients sent on at release, and whose folder holds them.
+		`ALTER TABLE quarantine ADD COLUMN onward TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE quarantine ADD COLUMN holder INTEGER NOT NULL DEFAULT 0`,
 	}},
 }
 
@@ -140,6 +162,11 @@ func New(cfg Config, store *mailstore.Store) (*Quarantine, error) {
 	}
 	return &Quarantine{cfg: cfg, store: store, now: time.Now}, nil
 }
+
+// SetOnward gives the quarantine the outbound queue that release sends
+// Onward recipients' mail through. Without it, releasing such a message
+// fails and leaves it held.
+func (q *Quarantine) SetOnward(e queue.Enqueuer) { q.onward = e }
 
 // Put stores a message in the Quarantine folder of each recipient user and
 // records the verdict, in one durable transaction.
@@ -165,9 +192,9 @@ func (q *Quarantine) Put(ctx context.Context, header, body []byte, rec Record, u
 		Record: func(tx *mailstore.Tx, blobID int64, _ []mailstore.Placed) error {
 			e.BlobID = blobID
 			res, err := tx.Exec(`INSERT INTO quarantine (blob_id, queue_id, created, sender, recipients, subject,
-				score, action, symbols, reasons, client_ip) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				score, action, symbols, reasons, client_ip, onward, holder) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 				blobID, rec.QueueID, e.Created.Unix(), rec.Sender, strings.Join(rec.Recipients, " "), rec.Subject,
-				rec.Score, rec.Action, string(symbols), string(reasons), rec.ClientIP)
+				rec.Score, rec.Action, string(symbols), string(reasons), rec.ClientIP, strings.Join(rec.Onward, " "), rec.Holder)
 			if err != nil {
 				return fmt.Errorf("record verdict: %w", err)
 			}
@@ -182,20 +209,21 @@ func (q *Quarantine) Put(ctx context.Context, header, body []byte, rec Record, u
 }
 
 const entryCols = `id, created, queue_id, sender, recipients, subject, client_ip, score, action,
-	symbols, reasons, blob_id`
+	symbols, reasons, blob_id, onward, holder`
 
 // scanEntry reads a record; its Size comes from the store (sized).
 func scanEntry(r interface{ Scan(...any) error }) (Entry, error) {
 	var e Entry
 	var created int64
-	var rcpts, symbols, reasons string
+	var rcpts, symbols, reasons, onward string
 	err := r.Scan(&e.ID, &created, &e.QueueID, &e.Sender, &rcpts, &e.Subject, &e.ClientIP, &e.Score, &e.Action,
-		&symbols, &reasons, &e.BlobID)
+		&symbols, &reasons, &e.BlobID, &onward, &e.Holder)
 	if err != nil {
 		return Entry{}, err
 	}
 	e.Created = time.Unix(created, 0)
 	e.Recipients = strings.Fields(rcpts)
+	e.Onward = strings.Fields(onward)
 	if err := json.Unmarshal([]byte(symbols), &e.Symbols); err != nil {
 		return Entry{}, fmt.Errorf("entry %d symbols: %w", e.ID, err)
 	}
@@ -312,12 +340,30 @@ func (q *Quarantine) senderOf(ctx context.Context, blobID int64) (string, error)
 }
 
 // Release moves a quarantined message from each recipient's Quarantine
-// folder to their INBOX and forgets the verdict. It returns how many
-// mailboxes received it.
+// folder to their INBOX, sends it on to its Onward recipients through the
+// outbound queue (the holder's copy goes), and forgets the verdict. It
+// returns how many recipients received it: mailboxes and Onward
+// recipients.
+//
+// The message is queued (durably) before the quarantine lets it go, so
+// that a fault between the two leaves it held rather than lost: releasing
+// it again may then send it twice, SMTP's at-least-once.
 func (q *Quarantine) Release(ctx context.Context, id int64) (int, error) {
+	e, data, err := q.Get(ctx, id)
+	if err != nil {
+		return 0, fmt.Errorf("release %d: %w", id, err)
+	}
+	if len(e.Onward) > 0 {
+		if q.onward == nil {
+			return 0, fmt.Errorf("release %d: %d recipient(s) are sent on through the outbound queue, which is not running", id, len(e.Onward))
+		}
+		if _, err := q.onward.Enqueue(ctx, &queue.Message{From: e.Sender, Rcpts: e.Onward, Body: data, Origin: "release"}); err != nil {
+			return 0, fmt.Errorf("release %d: queue: %w", id, err)
+		}
+	}
 	n := 0
-	err := q.store.Update(ctx, func(tx *mailstore.Tx) error {
-		n = 0
+	err = q.store.Update(ctx, func(tx *mailstore.Tx) error {
+		n = len(e.Onward)
 		blobID, err := q.take(tx, id)
 		if err != nil {
 			return err
@@ -327,6 +373,14 @@ func (q *Quarantine) Release(ctx context.Context, id int64) (int, error) {
 			return err
 		}
 		for mb, list := range uids {
+			if e.Holder != 0 && owner[mb] == e.Holder {
+				// The holder's copy was for the Onward recipients,
+				// who have it now.
+				if err := tx.RemoveMessages(mb, list); err != nil {
+					return err
+				}
+				continue
+			}
 			inbox, err := tx.EnsureMailbox(owner[mb], "INBOX")
 			if err != nil {
 				return err
@@ -337,7 +391,7 @@ func (q *Quarantine) Release(ctx context.Context, id int64) (int, error) {
 			}
 			n += len(res.DestUIDs)
 		}
-		return nil
+		return tx.DropBlobIfUnreferenced(blobID)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("release %d: %w", id, err)

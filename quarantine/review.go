@@ -2,11 +2,15 @@ package quarantine
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/moatmail/moat/delivery/mailstore"
+	"github.com/moatmail/moat/delivery/queue"
 )
 
 // Learner is taught by what users do with their mail: a message moved out
@@ -26,7 +30,9 @@ type Learner interface {
 //     released (it is there once, the move put it there) and learned as
 //     ham, and with Config.AllowSenderOnRelease its envelope sender goes
 //     on the user's allow list; the verdict record goes once no
-//     recipient holds it in Quarantine any more;
+//     recipient holds it in Quarantine any more; when the user is the
+//     holder of a message's Onward recipients (relay-domain mail), it is
+//     sent on to them through the outbound queue, as Release does;
 //   - out of Quarantine to Junk or Trash, or expunged from Quarantine:
 //     learned as spam;
 //   - into Junk from elsewhere: spam; out of Junk to a folder other than
@@ -53,8 +59,9 @@ type learnJob struct {
 // learned, the quarantine bookkeeping still happens); count, when not nil,
 // is told of every training event by kind: "ham", "spam", "dropped" (the
 // queue was full) or "unlearned" (no learner), and of every sender
-// allow-listed on release ("allowlisted") and of every message a user
-// released from Quarantine ("released").
+// allow-listed on release ("allowlisted"), of every message a user
+// released from Quarantine ("released"), and of every held message its
+// holder released that went on to its Onward recipients ("sent_on").
 func NewReview(q *Quarantine, learner Learner, log *slog.Logger, count func(kind string)) *Review {
 	if count == nil {
 		count = func(string) {}
@@ -110,6 +117,9 @@ func (r *Review) Moved(user mailstore.User, from, to mailstore.Mailbox, msgs []m
 		}
 		if ham && r.q.cfg.AllowSenderOnRelease {
 			r.allowSenders(user, msgs)
+		}
+		if ham && move {
+			r.sendOn(user, msgs)
 		}
 		if move {
 			r.forget(msgs)
@@ -188,5 +198,39 @@ func (r *Review) forget(msgs []mailstore.Message) {
 		if err := r.q.forgetBlob(ctx, m.BlobID); err != nil {
 			r.log.Warn("review: dropping a released message's record failed", "err", err)
 		}
+	}
+}
+
+// sendOn sends on to their Onward recipients the messages that their
+// holder released by moving them out of Quarantine, before their verdict
+// records go.
+func (r *Review) sendOn(user mailstore.User, msgs []mailstore.Message) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, m := range msgs {
+		var sender, onward string
+		err := r.q.store.DB().QueryRowContext(ctx, `SELECT sender, onward FROM quarantine
+			WHERE blob_id = ? AND holder = ? AND onward != '' LIMIT 1`, m.BlobID, user.ID).Scan(&sender, &onward)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue // not held for anyone else
+		}
+		var raw []byte
+		if err == nil {
+			raw, err = r.q.store.ReadMessage(m)
+		}
+		if err == nil && r.q.onward == nil {
+			err = errors.New("the outbound queue is not running")
+		}
+		var id string
+		if err == nil {
+			id, err = r.q.onward.Enqueue(ctx, &queue.Message{From: sender, Rcpts: strings.Fields(onward), Body: raw, Origin: "release"})
+		}
+		if err != nil {
+			r.log.Error("review: sending on a released message failed; it stays in the holder's mailbox", "user", user.Address,
+				"rcpts", onward, "err", err)
+			continue
+		}
+		r.counts("sent_on")
+		r.log.Info("review: released message sent on", "user", user.Address, "rcpts", onward, "queue", id)
 	}
 }

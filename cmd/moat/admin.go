@@ -15,6 +15,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/moatmail/moat/delivery/mailstore"
+	"github.com/moatmail/moat/delivery/queue"
 	"github.com/moatmail/moat/filters/address"
 	"github.com/moatmail/moat/quarantine"
 )
@@ -217,6 +218,13 @@ func cmdQuarantine(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Held mail of relay domains is released onward through the outbound
+	// queue: the running moat's, or the spool at its next start.
+	qopts, err := commandQueueOptions(cfg)
+	if err != nil {
+		return err
+	}
+	q.SetOnward(queue.Dropper(cfg.Queue, qopts))
 	ctx := context.Background()
 	switch sub {
 	case "list":
@@ -251,7 +259,7 @@ func cmdQuarantine(args []string, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "released %d to %d mailbox(es)\n", id, n)
+		fmt.Fprintf(stdout, "released %d to %d recipient(s)\n", id, n)
 	case "delete":
 		if err := q.Delete(ctx, id); err != nil {
 			return err

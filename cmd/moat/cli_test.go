@@ -88,7 +88,7 @@ func TestCLI(t *testing.T) {
 		{[]string{"quarantine", "list", "-config", cfgPath}, "spammer@example.net"},
 		{[]string{"quarantine", "list", "-config", cfgPath, "-rcpt", "alice@example.com"}, "caught"},
 		{[]string{"quarantine", "show", "-config", cfgPath, id}, "symbol: TEST_SYMBOL 12.00"},
-		{[]string{"quarantine", "release", "-config", cfgPath, id}, "released " + id + " to 1 mailbox(es)"},
+		{[]string{"quarantine", "release", "-config", cfgPath, id}, "released " + id + " to 1 recipient(s)"},
 	} {
 		code, out, errOut := cli(t, "", s.args...)
 		if code != 0 || !strings.Contains(out, s.wantOut) {

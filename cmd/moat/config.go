@@ -11,6 +11,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/moatmail/moat/delivery/dkimsign"
 	"github.com/moatmail/moat/delivery/imapd"
 	"github.com/moatmail/moat/delivery/mailstore"
 	"github.com/moatmail/moat/delivery/pop3d"
@@ -72,8 +73,10 @@ type Config struct {
 	// domain's mail goes ([[route]] tables).
 	Queue  queue.Config        `toml:"queue"`
 	Routes []queue.RouteConfig `toml:"route"`
-	Log    LogConfig           `toml:"log"`
-	Demo   DemoConfig          `toml:"demo"`
+	// DKIMSigning signs submitted mail.
+	DKIMSigning dkimsign.Config `toml:"dkim_signing"`
+	Log         LogConfig       `toml:"log"`
+	Demo        DemoConfig      `toml:"demo"`
 }
 
 // ListenConfig holds every listener address; an empty address switches the
@@ -86,6 +89,10 @@ type ListenConfig struct {
 	POP3    string `toml:"pop3"`    // POP3 with STLS (110)
 	POP3S   string `toml:"pop3s"`   // POP3 over implicit TLS (995)
 	Metrics string `toml:"metrics"` // Prometheus /metrics over HTTP
+	// Submission is message submission with STARTTLS (587, RFC 6409);
+	// Submissions over implicit TLS (465, RFC 8314). Off by default.
+	Submission  string `toml:"submission"`
+	Submissions string `toml:"submissions"`
 }
 
 // FiltersConfig configures the filters, which run in the order cmd/moat
@@ -243,6 +250,11 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	for i, n := range c.SMTP.Submission.Filters {
+		if !contains(filterNames, n) {
+			errs = append(errs, fmt.Errorf("  smtp.submission.filters[%d]: unknown filter %q (known: %s)", i, n, strings.Join(filterNames, ", ")))
+		}
+	}
 	add("quarantine", c.Quarantine.Validate())
 	add("queue", c.Queue.Validate())
 	for _, err := range flatten(queue.ValidateRoutes(c.Routes)) {
@@ -259,6 +271,20 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	// A relay domain's mail must have somewhere to go: without a relay
+	// route it would be sent to the domain's MX, which is this gateway.
+	for i, d := range c.SMTP.RelayDomains {
+		routed := false
+		for _, r := range c.Routes {
+			if r.Type == queue.RouteRelay && contains(r.Domains, strings.ToLower(strings.TrimSuffix(d, "."))) {
+				routed = true
+			}
+		}
+		if !routed {
+			errs = append(errs, fmt.Errorf("  smtp.relay_domains[%d]: %q has no [[route]] with type = \"relay\" naming it: its mail would go to its MX, which is this gateway", i, d))
+		}
+	}
+	add("dkim_signing", c.DKIMSigning.Validate(c.DataDir))
 	add("log", c.Log.validate())
 	if c.Demo.User != "" {
 		at := strings.LastIndexByte(c.Demo.User, '@')
@@ -283,6 +309,7 @@ func (l *ListenConfig) validate() error {
 	for _, f := range []struct{ key, addr string }{
 		{"smtp", l.SMTP}, {"smtps", l.SMTPS}, {"imap", l.IMAP}, {"imaps", l.IMAPS},
 		{"pop3", l.POP3}, {"pop3s", l.POP3S}, {"metrics", l.Metrics},
+		{"submission", l.Submission}, {"submissions", l.Submissions},
 	} {
 		if f.addr == "" {
 			continue

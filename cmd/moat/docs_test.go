@@ -90,6 +90,36 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 			want:   `unknown key policies.domains."example.com".tagg`,
 		},
 		{
+			name:   "relay domain also local",
+			config: docsBase + "relay_domains = [\"example.com\"]\nquarantine_owner = \"pm@example.com\"\n",
+			want:   `smtp.relay_domains[0]: "example.com" is in local_domains too`,
+		},
+		{
+			name:   "relay domains without a quarantine owner",
+			config: docsBase + "relay_domains = [\"corp.example\"]\n",
+			want:   "smtp.quarantine_owner: must name an admin user when relay_domains are set",
+		},
+		{
+			name:   "relay domain without a relay route",
+			config: docsBase + "relay_domains = [\"corp.example\"]\nquarantine_owner = \"pm@example.com\"\n",
+			want:   `smtp.relay_domains[0]: "corp.example" has no [[route]] with type = "relay" naming it`,
+		},
+		{
+			name:   "unknown submission filter",
+			config: docsBase + "[smtp.submission]\nfilters = [\"spam\"]\n",
+			want:   `smtp.submission.filters[0]: unknown filter "spam"`,
+		},
+		{
+			name:   "bad send_as",
+			config: docsBase + "[smtp.submission]\nsend_as = { \"a@example.com\" = [\"sales\"] }\n",
+			want:   `smtp.submission.send_as."a@example.com"[0]: "sales" is neither an address nor "@domain"`,
+		},
+		{
+			name:   "DKIM selector missing",
+			config: docsBase + "[dkim_signing.domains.\"example.com\"]\nkey_file = \"k.pem\"\n",
+			want:   `dkim_signing.domains."example.com".selector: "" is not a selector`,
+		},
+		{
 			name:   "max_recipients below 1",
 			config: docsBase + "max_recipients = -1\n",
 			want:   "smtp.max_recipients: -1 is below 1",

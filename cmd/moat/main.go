@@ -11,6 +11,7 @@
 //	moat backup [-config FILE] DEST
 //	moat restore SRC DATADIR
 //	moat verify [-config FILE] [-orphan-age D] [DIR]
+//	moat dkim keygen [-config FILE] [-selector S] [-algo ed25519|rsa] [-bits N] DOMAIN
 //	moat version
 package main
 
@@ -66,6 +67,8 @@ commands:
   backup DEST                 copy the data consistently into DEST while moat runs
   restore SRC DATADIR         verify the backup SRC and restore it into the empty DATADIR
   verify [DIR]                check a data folder or a backup (exit 1 on problems)
+  dkim keygen DOMAIN          write a DKIM signing key and print its DNS record
+                              (-selector S, -algo ed25519|rsa, -bits N)
   version                     print the version
 
 every command but version takes -config FILE
@@ -107,6 +110,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdRestore(rest, stdout)
 	case "verify":
 		err = cmdVerify(rest, stdout)
+	case "dkim":
+		err = cmdDKIM(rest, stdout)
 	case "version":
 		fmt.Fprintln(stdout, "moat", versionString())
 	case "help", "-h", "-help", "--help":
@@ -210,6 +215,7 @@ func printQuickStart(w io.Writer, a *app) {
 	for _, l := range []struct{ name, note string }{
 		{"smtp", "(STARTTLS)"}, {"smtps", "(implicit TLS)"}, {"imap", "(STARTTLS)"},
 		{"imaps", "(implicit TLS)"}, {"pop3", "(STLS)"}, {"pop3s", "(implicit TLS)"}, {"metrics", "(/metrics)"},
+		{"submission", "(STARTTLS, AUTH)"}, {"submissions", "(implicit TLS, AUTH)"},
 	} {
 		if addr := a.Addr(l.name); addr != "" {
 			fmt.Fprintf(w, "  %-8s %-21s %s\n", l.name, addr, l.note)

@@ -83,11 +83,10 @@ func cmdQueue(args []string, stdout io.Writer) error {
 			return usageError{fmt.Sprintf("queue %s: want one ID", sub)}
 		}
 		cmd := strings.Join(append([]string{sub}, rest...), " ")
-		routes, err := queue.NewRoutes(cfg.Routes)
+		opts, err := commandQueueOptions(cfg)
 		if err != nil {
 			return err
 		}
-		opts := queue.Options{Dir: dir, Hostname: cfg.SMTP.Hostname, Routes: routes, Log: newLogger(cfg.Log, io.Discard)}
 		if err := queue.Command(context.Background(), cfg.Queue, opts, cmd, 30*time.Second); err != nil {
 			return err
 		}
@@ -95,4 +94,15 @@ func cmdQueue(args []string, stdout io.Writer) error {
 		return nil
 	}
 	return usageError{fmt.Sprintf("queue: unknown subcommand %q", sub)}
+}
+
+// commandQueueOptions are the queue's options for a command run beside
+// moat (moat queue, moat quarantine release).
+func commandQueueOptions(cfg *Config) (queue.Options, error) {
+	routes, err := queue.NewRoutes(cfg.Routes)
+	if err != nil {
+		return queue.Options{}, err
+	}
+	return queue.Options{Dir: filepath.Join(cfg.DataDir, "queue"), Hostname: cfg.SMTP.Hostname, Routes: routes,
+		Log: newLogger(cfg.Log, io.Discard)}, nil
 }

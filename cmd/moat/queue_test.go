@@ -129,3 +129,88 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestRelayDomainServe drives a relay domain through moat serve: the
+// route's recipient list answers at RCPT (unknown → 550, no backscatter),
+// accepted mail goes through the outbound queue to the downstream, and
+// suspect mail is held in the quarantine of smtp.quarantine_owner until
+// `moat quarantine release` (a separate process) sends it on through the
+// running moat's queue.
+func TestRelayDomainServe(t *testing.T) {
+	d := &downstream{}
+	srv := smtp.NewServer(d)
+	srv.Domain = "down.test"
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	defer srv.Close()
+
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	text := testConfig(data, fmt.Sprintf(`
+[filters.gtube]
+score = 15.0
+[[route]]
+domains = ["corp.example"]
+type = "relay"
+hosts = [%q]
+tls = "none"
+verify = "list"
+verify_list = ["known@corp.example"]
+`, l.Addr().String()))
+	// testConfig has its own [smtp] table: the relay keys go into it.
+	text = strings.Replace(text, "[smtp]\n", "[smtp]\nrelay_domains = [\"corp.example\"]\nquarantine_owner = \"postmaster@example.com\"\n", 1)
+	cfgPath := filepath.Join(dir, "moat.toml")
+	if err := os.WriteFile(cfgPath, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := cli(t, "pw-admin\npw-admin\n", "user", "add", "-admin", "-config", cfgPath, "postmaster@example.com"); code != 0 {
+		t.Fatalf("user add: %d %s%s", code, out, errOut)
+	}
+	a := startConfig(t, text, startOptions{})
+	defer a.Close(context.Background())
+	tc := clientTLS(t, data)
+	addr := a.Addr("smtp")
+
+	if r := send(t, addr, tc, "sender@example.net", []string{"nobody@corp.example"}, message("sender@example.net", "nobody@corp.example", "x", "x")); r.code != 550 || r.ecode != "5.1.1" {
+		t.Errorf("unknown relay recipient: %s, want 550 5.1.1 at RCPT", r)
+	}
+	if r := send(t, addr, tc, "sender@example.net", []string{"known@corp.example"}, message("sender@example.net", "known@corp.example", "Quarterly figures", "Hello, here they are.")); r.code != 250 {
+		t.Fatalf("relay recipient: %s", r)
+	}
+	waitUntil(t, "the relayed message", func() bool { return d.count() == 1 })
+	d.mu.Lock()
+	got := d.msgs[0]
+	d.mu.Unlock()
+	if !strings.Contains(got, "Subject: Quarterly figures") || !strings.Contains(got, "by mx.example.com") {
+		t.Errorf("relayed message lacks its subject or moat's Received field:\n%s", got)
+	}
+
+	gtube := message("sender@example.net", "known@corp.example", "held", "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X")
+	if r := send(t, addr, tc, "sender@example.net", []string{"known@corp.example"}, gtube); r.code != 250 {
+		t.Fatalf("suspect relay message: %s", r)
+	}
+	entries, err := a.quar.List(context.Background(), "")
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("quarantine: %d entries, %v; want the held message", len(entries), err)
+	}
+	if d.count() != 1 {
+		t.Errorf("the held message went on before its release")
+	}
+	id := fmt.Sprint(entries[0].ID)
+	if code, out, errOut := cli(t, "", "quarantine", "release", "-config", cfgPath, id); code != 0 {
+		t.Fatalf("quarantine release: %d %s%s", code, out, errOut)
+	}
+	waitUntil(t, "the released message downstream", func() bool { return d.count() == 2 })
+	d.mu.Lock()
+	got = d.msgs[1]
+	d.mu.Unlock()
+	if !strings.Contains(got, "Subject: held") {
+		t.Errorf("released message:\n%s", got)
+	}
+	if v := metricValue(t, a, `moat_queue_deliveries_total{class="relay",result="sent"}`); v != "2" {
+		t.Errorf("sent deliveries metric %q, want 2", v)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/moatmail/moat/delivery/dkimsign"
 	"github.com/moatmail/moat/delivery/imapd"
 	"github.com/moatmail/moat/delivery/mailstore"
 	"github.com/moatmail/moat/delivery/pop3d"
@@ -359,6 +360,7 @@ func (a *app) reload(path string) error {
 		{"smtp", old.SMTP, cfg.SMTP}, {"imap", old.IMAP, cfg.IMAP}, {"auth_throttle", old.Auth, cfg.Auth},
 		{"quarantine", old.Quarantine, cfg.Quarantine}, {"log", old.Log, cfg.Log},
 		{"queue", old.Queue, cfg.Queue}, {"route", old.Routes, cfg.Routes},
+		{"dkim_signing", old.DKIMSigning, cfg.DKIMSigning},
 	} {
 		if !reflect.DeepEqual(sec.old, sec.new) {
 			a.log.Warn("configuration section changed; it takes effect at the next restart", "section", sec.key)
@@ -379,6 +381,10 @@ type startOptions struct {
 	// now is the clock of greylisting and rate limits (nil: time.Now),
 	// so that a test can pass a greylisting delay without waiting.
 	now func() time.Time
+	// outbound and verifier stand for the outbound queue and its
+	// recipient callout (delivery/queue) in tests.
+	outbound queue.Enqueuer
+	verifier queue.RecipientVerifier
 }
 
 // startWith is start with options.
@@ -439,14 +445,35 @@ func startWith(cfg *Config, log *slog.Logger, out io.Writer, opts startOptions) 
 	judge, cls := j.judge, j.cls
 	// At most two messages learn at once, beside the sessions.
 	a.learner = bayes.NewAutolearner(cls, 2, log, func(bayes.Class) { a.metrics.Review("autolearn") })
-	if a.smtp, err = gateway.New(cfg.SMTP, tlsConfig, gateway.Deps{
-		Judge: judge, Store: a.store, Quarantine: a.quar, Observer: a.metrics, Logger: log,
-		Learn: func(msg *filters.Message, v rules.Verdict) { a.learner.Learn(msg, v.Score, v.Symbols) },
-	}); err != nil {
-		return nil, err
-	}
 	th, err := throttle.New(cfg.Auth)
 	if err != nil {
+		return nil, err
+	}
+	deps := gateway.Deps{
+		Judge: judge, Store: a.store, Quarantine: a.quar, Observer: a.metrics, Logger: log,
+		Learn:    func(msg *filters.Message, v rules.Verdict) { a.learner.Learn(msg, v.Score, v.Symbols) },
+		Outbound: a.queue, Verifier: a.verifier, Throttle: th,
+	}
+	// A test may stand in for the queue or the callout.
+	if opts.outbound != nil {
+		deps.Outbound = opts.outbound
+	}
+	if opts.verifier != nil {
+		deps.Verifier = opts.verifier
+	}
+	if err := a.checkRelay(cfg, deps); err != nil {
+		return nil, err
+	}
+	if len(cfg.DKIMSigning.Domains) > 0 {
+		signer, err := dkimsign.New(cfg.DKIMSigning)
+		if err != nil {
+			return nil, err
+		}
+		deps.Signer = signer
+	}
+	// Released mail of relay domains goes on through the same queue.
+	a.quar.SetOnward(deps.Outbound)
+	if a.smtp, err = gateway.New(cfg.SMTP, tlsConfig, deps); err != nil {
 		return nil, err
 	}
 	a.imap = imapd.New(cfg.IMAP, a.store, tlsConfig, th, log)
@@ -469,6 +496,12 @@ func startWith(cfg *Config, log *slog.Logger, out io.Writer, opts startOptions) 
 		{"smtp", cfg.Listen.SMTP, func(l net.Listener) error { return a.smtp.Serve(l, gateway.ListenOptions{Name: "mx"}) }},
 		{"smtps", cfg.Listen.SMTPS, func(l net.Listener) error {
 			return a.smtp.Serve(l, gateway.ListenOptions{Name: "mxs", ImplicitTLS: true})
+		}},
+		{"submission", cfg.Listen.Submission, func(l net.Listener) error {
+			return a.smtp.Serve(l, gateway.ListenOptions{Name: "submission", Submission: true})
+		}},
+		{"submissions", cfg.Listen.Submissions, func(l net.Listener) error {
+			return a.smtp.Serve(l, gateway.ListenOptions{Name: "submissions", ImplicitTLS: true, Submission: true})
 		}},
 		{"imap", cfg.Listen.IMAP, a.imap.Serve},
 		{"imaps", cfg.Listen.IMAPS, func(l net.Listener) error { return a.imap.Serve(tlsListener(l, tlsConfig)) }},
@@ -526,6 +559,15 @@ func (a *app) openQueue() error {
 	if a.verifier, err = queue.NewVerifier(routes, queue.VerifierOptions{Hostname: a.cfg.SMTP.Hostname, Log: a.log}); err != nil {
 		return err
 	}
+	for _, r := range a.cfg.Routes {
+		if r.Type == queue.RouteRelay && (r.Verify == "" || r.Verify == "none") {
+			for _, d := range r.Domains {
+				if contains(a.cfg.SMTP.RelayDomains, d) {
+					a.log.Warn("relay domain without recipient verification: every recipient is accepted, and the downstream's refusals become bounces (backscatter); set verify on its [[route]]", "domain", d)
+				}
+			}
+		}
+	}
 	obs := a.metrics.Queue(func() queue.Stats {
 		if a.queue == nil {
 			return queue.Stats{}
@@ -559,6 +601,27 @@ func (a *app) deliverLocal(ctx context.Context, m *queue.Message) error {
 	}
 	_, err := a.store.Deliver(ctx, &mailstore.Delivery{Header: m.Header, Body: m.Body, Targets: targets})
 	return err
+}
+
+// checkRelay checks at start what relay domains need beyond the file: an
+// outbound queue, and a quarantine owner who is an admin of the store.
+func (a *app) checkRelay(cfg *Config, deps gateway.Deps) error {
+	if len(cfg.SMTP.RelayDomains) > 0 && deps.Outbound == nil {
+		return errors.New("smtp.relay_domains: no outbound queue to send relay domains' mail on to")
+	}
+	if owner := cfg.SMTP.QuarantineOwner; owner != "" {
+		u, err := a.store.LookupUser(context.Background(), owner)
+		if errors.Is(err, mailstore.ErrNoUser) {
+			return fmt.Errorf("smtp.quarantine_owner: no user %s (create it: moat user add -admin %s)", owner, owner)
+		}
+		if err != nil {
+			return err
+		}
+		if !u.Admin {
+			return fmt.Errorf("smtp.quarantine_owner: %s is not an admin (moat user add -admin)", owner)
+		}
+	}
+	return nil
 }
 
 func (a *app) serveMetrics(l net.Listener) error {

@@ -116,8 +116,14 @@ func Command(ctx context.Context, cfg Config, opts Options, cmd string, timeout 
 	if !errors.Is(err, ErrLocked) {
 		return err
 	}
+	return ask(ctx, opts.Dir, cmd, timeout)
+}
+
+// ask hands cmd to the running moat through ctl/ and waits up to timeout
+// for its answer.
+func ask(ctx context.Context, dir, cmd string, timeout time.Duration) error {
 	name := newID(time.Now())
-	ctl := filepath.Join(opts.Dir, "ctl")
+	ctl := filepath.Join(dir, "ctl")
 	tmp := filepath.Join(ctl, name+".tmp")
 	if err := os.WriteFile(tmp, []byte(cmd), 0o600); err != nil {
 		return fmt.Errorf("queue: %w", err)
@@ -145,12 +151,66 @@ func Command(ctx context.Context, cfg Config, opts Options, cmd string, timeout 
 	return fmt.Errorf("queue: the running moat did not answer within %s", timeout)
 }
 
+// Drop queues a message from another process than the running moat (moat
+// quarantine release), as Postfix's pickup takes what sendmail drops:
+// with no moat running it is queued directly and sent at the next start;
+// otherwise it is written into the spool (fsync'd, as by Enqueue) and the
+// running queue is asked to take it ("adopt ID"). A moat that stops before
+// it does finds the message at its next start, so once Drop returns an id
+// the message is queued either way.
+func Drop(ctx context.Context, cfg Config, opts Options, m *Message, timeout time.Duration) (string, error) {
+	if len(m.Rcpts) == 0 {
+		return "", errors.New("queue: a message without recipients")
+	}
+	probe := &Queue{opts: opts}
+	for _, r := range m.Rcpts {
+		if _, _, _, err := probe.destOf(r); err != nil {
+			return "", err
+		}
+	}
+	q, err := Open(cfg, opts)
+	if err == nil {
+		defer q.Close(ctx)
+		return q.Enqueue(ctx, m)
+	}
+	if !errors.Is(err, ErrLocked) {
+		return "", err
+	}
+	sp := &spool{dir: opts.Dir}
+	now := time.Now()
+	if opts.Now != nil {
+		now = opts.Now()
+	}
+	id := newID(now)
+	env := envelope{From: m.From, Rcpts: append([]string(nil), m.Rcpts...), Origin: defaultString(m.Origin, "inbound"), Created: now.UTC()}
+	if _, err := sp.write(id, env, m.Header, m.Body); err != nil {
+		return "", err
+	}
+	if err := ask(ctx, opts.Dir, "adopt "+id, timeout); err != nil && opts.Log != nil {
+		opts.Log.Warn("queue: the running moat has not taken the message yet; it will at its next start", "id", id, "err", err)
+	}
+	return id, nil
+}
+
+// Dropper is an Enqueuer for commands run beside a moat: each message
+// goes through Drop.
+func Dropper(cfg Config, opts Options) Enqueuer { return dropper{cfg, opts} }
+
+type dropper struct {
+	cfg  Config
+	opts Options
+}
+
+func (d dropper) Enqueue(ctx context.Context, m *Message) (string, error) {
+	return Drop(ctx, d.cfg, d.opts, m, 10*time.Second)
+}
+
 func checkCommand(cmd string) error {
 	f := strings.Fields(cmd)
 	switch {
 	case len(f) == 1 && f[0] == "retry":
 		return nil
-	case len(f) == 2 && (f[0] == "retry" || f[0] == "delete" || f[0] == "bounce"):
+	case len(f) == 2 && (f[0] == "retry" || f[0] == "delete" || f[0] == "bounce" || f[0] == "adopt"):
 		if !validID(f[1]) {
 			return fmt.Errorf("queue: %q is not a queue id", f[1])
 		}
@@ -201,9 +261,34 @@ func (q *Queue) Do(cmd string) error {
 		return q.Retry(f[1])
 	case "delete":
 		return q.Delete(f[1])
+	case "adopt":
+		return q.adopt(f[1])
 	default:
 		return q.Bounce(f[1])
 	}
+}
+
+// adopt takes into the schedule a message another process wrote into the
+// spool (Drop).
+func (q *Queue) adopt(id string) error {
+	q.mu.Lock()
+	_, have := q.entries[id]
+	q.mu.Unlock()
+	if have {
+		return nil
+	}
+	env, off, err := q.spool.readEnvelope(id)
+	if err != nil {
+		return err
+	}
+	st, err := q.spool.readState(id, len(env.Rcpts))
+	if err != nil {
+		return err
+	}
+	q.admit(&entry{id: id, env: env, off: off, st: st})
+	q.log.Info("queue: queued", "id", id, "from", env.From, "rcpts", len(env.Rcpts), "size", env.Size, "origin", env.Origin)
+	q.obs.Queued(env.Origin)
+	return nil
 }
 
 // RetryAll makes every waiting delivery due now.

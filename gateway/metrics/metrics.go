@@ -40,6 +40,7 @@ type Metrics struct {
 	listUsable    *prometheus.GaugeVec
 	ops           opsMetrics
 	state         stateMetrics
+	submission    submissionMetrics // submission.go
 }
 
 // New registers every collector, plus the Go and process collectors.
@@ -126,6 +127,7 @@ func New() *Metrics {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.state = newStateMetrics()
 	m.reg.MustRegister(m.state.collectors()...)
+	m.submission = newSubmissionMetrics(m.reg)
 	return m
 }
 
