@@ -46,6 +46,12 @@ type Source struct {
 	// Files are further files (the configuration, TLS certificate and
 	// key, the generated TLS folder's files); a missing one is skipped.
 	Files []string
+	// Spools are folders of files written once and replaced whole, never
+	// changed in place (the outbound queue's spool): the files directly in
+	// them are copied as they are, skipping those removed meanwhile (a
+	// queued message delivered during the backup). Subfolders (tmp/,
+	// ctl/) and lock files are not copied.
+	Spools []string
 	// Version is the moat version written into the manifest.
 	Version string
 }
@@ -135,6 +141,11 @@ func Create(ctx context.Context, src Source, dest string) (Manifest, error) {
 			return Manifest{}, fmt.Errorf("backup: %w", err)
 		}
 	}
+	for _, dir := range src.Spools {
+		if err := copySpool(dir, place); err != nil {
+			return Manifest{}, fmt.Errorf("backup: %w", err)
+		}
+	}
 	files, err := listFiles(dest)
 	if err != nil {
 		return Manifest{}, err
@@ -163,6 +174,44 @@ func Create(ctx context.Context, src Source, dest string) (Manifest, error) {
 		return Manifest{}, err
 	}
 	return m, mailstore.SyncPath(dest)
+}
+
+// copySpool copies the message and state files of a queue spool. A
+// message file comes before its state file: a state written after the
+// message was copied only says more recipients are done, and a message
+// whose files went meanwhile was delivered (it is not copied, or its
+// state is missing and the restored queue delivers it again: at least
+// once, never lost).
+func copySpool(dir string, place func(string) (string, error)) error {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		id, ok := strings.CutSuffix(e.Name(), ".msg")
+		if !ok || !e.Type().IsRegular() {
+			continue
+		}
+		for _, name := range []string{id + ".msg", id + ".state"} {
+			from := filepath.Join(dir, name)
+			to, err := place(from)
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(filepath.Dir(to), 0o700); err != nil {
+				return err
+			}
+			if err := mailstore.CopyFile(from, to); errors.Is(err, fs.ErrNotExist) {
+				break // delivered meanwhile
+			} else if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // Verify checks a backup without changing it: its manifest, every file

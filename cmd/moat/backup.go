@@ -40,7 +40,20 @@ func cmdBackup(args []string, stdout io.Writer) error {
 			bayes.DatabasePath(cfg.Filters.Bayes, cfg.DataDir),
 			greylist.DatabasePath(cfg.Filters.Greylist, cfg.DataDir),
 		},
-		Files: []string{filepath.Join(cfg.DataDir, "demo-password")},
+		Files:  []string{filepath.Join(cfg.DataDir, "demo-password")},
+		Spools: []string{filepath.Join(cfg.DataDir, "queue")},
+	}
+	// Keys and files the configuration names: DKIM signing keys, relay
+	// routes' certificates, passwords and recipient lists.
+	for _, k := range cfg.DKIMSigning.Domains {
+		src.Files = append(src.Files, k.KeyFile)
+	}
+	for _, r := range cfg.Routes {
+		for _, f := range []string{r.CAFile, r.ClientCert, r.ClientKey, r.AuthPasswordFile, r.VerifyFile} {
+			if f != "" {
+				src.Files = append(src.Files, f)
+			}
+		}
 	}
 	if cfg.TLS.CertFile != "" {
 		src.Files = append(src.Files, cfg.TLS.CertFile, cfg.TLS.KeyFile)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/moatmail/moat/delivery/mailstore"
+	"github.com/moatmail/moat/delivery/queue"
 )
 
 // TestBackupUnderLoad takes `moat backup` while 20 SMTP senders deliver,
@@ -23,7 +24,11 @@ func TestBackupUnderLoad(t *testing.T) {
 	dir := t.TempDir()
 	// Small messages stay inline in the index, larger ones are files: the
 	// backup must carry both.
-	text := testConfig(dir, "[store]\ninline_max = 2048\n")
+	// A relay route to a closed port: a message for it waits in the
+	// outbound queue, which the backup must carry too.
+	extra := "[store]\ninline_max = 2048\n[queue]\nmin_backoff = \"1h\"\n" +
+		"[[route]]\ndomains = [\"example.net\"]\nhosts = [\"127.0.0.1:9\"]\ntls = \"none\"\n"
+	text := testConfig(dir, extra)
 	confFile := filepath.Join(t.TempDir(), "moat.toml")
 	if err := os.WriteFile(confFile, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
@@ -91,6 +96,11 @@ func TestBackupUnderLoad(t *testing.T) {
 		}
 	}
 	waitFor(60)
+	queued, err := a.queue.Enqueue(t.Context(), &queue.Message{From: "alice@example.com", Rcpts: []string{"bob@example.net"},
+		Body: []byte("Subject: waiting in the queue\r\n\r\nHello.\r\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
 	began := time.Now()
 	bak := filepath.Join(t.TempDir(), "backup")
 	var out bytes.Buffer
@@ -133,8 +143,14 @@ func TestBackupUnderLoad(t *testing.T) {
 	if code := run([]string{"verify", restored}, nil, &out, &out); code != 0 {
 		t.Fatalf("moat verify of the restored folder: exit %d:\n%s", code, out.String())
 	}
-	b := startConfig(t, testConfig(restored, "[store]\ninline_max = 2048\n"), startOptions{})
+	b := startConfig(t, testConfig(restored, extra), startOptions{})
 	defer b.Close(t.Context())
+	if _, body, err := queue.Show(filepath.Join(restored, "queue"), queued); err != nil || !strings.Contains(string(body), "waiting in the queue") {
+		t.Errorf("the queued message after restore: %v", err)
+	}
+	if n := b.queue.Stats().Messages; n != 1 {
+		t.Errorf("the restored queue holds %d messages, want 1", n)
+	}
 	c := imapLogin(t, b.Addr("imap"), clientTLS(t, restored), "alice@example.com", "pw")
 	msgs := fetchAll(t, c, "INBOX")
 	c.Close()

@@ -19,10 +19,12 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-smtp"
 
 	"github.com/moatmail/moat/delivery/mailstore"
 	"github.com/moatmail/moat/filters/antivirus/clamdtest"
 	"github.com/moatmail/moat/filters/resolver/dnstest"
+	"github.com/moatmail/moat/filters/state/redistest"
 	"github.com/moatmail/moat/ops"
 )
 
@@ -44,8 +46,27 @@ func TestDashboardAgainstPrometheus(t *testing.T) {
 		// A DNS list: the RFC 5782 test entry, the moat client not listed.
 		"bl.test.": soa + "2.0.0.127 IN A 127.0.0.2\n",
 	})
+	// The shared state on a real Redis, and a relay domain whose
+	// downstream takes mail: the queue's and Redis's panels need data.
+	redis := redistest.Start(t)
+	down := &downstream{}
+	downSrv := smtp.NewServer(down)
+	downSrv.Domain = "down.test"
+	downLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go downSrv.Serve(downLn)
+	defer downSrv.Close()
 	dir := t.TempDir()
-	a := startConfig(t, testConfigWith(dir, `"rdns"`, fmt.Sprintf(`
+	text := testConfigWith(dir, `"rdns"`, fmt.Sprintf(`
+[[route]]
+domains = ["corp.example"]
+hosts = [%q]
+tls = "none"
+verify = "list"
+verify_list = ["known@corp.example"]
+%s
 [dns]
 upstream = %q
 timeout = "500ms"
@@ -57,7 +78,16 @@ skip_networks = []
 [[filters.dnsbl.list]]
 zone = "bl.test"
 weight = 3
-%s`, dns.Addr(), clamd.Unix, e2ePolicies)), startOptions{})
+%s`, downLn.Addr().String(), stateConfig(redis, "tempfail"), dns.Addr(), clamd.Unix, e2ePolicies))
+	text = strings.Replace(text, "[smtp]\n", "[smtp]\nrelay_domains = [\"corp.example\"]\nquarantine_owner = \"postmaster@example.com\"\n", 1)
+	cfgPath := filepath.Join(t.TempDir(), "moat.toml")
+	if err := os.WriteFile(cfgPath, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := cli(t, "pw\npw\n", "user", "add", "-admin", "-config", cfgPath, "postmaster@example.com"); code != 0 {
+		t.Fatalf("user add: %d %s%s", code, out, errOut)
+	}
+	a := startConfig(t, text, startOptions{})
 	defer a.Close(t.Context())
 	for _, u := range []string{"alice@example.com", "quarantine@example.com"} {
 		if _, err := a.store.AddUser(t.Context(), u, "pw", mailstore.RoleUser); err != nil {
@@ -88,6 +118,7 @@ weight = 3
 		{"DMARC p=reject", "ceo@reject.example", alice, message("ceo@reject.example", "alice@example.com", "wire", "pay now"), 550},
 		{"unknown user", "bob@example.net", []string{"nobody@example.com"}, "", 550},
 		{"relay", "bob@example.net", []string{"someone@elsewhere.test"}, "", 554},
+		{"relay domain", "bob@example.net", []string{"known@corp.example"}, message("bob@example.net", "known@corp.example", "onward", "for the downstream"), 250},
 	} {
 		if r := send(t, smtpAddr, tc, c.from, c.to, c.msg); r.code != c.code {
 			t.Fatalf("%s: %v, want %d", c.name, r, c.code)
@@ -137,6 +168,7 @@ weight = 3
 		`sum(moat_check_demands_total{check="dmarc"})`:       1,
 		`sum(moat_dnsbl_lookups_total{zone="bl.test"})`:      1,
 		`moat_quarantine_messages`:                           1,
+		`sum(moat_queue_deliveries_total{result="sent"})`:    1,
 		`min(moat_tls_certificate_expiry_timestamp_seconds)`: float64(time.Now().Unix()),
 	}
 	// Poll until every query has data and the counts are scraped; rates

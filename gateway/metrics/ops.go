@@ -136,10 +136,10 @@ func (c *quarantineCollector) Collect(ch chan<- prometheus.Metric) {
 // (an alert on increase() then sees its first event, and a dashboard panel
 // shows a flat line instead of "no data").
 func (m *Metrics) initLabels() {
-	for _, op := range []string{"lookup", "deliver", "quarantine", "quarantine_stats"} {
+	for _, op := range []string{"lookup", "deliver", "quarantine", "quarantine_stats", "queue"} {
 		m.storeErrors.WithLabelValues(op)
 	}
-	for _, p := range []string{"imap", "pop3"} {
+	for _, p := range []string{"imap", "pop3", "submission"} {
 		for _, r := range []string{"credentials", "plaintext", "identity", "in-use"} {
 			m.loginFailures.WithLabelValues(p, r)
 		}

@@ -47,6 +47,18 @@ func (m *Metrics) Queue(stats func() queue.Stats) *QueueMetrics {
 		}),
 	}
 	m.reg.MustRegister(q.enqueued, q.deliveries, q.latency, q.bounces, q.corrupt, queueSize{stats})
+	// The known label values at 0 (as initLabels does for the others).
+	for _, o := range []string{"inbound", "submission", "release", "bounce"} {
+		q.enqueued.WithLabelValues(o)
+	}
+	for _, r := range []string{"sent", "deferred", "bounced", "expired"} {
+		for _, c := range []string{"mx", "relay", "local"} {
+			q.deliveries.WithLabelValues(r, c)
+		}
+	}
+	for _, k := range []string{"bounce", "delay", "dropped"} {
+		q.bounces.WithLabelValues(k)
+	}
 	return q
 }
 
