@@ -176,7 +176,7 @@ func TestMigrateFromVersion2WithQuarantine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := versions(t, st), "format 3, mailstore 3, quarantine 1"; got != want {
+	if got, want := versions(t, st), "format 3, mailstore 3, quarantine 2"; got != want {
 		t.Errorf("versions = %q, want %q", got, want)
 	}
 	list, err := q.List(ctx, "alice@example.com")
@@ -222,7 +222,7 @@ func TestMigrateFromVersion2WithQuarantine(t *testing.T) {
 	if _, err := quarantine.New(quarantine.Config{}, st); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := versions(t, st), "format 3, mailstore 3, quarantine 1"; got != want {
+	if got, want := versions(t, st), "format 3, mailstore 3, quarantine 2"; got != want {
 		t.Errorf("versions after a second open = %q, want %q", got, want)
 	}
 }
