@@ -7,13 +7,18 @@
 #                             each message fsync'd as before a 250; the queue
 #                             relays to smtp-sink); "accepted" is when every
 #                             Enqueue returned, "relayed" when the sink had all
-#   3. through Postfix:       smtp-source -> Postfix (its own config folder,
+#   3. through moat serve:    smtp-source -> moat (relay_domains = relay.test,
+#                             a [[route]] to the sink, the content filters on,
+#                             the DNS checks and rate limits off as in
+#                             checksbench.sh's "off") -> smtp-sink; "accepted"
+#                             is smtp-source's wall time, "relayed" when
+#                             moat_queue_deliveries_total counts N sent
+#   4. through Postfix:       smtp-source -> Postfix (its own config folder,
 #                             relayhost = the sink) -> smtp-sink; "accepted"
 #                             is smtp-source's wall time, "relayed" when the
 #                             log shows N status=sent
 #
-# The gateway is not wired to the queue yet, so (2) measures the queue alone
-# (no SMTP acceptance in front of it); (1) and (3) go through SMTP.
+# (2) measures the queue alone; (1), (3) and (4) go through SMTP.
 #
 #   sudo scripts/relaybench.sh [-n 5000] [-s 20] [-l 10240] [-p 2526]
 #
@@ -31,9 +36,10 @@ done
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORK=$(mktemp -d /tmp/relaybench.XXXXXX)
 chmod 755 "$WORK"
-SINK_PID="" PF_STARTED=0
+SINK_PID="" PF_STARTED=0 MOAT_PID=""
 cleanup() {
   set +e
+  [ -n "$MOAT_PID" ] && kill "$MOAT_PID" 2>/dev/null && wait "$MOAT_PID" 2>/dev/null
   [ -n "$SINK_PID" ] && kill "$SINK_PID" 2>/dev/null && wait "$SINK_PID" 2>/dev/null
   [ "$PF_STARTED" = 1 ] && postfix -c "$WORK/pf/conf" stop >/dev/null 2>&1 && sleep 1
   rm -rf "$WORK"
@@ -57,7 +63,45 @@ echo "== 2. moat's queue (Enqueue with fsync, relay to smtp-sink)"
 QUEUE_OUT=$("$WORK/relaybench" -sink "127.0.0.1:$SINK_PORT" -c "$SESSIONS" -n "$N" -size "$SIZE" -dir "$WORK/spool")
 echo "$QUEUE_OUT"
 
-echo "== 3. smtp-source -> Postfix -> smtp-sink"
+echo "== 3. smtp-source -> moat serve (relay domain) -> smtp-sink"
+(cd "$HERE" && go build -o "$WORK/moat" ./cmd/moat)
+MOAT_PORT=$((PF_PORT + 1)) METRICS_PORT=$((PF_PORT + 2))
+cat >"$WORK/moat.toml" <<EOF
+data_dir = "$WORK/moat-data"
+[listen]
+smtp = "127.0.0.1:$MOAT_PORT"
+metrics = "127.0.0.1:$METRICS_PORT"
+[smtp]
+hostname = "mx.bench.test"
+local_domains = ["bench.test"]
+relay_domains = ["relay.test"]
+quarantine_owner = "postmaster@bench.test"
+[filters]
+disabled = ["rdns", "antivirus", "spf", "dkim", "dmarc", "greylist", "ratelimit-connect", "ratelimit-mail", "ratelimit-rcpt", "dnsbl", "uribl"]
+[log]
+level = "error"
+[[route]]
+domains = ["relay.test"]
+hosts = ["127.0.0.1:$SINK_PORT"]
+tls = "none"
+EOF
+printf 'bench\nbench\n' | "$WORK/moat" user add -admin -config "$WORK/moat.toml" postmaster@bench.test >/dev/null
+"$WORK/moat" serve -config "$WORK/moat.toml" >"$WORK/moat.log" 2>&1 &
+MOAT_PID=$!
+wait_port "$MOAT_PORT"
+moat_sent() { curl -s "http://127.0.0.1:$METRICS_PORT/metrics" | awk '/^moat_queue_deliveries_total\{class="relay",result="sent"\}/ {print $2+0}'; }
+t0=$(now); smtp-source -s "$SESSIONS" -m "$N" -l "$SIZE" -M loadgen.test -f bench@origin.test -t user@relay.test "127.0.0.1:$MOAT_PORT"; t1=$(now)
+for _ in $(seq 6000); do
+  [ "$(moat_sent)" -ge "$N" ] 2>/dev/null && break
+  sleep 0.1
+done
+t2=$(now)
+MOAT_SENT=$(moat_sent)
+MOAT_LINE="accepted $(rate "$N" "$t0" "$t1") msg/s, relayed $(rate "$N" "$t0" "$t2") msg/s ($MOAT_SENT sent)"
+kill "$MOAT_PID"; wait "$MOAT_PID" 2>/dev/null || true
+MOAT_PID=""
+
+echo "== 4. smtp-source -> Postfix -> smtp-sink"
 PF=$WORK/pf
 mkdir -p "$PF/conf" "$PF/spool" "$PF/data"
 chown postfix "$PF/data"
@@ -99,4 +143,5 @@ echo
 echo "relay throughput: $N messages x $SIZE B, $SESSIONS sessions; $(nproc) cores, $(uname -r), fs $(findmnt -n -o FSTYPE --target "$WORK")"
 echo "  smtp-source -> smtp-sink:            $DIRECT msg/s"
 echo "  moat queue  -> smtp-sink:            $(echo "$QUEUE_OUT" | sed 's/.*accepted/accepted/')"
+echo "  smtp-source -> moat -> smtp-sink:    $MOAT_LINE"
 echo "  smtp-source -> Postfix -> smtp-sink: accepted $(rate "$N" "$t0" "$t1") msg/s, relayed $(rate "$N" "$t0" "$t2") msg/s ($SENT sent, postfix $(postconf -h mail_version))"
