@@ -3,9 +3,12 @@ package queue
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -170,5 +173,58 @@ func TestMTASTS(t *testing.T) {
 				t.Errorf("%d messages delivered despite the policy", n)
 			}
 		})
+	}
+}
+
+// TestMTASTSPolicySurvivesRestart: a policy learned before a restart
+// still holds after it when the attacker blocks its discovery (the TXT
+// record gone, the HTTPS server unreachable): the MX whose certificate
+// does not match is refused, not used in the clear or unverified.
+func TestMTASTSPolicySurvivesRestart(t *testing.T) {
+	ca := newCA(t)
+	mx := startSink(t, sinkOptions{tls: &tls.Config{Certificates: []tls.Certificate{ca.issue(t, "mx.sts.test")}}})
+	client := stsSetup(t, ca, "version: STSv1\nmode: enforce\nmx: mx.sts.test\nmax_age: 86400\n")
+	dir := t.TempDir()
+	q := testQueue(t, dir, func(c *Config, o *Options) {
+		c.MXPort, c.MTASTS = portOf(t, mx.addr), true
+		o.Resolver, o.HTTPClient, o.RootCAs = newResolver(t, mxZones), client, ca.pool
+	})
+	q.Start()
+	if _, err := q.Enqueue(context.Background(), &Message{Rcpts: []string{"u@sts.test"}, Body: testMessage("first")}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "delivery under the policy", func() bool { return len(mx.received()) == 1 })
+	q.Close(context.Background())
+	if b, err := os.ReadFile(filepath.Join(dir, "mta-sts.json")); err != nil || !strings.Contains(string(b), "mx.sts.test") {
+		t.Fatalf("the policy was not kept on disk: %v\n%s", err, b)
+	}
+
+	// After the restart: no TXT record, no policy server, and an MX that
+	// shows a certificate for another name.
+	blocked := map[string]string{}
+	for k, v := range mxZones {
+		blocked[k] = v
+	}
+	blocked["sts.test."] = "@ MX 10 mx\nmx A 127.0.0.1\n"
+	wrong := startSink(t, sinkOptions{tls: &tls.Config{Certificates: []tls.Certificate{ca.issue(t, "wrong.test")}}})
+	dead := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return nil, errors.New("blocked")
+	}}}
+	q2 := testQueue(t, dir, func(c *Config, o *Options) {
+		c.MXPort, c.MTASTS = portOf(t, wrong.addr), true
+		o.Resolver, o.HTTPClient, o.RootCAs = newResolver(t, blocked), dead, ca.pool
+	})
+	q2.Start()
+	id, err := q2.Enqueue(context.Background(), &Message{Rcpts: []string{"u@sts.test"}, Body: testMessage("second")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a first attempt", func() bool {
+		info, _, _ := Show(dir, id)
+		return len(info.Rcpts) == 1 && info.Rcpts[0].Attempts >= 1
+	})
+	info, _, _ := Show(dir, id)
+	if n := len(wrong.received()); n != 0 || !strings.HasPrefix(info.Rcpts[0].Last, "451 4.") {
+		t.Errorf("after a restart with discovery blocked: %d delivered to the wrong host, last reply %q; want none and a 4xx", n, info.Rcpts[0].Last)
 	}
 }

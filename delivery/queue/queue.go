@@ -145,6 +145,9 @@ func Open(cfg Config, opts Options) (*Queue, error) {
 	q.cl = &client{hostname: q.hostname, connectTimeout: cfg.ConnectTimeout, commandTimeout: cfg.CommandTimeout, log: q.log}
 	if cfg.MTASTS && opts.Resolver != nil {
 		q.sts = mtasts.NewCache(opts.Resolver, opts.HTTPClient, opts.RootCAs, q.now)
+		if err := q.sts.SetFile(filepath.Join(opts.Dir, "mta-sts.json")); err != nil {
+			q.log.Warn("queue: MTA-STS policies of the last run not loaded; they are fetched again", "err", err)
+		}
 	}
 	sp.clearTmp()
 	if err := q.load(); err != nil {

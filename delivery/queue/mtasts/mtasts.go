@@ -9,11 +9,14 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -79,10 +82,9 @@ const maxPolicy = 64 << 10
 // maxMaxAge is RFC 8461 §3.2's upper bound of max_age (one year).
 const maxMaxAge = 31557600 * time.Second
 
-// Cache fetches and keeps policies. It is safe for concurrent use. The
-// cache is in memory: after a restart policies are fetched again (RFC
-// 8461 §5.1 asks a cache that survives restarts, to resist a downgrade by
-// someone who blocks the fetch at that moment; a known weakness).
+// Cache fetches and keeps policies. It is safe for concurrent use. With
+// SetFile the policies survive restarts (RFC 8461 §5.1: a sender that
+// forgot them would deliver in the clear to whoever blocks the next fetch).
 type Cache struct {
 	r      resolver.Resolver
 	client *http.Client
@@ -90,6 +92,70 @@ type Cache struct {
 
 	mu       sync.Mutex
 	policies map[string]*Policy
+	file     string
+	saving   sync.Mutex // one writer of file at a time
+}
+
+// SetFile keeps the cache in path: the policies there that have not
+// expired are loaded now, and the file is rewritten (atomically, fsync'd)
+// whenever a policy is fetched. A file that cannot be read is an error;
+// the cache stays empty and still writes to path.
+func (c *Cache) SetFile(path string) error {
+	c.mu.Lock()
+	c.file = path
+	c.mu.Unlock()
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("mta-sts cache: %w", err)
+	}
+	var stored map[string]*Policy
+	if err := json.Unmarshal(b, &stored); err != nil {
+		return fmt.Errorf("mta-sts cache %s: %w", path, err)
+	}
+	now := c.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for d, p := range stored {
+		if p != nil && now.Before(p.Expires) && p.ID != "" {
+			c.policies[d] = p
+		}
+	}
+	return nil
+}
+
+// save writes the policies to the cache's file, if it has one.
+func (c *Cache) save() error {
+	c.saving.Lock()
+	defer c.saving.Unlock()
+	c.mu.Lock()
+	path := c.file
+	b, err := json.MarshalIndent(c.policies, "", "  ")
+	c.mu.Unlock()
+	if path == "" || err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(append(b, '\n'))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
 }
 
 // NewCache returns a cache asking r for the TXT records and client for the
@@ -164,6 +230,9 @@ func (c *Cache) Get(ctx context.Context, domain string) (*Policy, error) {
 	c.mu.Lock()
 	c.policies[domain] = p
 	c.mu.Unlock()
+	// A policy kept only in memory would still protect this run: a
+	// failed write costs the next restart's protection, not this delivery.
+	c.save()
 	return p, nil
 }
 
