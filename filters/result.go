@@ -33,8 +33,9 @@ type Result struct {
 	Demands []Demand
 }
 
-// Demand is an action a check asks for. The client never learns the
-// reason: the SMTP reply is the generic one of the action.
+// Demand is an action a check asks for. A stranger never learns the
+// reason: the SMTP reply is the generic one of the action, unless Text
+// applies.
 type Demand struct {
 	// Action is the least action the check asks for.
 	Action policies.Action `json:"action"`
@@ -42,6 +43,14 @@ type Demand struct {
 	Check string `json:"check,omitempty"`
 	// Reason says why, for the log and the quarantine.
 	Reason string `json:"reason,omitempty"`
+	// Text, when set, is the text of the SMTP reply to an authenticated
+	// client (Connection.AuthUser, submission) when this demand decides:
+	// a known user may be told why ("Message rate limit reached for
+	// your account"), so that they wait rather than send again; the
+	// reply code stays the generic one of the action. A client that is
+	// not authenticated always gets the generic text. It must be one
+	// line of printable ASCII, and never name a check or a rule.
+	Text string `json:"text,omitempty"`
 }
 
 // Fact is a named finding that scores nothing by itself. Names are

@@ -142,7 +142,7 @@ func (s *session) judge(ctx context.Context, stage filters.Stage, in *filters.In
 // refusal (what says what was refused, attrs who) and returns it, or nil
 // when the dialogue goes on.
 func (s *session) refuse(phase, what string, v rules.Verdict, attrs ...any) *smtp.SMTPError {
-	err := earlyReply(v)
+	err := s.refusalOf(v)
 	if err == nil {
 		return nil
 	}
@@ -184,6 +184,18 @@ func earlyReply(v rules.Verdict) *smtp.SMTPError {
 		return withReply(errPolicyTemp, v.Reply)
 	}
 	return nil
+}
+
+// refusalOf is earlyReply, with the text the deciding demand asked for
+// (rules.Verdict.Text) when the client is authenticated: a known user may
+// learn that they are over their own rate limit, a stranger never learns
+// which check refused it.
+func (s *session) refusalOf(v rules.Verdict) *smtp.SMTPError {
+	err := earlyReply(v)
+	if err == nil || v.Text == "" || s.info.AuthUser == "" {
+		return err
+	}
+	return &smtp.SMTPError{Code: err.Code, EnhancedCode: err.EnhancedCode, Message: v.Text}
 }
 
 // withReply gives a refusal the code a rule asked for (its reply key, such
@@ -460,7 +472,7 @@ func (s *session) readMessage(r io.Reader) ([]byte, *smtp.SMTPError) {
 // durably stored: in the store, the quarantine or the outbound queue; the
 // id is its quarantine id when it was quarantined (0 otherwise).
 func (s *session) act(ctx context.Context, queueID string, msg *filters.Message, v rules.Verdict) (int64, *smtp.SMTPError) {
-	if err := earlyReply(v); err != nil {
+	if err := s.refusalOf(v); err != nil {
 		return 0, err
 	}
 	body := s.rewrite(msg, v)

@@ -29,7 +29,12 @@ type SubmissionConfig struct {
 	// checks at once, default 4), as in [imap] and [pop3].
 	throttle.LoginConfig
 	// Filters are the checks that run on submitted mail, whatever their
-	// stage (default: mime, gtube, attachments, antivirus). The checks
+	// stage (default: ratelimit-mail, ratelimit-rcpt, mime, gtube,
+	// attachments, antivirus). The rate limits count each authenticated
+	// user's messages and recipients ([filters.ratelimit]
+	// messages_per_user, recipients_per_user), so that a compromised
+	// account cannot blast out mail: over them, MAIL or RCPT gets 451
+	// 4.7.1 before DATA. The checks
 	// that judge a stranger's MX traffic (reverse DNS, SPF, DNS lists,
 	// greylisting, Bayes...) do not fit a known user's own mail, as in
 	// Postfix's submission service, which runs none of
@@ -49,8 +54,10 @@ type SubmissionConfig struct {
 }
 
 // DefaultSubmissionFilters are the checks that run on submitted mail
-// unless smtp.submission.filters says otherwise.
-var DefaultSubmissionFilters = []string{"mime", "gtube", "attachments", "antivirus"}
+// unless smtp.submission.filters says otherwise. ratelimit-connect is not
+// among them: before AUTH the client is nobody in particular, and many
+// users behind one carrier-grade NAT would share its count.
+var DefaultSubmissionFilters = []string{"ratelimit-mail", "ratelimit-rcpt", "mime", "gtube", "attachments", "antivirus"}
 
 // Validate fills defaults and checks the configuration. The filter names
 // are checked by the caller, which knows the filters.

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"fmt"
 	"net"
 	"slices"
 	"strings"
@@ -10,6 +11,10 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"github.com/moatmail/moat/filters"
+	"github.com/moatmail/moat/policies"
+	"github.com/moatmail/moat/rules"
 )
 
 // dialSubmission opens a submission session over STARTTLS, logged in as
@@ -186,5 +191,36 @@ func testSubmissionPlaintextLoopback(t *testing.T, e *relayEnv) {
 	defer c.Close()
 	if err := c.Auth(sasl.NewLoginClient("alice@example.com", "alice-pw")); err != nil {
 		t.Fatalf("AUTH LOGIN in clear from loopback, allowed: %v", err)
+	}
+}
+
+// TestRefusalText: the text a demand asks for (a user over their own
+// rate limit) reaches an authenticated client only; a stranger gets the
+// generic text, with the same code either way.
+func TestRefusalText(t *testing.T) {
+	const text = "Message rate limit reached for your account, try again later"
+	for _, tc := range []struct {
+		name string
+		auth string
+		v    rules.Verdict
+		want string // "" for no refusal
+	}{
+		{"authenticated", "alice@example.com", rules.Verdict{Action: policies.ActionTempfail, Text: text}, "451 4.7.1 " + text},
+		{"stranger", "", rules.Verdict{Action: policies.ActionTempfail, Text: text}, "451 4.7.1 " + errPolicyTemp.Message},
+		{"no text", "alice@example.com", rules.Verdict{Action: policies.ActionTempfail}, "451 4.7.1 " + errPolicyTemp.Message},
+		{"a rule's reply code", "alice@example.com", rules.Verdict{Action: policies.ActionReject, Reply: rules.Reply{Code: 554, Enhanced: [3]int{5, 7, 0}}},
+			"554 5.7.0 " + errPolicy.Message},
+		{"accepted", "alice@example.com", rules.Verdict{Action: policies.ActionAccept, Text: text}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &session{info: filters.Connection{AuthUser: tc.auth}}
+			got := ""
+			if err := s.refusalOf(tc.v); err != nil {
+				got = fmt.Sprintf("%s %s", reply(err), err.Message)
+			}
+			if got != tc.want {
+				t.Errorf("reply %q, want %q", got, tc.want)
+			}
+		})
 	}
 }

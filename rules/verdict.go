@@ -33,6 +33,10 @@ type Verdict struct {
 	// Reply is the SMTP reply a forcing rule asked for (its reply key),
 	// from the rule whose action decided; zero means the generic reply.
 	Reply Reply
+	// Text is the reply text the demand that decided asked for
+	// (filters.Demand.Text), for an authenticated client only; empty
+	// means the generic text of the action.
+	Text string
 }
 
 // SymbolNames returns the names of the verdict's symbols, in order.
@@ -128,6 +132,9 @@ func (p *Pipeline) Decide(stage filters.Stage, in *filters.Input, found Result, 
 		}
 		if r.action > forced || (r.action == forced && v.Reply.IsZero()) {
 			v.Reply = r.reply
+			if r.action > forced || !r.reply.IsZero() {
+				v.Text = "" // the rule decides, not a demand
+			}
 		}
 		forced = max(forced, r.action)
 		reason := "rule " + r.name + " forces " + r.action.String()
@@ -164,6 +171,9 @@ func (p *Pipeline) Decide(stage filters.Stage, in *filters.Input, found Result, 
 		}
 		if d.Action > forced {
 			v.Reply = Reply{} // the generic reply of the action
+			v.Text = d.Text
+		} else if d.Action == forced && v.Text == "" && v.Reply.IsZero() {
+			v.Text = d.Text
 		}
 		forced = max(forced, d.Action)
 		reason := "check " + d.Check + " demands " + d.Action.String()
@@ -249,6 +259,7 @@ func (p *Pipeline) Decide(stage filters.Stage, in *filters.Input, found Result, 
 	v.Action = action
 	if action != forced {
 		v.Reply = Reply{} // the rule's reply is not the one that decided
+		v.Text = ""
 	}
 	return v
 }

@@ -183,3 +183,38 @@ func TestDemands(t *testing.T) {
 		t.Errorf("data verdict %v, want the connect stage's quarantine", v)
 	}
 }
+
+// TestDemandText: the text a demand asks for goes with the verdict only
+// when that demand decides; a rule that forces a greater action, or the
+// same with its own reply code, takes it away.
+func TestDemandText(t *testing.T) {
+	limited := filters.Result{Demands: []filters.Demand{{Action: policies.ActionTempfail, Check: "ratelimit-mail", Text: "Message rate limit reached"}}}
+	for _, tc := range []struct {
+		name       string
+		rules      []RuleConfig
+		found      filters.Result
+		wantAction policies.Action
+		wantText   string
+	}{
+		{"the demand decides", nil, limited, policies.ActionTempfail, "Message rate limit reached"},
+		{"a demand without text", nil, filters.Result{Demands: []filters.Demand{{Action: policies.ActionTempfail, Check: "greylist"}}},
+			policies.ActionTempfail, ""},
+		{"a rule rejects", []RuleConfig{{Name: "ALWAYS", Stage: "mail", Expr: "true", Action: "reject"}}, limited,
+			policies.ActionReject, ""},
+		{"a rule defers with its own reply", []RuleConfig{{Name: "ALWAYS", Stage: "mail", Expr: "true", Action: "tempfail", Reply: "450 4.7.1"}},
+			limited, policies.ActionTempfail, ""},
+		{"a rule defers without a reply", []RuleConfig{{Name: "ALWAYS", Stage: "mail", Expr: "true", Action: "tempfail"}},
+			limited, policies.ActionTempfail, "Message rate limit reached"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := NewPipeline(Config{Rules: tc.rules}, nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v := p.Decide(filters.StageMail, &filters.Input{}, Result{Result: tc.found}, policies.Builtin())
+			if v.Action != tc.wantAction || v.Text != tc.wantText {
+				t.Errorf("verdict %v with text %q, want %v with %q", v.Action, v.Text, tc.wantAction, tc.wantText)
+			}
+		})
+	}
+}

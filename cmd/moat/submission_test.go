@@ -364,3 +364,100 @@ selector = "s1"
 		t.Errorf("dkimverify asked the test DNS %d times: the keys were not looked up there", dns.Queries())
 	}
 }
+
+// smtpStepsScript logs in over STARTTLS and runs the commands given
+// ("MAIL:addr", "RCPT:addr", "DATA"), printing each command's reply on a
+// line of its own: "MAIL 451 4.7.1 text".
+const smtpStepsScript = `
+import smtplib, ssl, sys
+addr, user, pw = sys.argv[1:4]
+host, port = addr.rsplit(":", 1)
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP(host, int(port), local_hostname="laptop.example.net", timeout=20)
+s.starttls(context=ctx)
+s.ehlo()
+s.login(user, pw)
+n = 0
+for step in sys.argv[4:]:
+    verb, _, arg = step.partition(":")
+    if verb == "MAIL":
+        code, text = s.docmd("MAIL", "FROM:<%s>" % arg)
+    elif verb == "RCPT":
+        code, text = s.docmd("RCPT", "TO:<%s>" % arg)
+    else:
+        code, text = s.docmd("DATA")
+        if code == 354:
+            n += 1
+            msg = "From: %s\r\nTo: undisclosed-recipients:;\r\nSubject: rate %d\r\nDate: Sat, 05 Dec 2026 12:00:00 +0000\r\nMessage-ID: <rate%d.%s>\r\n\r\nBody.\r\n.\r\n" % (user, n, n, user)
+            s.send(msg.encode())
+            code, text = s.getreply()
+    print(verb, code, text.decode().replace("\n", " "))
+s.quit()
+`
+
+// TestSubmissionRateLimit: a user over their message or recipient rate
+// gets 451 4.7.1, with a text that says so, at the MAIL or RCPT that is
+// one too many, before DATA; another user is unaffected. The client is
+// on loopback, an exempt network: the per-user limits apply anyway
+// (webmail on the same host is how a stolen password often sends).
+func TestSubmissionRateLimit(t *testing.T) {
+	python := debianPython(t)
+	a, out := startSubmission(t, t.TempDir(), `
+[filters.ratelimit]
+messages_per_user = { limit = 2, per = "1h" }
+recipients_per_user = { limit = 3 }
+`)
+	steps := func(user string, cmds ...string) []string {
+		t.Helper()
+		args := append([]string{"-c", smtpStepsScript, a.Addr("submission"), user, "pw-" + strings.TrimSuffix(user, "@example.com")}, cmds...)
+		got, err := exec.Command(python, args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("smtplib as %s: %v\n%s", user, err, got)
+		}
+		return strings.Split(strings.TrimSpace(string(got)), "\n")
+	}
+	const (
+		msgLimited  = "451 4.7.1 Message rate limit reached for your account, try again later"
+		rcptLimited = "451 4.7.1 Recipient rate limit reached for your account, try again later"
+	)
+	got := steps("alice@example.com",
+		"MAIL:alice@example.com", "RCPT:r1@far.example", "RCPT:r2@far.example", "DATA",
+		"MAIL:alice@example.com", "RCPT:r3@far.example", "RCPT:r4@far.example", "DATA",
+		"MAIL:alice@example.com")
+	want := []string{"MAIL 250", "RCPT 250", "RCPT 250", "DATA 250",
+		"MAIL 250", "RCPT 250", "RCPT " + rcptLimited, "DATA 250",
+		"MAIL " + msgLimited}
+	if len(got) != len(want) {
+		t.Fatalf("alice's replies:\n%s\nwant %d lines", strings.Join(got, "\n"), len(want))
+	}
+	for i, w := range want {
+		if got[i] != w && !strings.HasPrefix(got[i], w+" ") {
+			t.Errorf("alice's step %d: %q, want %q", i+1, got[i], w)
+		}
+	}
+	for rcpt, n := range map[string]int{"r1@far.example": 1, "r3@far.example": 1, "r4@far.example": 0} {
+		if q := out.to(rcpt); len(q) != n {
+			t.Errorf("queued for %s: %d messages, want %d", rcpt, len(q), n)
+		}
+	}
+
+	// bob, from the same address, has his own allowance.
+	got = steps("bob@example.com", "MAIL:bob@example.com", "RCPT:r6@far.example", "RCPT:r7@far.example", "DATA")
+	if len(got) != 4 {
+		t.Fatalf("bob's replies:\n%s", strings.Join(got, "\n"))
+	}
+	for i, w := range []string{"MAIL 250", "RCPT 250", "RCPT 250", "DATA 250"} {
+		if !strings.HasPrefix(got[i], w+" ") {
+			t.Errorf("bob's step %d: %q, want %q", i+1, got[i], w)
+		}
+	}
+	if q := out.to("r6@far.example"); len(q) != 1 {
+		t.Errorf("queued for bob's r6@far.example: %d", len(q))
+	}
+
+	for limit, want := range map[string]string{"messages_per_user": "1", "recipients_per_user": "1"} {
+		if v := metricValue(t, a, `moat_ratelimit_hits_total{limit="`+limit+`"}`); v != want {
+			t.Errorf("moat_ratelimit_hits_total{limit=%q} = %q, want %s", limit, v, want)
+		}
+	}
+}

@@ -38,13 +38,16 @@ func (r Rate) timeToFill(tokens float64) int64 {
 // what the configuration file sets: a zero field is a value, not a
 // request for the default (a Rate with limit 0 is off).
 //
-// The limits apply to every client, authenticated or not (submission
-// users get limits of their own later), except those in ExemptNetworks.
-// Postfix's anvil limits (smtpd_client_connection_rate_limit,
-// smtpd_client_message_rate_limit, smtpd_client_recipient_rate_limit) are
-// the precedent for the per-client ones; they are off by default there,
-// and the defaults here are set well above what one mail server sends to
-// one organisation, to stop floods, not mail.
+// The per-network and per-sender limits apply to clients that are not
+// authenticated (the MX traffic), except those in ExemptNetworks; an
+// authenticated user (submission) is counted by the per-user limits
+// instead, wherever it connects from. Postfix's anvil limits
+// (smtpd_client_connection_rate_limit, smtpd_client_message_rate_limit,
+// smtpd_client_recipient_rate_limit) are the precedent for the
+// per-client ones; they are off by default there, and the defaults here
+// are set well above what one mail server sends to one organisation, to
+// stop floods, not mail. The per-user defaults are lower: a person, not a
+// server, sends under them.
 type Config struct {
 	// IPv4Prefix and IPv6Prefix group client addresses into the network
 	// a per-network limit counts (TOML ipv4_prefix, default 32: one host,
@@ -53,8 +56,9 @@ type Config struct {
 	// any address in its /64).
 	IPv4Prefix int `toml:"ipv4_prefix"`
 	IPv6Prefix int `toml:"ipv6_prefix"`
-	// ExemptNetworks are never limited (TOML exempt_networks, default
-	// loopback: local tools and monitoring).
+	// ExemptNetworks are never limited by the per-network and per-sender
+	// limits (TOML exempt_networks, default loopback: local tools and
+	// monitoring); the per-user limits apply there too.
 	ExemptNetworks []string `toml:"exempt_networks"`
 	// MaxKeys bounds the buckets the embedded store holds (TOML
 	// max_keys, default 100000, about 10 MB); when it is full, idle
@@ -84,6 +88,20 @@ type Config struct {
 	// user names. Once a network has used them up, its recipients are
 	// deferred, known users and unknown alike.
 	BadRecipients Rate `toml:"bad_recipients"`
+
+	// MessagesPerUser: MAIL FROM commands per authenticated user (TOML
+	// messages_per_user, default 100 per 1h), at the mail stage of a
+	// submission session, as rspamd's ratelimit "user" bucket and
+	// Postfix's smtpd_client_message_rate_limit on a submission service:
+	// a compromised account must not be able to blast out mail. It
+	// applies whatever the client's address (ExemptNetworks does not
+	// waive it: webmail on the same host connects from loopback).
+	MessagesPerUser Rate `toml:"messages_per_user"`
+	// RecipientsPerUser: recipients per authenticated user (TOML
+	// recipients_per_user, default 1000 per 1h), at the rcpt stage of a
+	// submission session: one message to 500 recipients is the
+	// spammer's move, and it is stopped at RCPT, before DATA.
+	RecipientsPerUser Rate `toml:"recipients_per_user"`
 }
 
 // DefaultMaxKeys is the default of Config.MaxKeys.
@@ -102,6 +120,8 @@ func DefaultConfig() Config {
 		RecipientsPerNetwork: Rate{5000, time.Hour},
 		RecipientsPerSender:  Rate{2500, time.Hour},
 		BadRecipients:        Rate{20, time.Hour},
+		MessagesPerUser:      Rate{100, time.Hour},
+		RecipientsPerUser:    Rate{1000, time.Hour},
 	}
 }
 
@@ -144,6 +164,8 @@ const (
 	limRecipientsPerNetwork
 	limRecipientsPerSender
 	limBadRecipients
+	limMessagesPerUser
+	limRecipientsPerUser
 	numLimits
 )
 
@@ -155,5 +177,7 @@ func (c Config) limits() [numLimits]limit {
 		{"recipients_per_network", "rcpt-net", SymRcptNetwork, c.RecipientsPerNetwork},
 		{"recipients_per_sender", "rcpt-from", SymRcptSender, c.RecipientsPerSender},
 		{"bad_recipients", "bad-rcpt", SymBadRcpt, c.BadRecipients},
+		{"messages_per_user", "msg-user", SymMsgUser, c.MessagesPerUser},
+		{"recipients_per_user", "rcpt-user", SymRcptUser, c.RecipientsPerUser},
 	}
 }

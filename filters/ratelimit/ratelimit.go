@@ -1,7 +1,7 @@
 // Package ratelimit holds back clients that send too much: too many
-// connections, messages or recipients from one client network or for one
-// envelope sender, or too many recipients refused as unknown (a
-// dictionary attack on user names).
+// connections, messages or recipients from one client network, for one
+// envelope sender or from one authenticated user, or too many recipients
+// refused as unknown (a dictionary attack on user names).
 //
 // Each limit is a token bucket (Rate): a client may spend the limit at
 // once and then the limit per period. A client over a limit is deferred,
@@ -12,12 +12,22 @@
 //
 // A client network is the client address cut to Config.IPv4Prefix or
 // Config.IPv6Prefix bits. A sender is what the per-sender limits count:
-// an authenticated client's user, whatever MAIL FROM it gives; a sender
-// address for which SPF passed, as itself; any other address together
-// with the client network, since it is only a claim and whoever forges a
-// victim's address must not use up the victim's allowance. The null
-// sender (bounces, which the whole Internet shares) is counted per
+// a sender address for which SPF passed, as itself; any other address
+// together with the client network, since it is only a claim and whoever
+// forges a victim's address must not use up the victim's allowance. The
+// null sender (bounces, which the whole Internet shares) is counted per
 // network only.
+//
+// An authenticated client (filters.Connection.AuthUser, set on
+// submission) is counted as its user only, by Config.MessagesPerUser and
+// Config.RecipientsPerUser, whatever MAIL FROM it gives and wherever it
+// connects from: the per-network and per-sender limits, and
+// ExemptNetworks, are for strangers (many users behind one office NAT
+// are not one client), while the user limits are what stops a
+// compromised account from sending spam, through webmail on loopback as
+// well. Over a user limit, the demand carries a reply text for the user
+// (filters.Demand.Text), as Postfix's and rspamd's rate limits say what
+// was exceeded.
 package ratelimit
 
 import (
@@ -54,6 +64,17 @@ const (
 	// SymBadRcpt: too many recipients of the network were refused as
 	// unknown (see Limiter.RecipientRefused).
 	SymBadRcpt = "RATELIMIT_BADRCPT"
+	// SymMsgUser: too many messages from the authenticated user.
+	SymMsgUser = "RATELIMIT_MSG_USER"
+	// SymRcptUser: too many recipients from the authenticated user.
+	SymRcptUser = "RATELIMIT_RCPT_USER"
+)
+
+// The reply texts of the per-user limits (filters.Demand.Text): the
+// authenticated user learns what to wait for.
+const (
+	TextMsgUser  = "Message rate limit reached for your account, try again later"
+	TextRcptUser = "Recipient rate limit reached for your account, try again later"
 )
 
 // FactLimit is the fact set with a limit's symbol: the TOML key of the
@@ -217,9 +238,9 @@ func (f *Filter) Symbols() []string {
 	case filters.StageConnect:
 		return []string{SymConn}
 	case filters.StageMail:
-		return []string{SymMsgNetwork, SymMsgSender}
+		return []string{SymMsgNetwork, SymMsgSender, SymMsgUser}
 	}
-	return []string{SymBadRcpt, SymRcptNetwork, SymRcptSender}
+	return []string{SymBadRcpt, SymRcptNetwork, SymRcptSender, SymRcptUser}
 }
 
 // After implements filters.Sequenced: the mail-stage check reads SPF's
@@ -237,6 +258,9 @@ func (f *Filter) Check(ctx context.Context, in *filters.Input) (filters.Result, 
 	l := f.l
 	if in == nil || in.Conn == nil || !in.Conn.RemoteIP.IsValid() {
 		return filters.Result{}, errors.New("ratelimit: no client address")
+	}
+	if in.Conn.AuthUser != "" && f.stage != filters.StageConnect {
+		return f.checkUser(ctx, senderID{kind: "user", name: strings.ToLower(in.Conn.AuthUser)})
 	}
 	ip := in.Conn.RemoteIP.Unmap().WithZone("")
 	if l.exempt.Contains(ip) {
@@ -287,24 +311,54 @@ func (f *Filter) Check(ctx context.Context, in *filters.Input) (filters.Result, 
 	if denied < 0 {
 		return filters.Result{}, nil
 	}
-	lim := l.limits[which[denied]]
-	l.obs.Limited(lim.name)
 	whom := "client " + netKey
 	if which[denied] == limMessagesPerSender || which[denied] == limRecipientsPerSender {
 		whom = sender.String()
 	}
-	reason := fmt.Sprintf("%s is over %s (%v)", whom, lim.name, lim.rate)
-	return filters.Result{
-		Symbols: []filters.Symbol{{Name: lim.sym, Reason: reason}},
-		Facts:   []filters.Fact{{Name: FactLimit, Value: lim.name}},
-		Demands: []filters.Demand{{Action: policies.ActionTempfail, Reason: reason}},
-	}, nil
+	return l.over(which[denied], whom, ""), nil
 }
 
-// senderID is who the per-sender buckets count:
+// checkUser is Check for an authenticated user: one token from the
+// user's bucket of the stage (messages at MAIL, recipients at RCPT, so
+// that the refusal comes before DATA), whatever the client's network.
+func (f *Filter) checkUser(ctx context.Context, user senderID) (filters.Result, error) {
+	l := f.l
+	lim, text := limMessagesPerUser, TextMsgUser
+	if f.stage == filters.StageRcpt {
+		lim, text = limRecipientsPerUser, TextRcptUser
+	}
+	if l.limits[lim].rate.Limit == 0 {
+		return filters.Result{}, nil
+	}
+	reqs := []Request{{Key: l.limits[lim].tag + ":" + user.key(), Rate: l.limits[lim].rate, Cost: 1}}
+	denied, err := l.st.Take(ctx, l.now(), reqs)
+	if err != nil {
+		return filters.Result{}, fmt.Errorf("ratelimit: %w", err)
+	}
+	if denied < 0 {
+		return filters.Result{}, nil
+	}
+	return l.over(lim, user.String(), text), nil
+}
+
+// over is the result of a check held back by the limit lim: whom is who
+// is over it, for the log; text is the reply text for an authenticated
+// client, if any.
+func (l *Limiter) over(lim int, whom, text string) filters.Result {
+	limit := l.limits[lim]
+	l.obs.Limited(limit.name)
+	reason := fmt.Sprintf("%s is over %s (%v)", whom, limit.name, limit.rate)
+	return filters.Result{
+		Symbols: []filters.Symbol{{Name: limit.sym, Reason: reason}},
+		Facts:   []filters.Fact{{Name: FactLimit, Value: limit.name}},
+		Demands: []filters.Demand{{Action: policies.ActionTempfail, Reason: reason, Text: text}},
+	}
+}
+
+// senderID is who the per-sender and per-user buckets count:
 //
-//   - an authenticated client counts as its user, whatever MAIL FROM it
-//     gives;
+//   - an authenticated client counts as its user (kind "user"), whatever
+//     MAIL FROM it gives, in the per-user buckets (Filter.checkUser);
 //   - the null sender (bounces) is counted per network only: bounces from
 //     the whole Internet share it;
 //   - a sender for which SPF passed (RFC 7208 §2.6.3) counts as itself;
@@ -317,12 +371,10 @@ type senderID struct {
 	network netip.Prefix // valid for a sender without an SPF pass
 }
 
-// senderOf returns the transaction's senderID; false when there is none
-// to count.
+// senderOf returns the transaction's senderID of a client that is not
+// authenticated; false when there is none to count.
 func senderOf(in *filters.Input, network netip.Prefix) (senderID, bool) {
 	switch {
-	case in.Conn.AuthUser != "":
-		return senderID{kind: "user", name: strings.ToLower(in.Conn.AuthUser)}, true
 	case in.Env == nil || in.Env.From == "":
 		return senderID{}, false
 	case slices.ContainsFunc(in.Prior.AuthOf("spf"), func(a filters.AuthResult) bool { return a.Value == filters.AuthPass }):

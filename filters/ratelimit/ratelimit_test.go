@@ -48,7 +48,7 @@ type env struct {
 func noLimits() Config {
 	cfg := DefaultConfig()
 	for _, r := range []*Rate{&cfg.Connections, &cfg.MessagesPerNetwork, &cfg.MessagesPerSender,
-		&cfg.RecipientsPerNetwork, &cfg.RecipientsPerSender, &cfg.BadRecipients} {
+		&cfg.RecipientsPerNetwork, &cfg.RecipientsPerSender, &cfg.BadRecipients, &cfg.MessagesPerUser, &cfg.RecipientsPerUser} {
 		*r = Rate{}
 	}
 	return cfg
@@ -56,9 +56,15 @@ func noLimits() Config {
 
 func setup(t testing.TB, cfg Config) *env {
 	t.Helper()
+	return setupStore(t, cfg, NewMemoryStore(cfg.MaxKeys))
+}
+
+// setupStore is setup over st.
+func setupStore(t testing.TB, cfg Config, st Store) *env {
+	t.Helper()
 	e := &env{now: t0, obs: &hits{}, fs: map[filters.Stage]filters.Filter{}}
 	var err error
-	if e.l, err = New(cfg, NewMemoryStore(cfg.MaxKeys), Options{Now: func() time.Time { return e.now }, Observer: e.obs}); err != nil {
+	if e.l, err = New(cfg, st, Options{Now: func() time.Time { return e.now }, Observer: e.obs}); err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range e.l.Filters() {
@@ -91,6 +97,14 @@ func (c client) input() *filters.Input {
 // ("" for none), checking that a symbol comes with a tempfail demand.
 func (e *env) check(t testing.TB, stage filters.Stage, c client) string {
 	t.Helper()
+	sym, _ := e.checkText(t, stage, c)
+	return sym
+}
+
+// checkText is check that also returns the reply text of the demand
+// (filters.Demand.Text).
+func (e *env) checkText(t testing.TB, stage filters.Stage, c client) (sym, text string) {
+	t.Helper()
 	r, err := e.fs[stage].Check(context.Background(), c.input())
 	if err != nil {
 		t.Fatalf("Check: %v", err)
@@ -99,15 +113,16 @@ func (e *env) check(t testing.TB, stage filters.Stage, c client) string {
 		if !r.IsZero() {
 			t.Errorf("no symbol but %+v", r)
 		}
-		return ""
+		return "", ""
 	}
 	if len(r.Symbols) != 1 || len(r.Demands) != 1 || r.Demands[0].Action != policies.ActionTempfail || r.Symbols[0].Score != 0 {
 		t.Errorf("result %+v, want one symbol of score 0 with a tempfail demand", r)
+		return r.Symbols[0].Name, ""
 	}
 	if r.Fact(FactLimit) == "" {
 		t.Errorf("no %s fact with %s", FactLimit, r.Symbols[0].Name)
 	}
-	return r.Symbols[0].Name
+	return r.Symbols[0].Name, r.Demands[0].Text
 }
 
 func TestFlood(t *testing.T) {
@@ -214,9 +229,6 @@ func TestSenderKey(t *testing.T) {
 		{"an SPF-authorised sender counts as one across its servers",
 			client{ip: "198.51.100.7", from: "news@shop.example", spfOK: true},
 			client{ip: "198.51.100.8", from: "News@Shop.Example", spfOK: true}, true},
-		{"an authenticated user counts as one whatever the sender",
-			client{ip: "192.0.2.1", from: "a@example.com", auth: "alice"},
-			client{ip: "192.0.2.99", from: "b@example.org", auth: "Alice"}, true},
 		{"bounces count per network only",
 			client{ip: "203.0.113.66", from: ""},
 			client{ip: "198.51.100.7", from: ""}, false},
@@ -379,8 +391,8 @@ func TestFilters(t *testing.T) {
 		after string
 	}{
 		{NameConnect, filters.StageConnect, SymConn, ""},
-		{NameMail, filters.StageMail, SymMsgNetwork + " " + SymMsgSender, "spf"},
-		{NameRcpt, filters.StageRcpt, SymBadRcpt + " " + SymRcptNetwork + " " + SymRcptSender, ""},
+		{NameMail, filters.StageMail, SymMsgNetwork + " " + SymMsgSender + " " + SymMsgUser, "spf"},
+		{NameRcpt, filters.StageRcpt, SymBadRcpt + " " + SymRcptNetwork + " " + SymRcptSender + " " + SymRcptUser, ""},
 	}
 	if len(fs) != len(want) {
 		t.Fatalf("%d filters, want %d", len(fs), len(want))
@@ -411,6 +423,8 @@ func TestConfigValidate(t *testing.T) {
 		{"negative limit", func(c *Config) { c.Connections.Limit = -1 }, "connections.limit: -1 is negative"},
 		{"no period", func(c *Config) { c.BadRecipients.Per = 0 }, "bad_recipients.per: 0s is below 1s"},
 		{"a limit off needs no period", func(c *Config) { c.BadRecipients = Rate{} }, ""},
+		{"user messages period", func(c *Config) { c.MessagesPerUser.Per = time.Millisecond }, "messages_per_user.per: 1ms is below 1s"},
+		{"negative user recipients", func(c *Config) { c.RecipientsPerUser.Limit = -5 }, "recipients_per_user.limit: -5 is negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -445,6 +459,8 @@ messages_per_sender = { limit = 0 }
 recipients_per_network = { limit = 500, per = "1h" }
 recipients_per_sender = { limit = 200, per = "30m" }
 bad_recipients = { limit = 10, per = "24h" }
+messages_per_user = { limit = 20 }
+recipients_per_user = { limit = 300, per = "30m" }
 `
 	cfg := DefaultConfig()
 	md, err := toml.Decode(file, &cfg)
@@ -459,7 +475,8 @@ bad_recipients = { limit = 10, per = "24h" }
 		// An inline table sets the keys it names: per keeps its default.
 		MessagesPerSender:    Rate{0, time.Hour},
 		RecipientsPerNetwork: Rate{500, time.Hour}, RecipientsPerSender: Rate{200, 30 * time.Minute},
-		BadRecipients: Rate{10, 24 * time.Hour}}
+		BadRecipients:   Rate{10, 24 * time.Hour},
+		MessagesPerUser: Rate{20, time.Hour}, RecipientsPerUser: Rate{300, 30 * time.Minute}}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("decoded %+v\nwant    %+v", cfg, want)
 	}
