@@ -74,8 +74,9 @@ type Store struct {
 	blobs string
 	rdb   *sql.DB // readers (WAL lets them run beside the writer)
 	// readInline is prepared once: ReadMessage runs it for each inline
-	// message read on its own (IMAP SEARCH, the quarantine); FETCH and
-	// RETR read inline messages in batches (ReadBatch).
+	// message read on its own (IMAP SEARCH, the quarantine), and for a
+	// file whose key the caller does not hold (it gives the key); FETCH
+	// and RETR read inline messages in batches (ReadBatch).
 	readInline *sql.Stmt
 	wdb        *sql.DB // the single writer connection
 	jobs       chan *job
@@ -140,7 +141,7 @@ func Open(cfg Config) (*Store, error) {
 		now:   time.Now,
 	}
 	s.ranges = newRangeReaders(path)
-	if s.readInline, err = rdb.Prepare("SELECT data FROM blobs WHERE id = ? AND data IS NOT NULL"); err != nil {
+	if s.readInline, err = rdb.Prepare("SELECT key, data FROM blobs WHERE id = ?"); err != nil {
 		rdb.Close()
 		wdb.Close()
 		return nil, fmt.Errorf("open index: %w", err)
