@@ -390,6 +390,9 @@ func (sess *session) Select(name string, options *imap.SelectOptions) (*imap.Sel
 	if err != nil {
 		return nil, err
 	}
+	// The eight or so lines of the reply leave in one write, at the
+	// next read (corkConn.Read).
+	sess.cork.cork()
 	// Watch before listing, so that no change falls between the two.
 	changes, stopWatch := sess.srv.store.Watch(mb.ID)
 	entry := sess.srv.listings.acquire(mb.ID)

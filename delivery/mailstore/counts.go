@@ -116,6 +116,8 @@ type Entry struct {
 	InternalDate int64 // Unix seconds
 }
 
+const mailboxHeadQuery = "SELECT modseq, uidnext, msg_count, unseen_count FROM mailboxes WHERE id = ?"
+
 // The query of a listing. A first read walks the table in key order; a
 // later one names the modseq index, which the planner (without ANALYZE
 // figures) would otherwise pass over for the primary key that gives
@@ -141,11 +143,10 @@ var firstUnseenQuery = `SELECT coalesce(min(uid), 0) FROM messages INDEXED BY me
 func (s *Store) ChangesSince(ctx context.Context, mailboxID int64, since uint64, known int, knownNext uint32) (Changes, error) {
 	var ch Changes
 	var unseen uint32
-	const head = "SELECT modseq, uidnext, msg_count, unseen_count FROM mailboxes WHERE id = ?"
 	if since != 0 {
 		// Most calls find nothing changed: one statement, no
 		// transaction.
-		err := s.rdb.QueryRowContext(ctx, head, mailboxID).Scan(&ch.ModSeq, &ch.UIDNext, &ch.Count, &unseen)
+		err := s.mailboxHead.QueryRowContext(ctx, mailboxID).Scan(&ch.ModSeq, &ch.UIDNext, &ch.Count, &unseen)
 		if err == nil && ch.ModSeq == since {
 			return ch, nil
 		}
@@ -155,7 +156,7 @@ func (s *Store) ChangesSince(ctx context.Context, mailboxID int64, since uint64,
 		return ch, fmt.Errorf("mailbox changes: %w", err)
 	}
 	defer tx.Rollback()
-	err = tx.QueryRowContext(ctx, head, mailboxID).
+	err = tx.StmtContext(ctx, s.mailboxHead).QueryRowContext(ctx, mailboxID).
 		Scan(&ch.ModSeq, &ch.UIDNext, &ch.Count, &unseen)
 	if errors.Is(err, sql.ErrNoRows) {
 		return ch, fmt.Errorf("mailbox changes: %w", ErrNoMailbox)
