@@ -57,6 +57,25 @@ func (c *corkConn) flushLocked() error {
 	return nil
 }
 
+// Read implements net.Conn. What a command left corked goes out before
+// the server waits for the client: SELECT corks its untagged responses and
+// go-imap writes the tagged reply after Select returns, so the whole
+// reply leaves in one write when the serving goroutine reads the next
+// command. (A few hundred bytes: they fit the socket's buffer, so this
+// write does not wait on a client that does not read.)
+func (c *corkConn) Read(p []byte) (int, error) {
+	if err := c.uncork(); err != nil {
+		return 0, err
+	}
+	return c.Conn.Read(p)
+}
+
+// Close implements net.Conn: a BYE written while corked still goes out.
+func (c *corkConn) Close() error {
+	c.uncork()
+	return c.Conn.Close()
+}
+
 // cork starts batching writes; a nil corkConn does nothing.
 func (c *corkConn) cork() {
 	if c == nil {

@@ -115,6 +115,7 @@ func (sess *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, option
 			continue
 		}
 		var inline []byte
+		mem := false
 		if plan.file && sel.info[i].key == "" {
 			uid := sel.uids[i]
 			if !batch.Covers(uid) {
@@ -123,13 +124,12 @@ func (sess *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, option
 					return err
 				}
 			}
-			var ok bool
-			if inline, ok = batch.Message(uid); !ok {
-				issued = true // expunged meanwhile
-				continue
-			}
+			// Not in the batch: expunged meanwhile, or in a file the
+			// listing has no key of (mailstore.Entry.BlobKey), which
+			// fetchOne opens from its blob.
+			inline, mem = batch.Message(uid)
 		}
-		ok, err := sess.fetchOne(w, i, options, plan, flagged[i], inline)
+		ok, err := sess.fetchOne(w, i, options, plan, flagged[i], inline, mem)
 		if err != nil {
 			return err
 		}
@@ -239,10 +239,10 @@ func (c *content) release() {
 }
 
 // fetchOne writes the FETCH response of the message at position i. An
-// inline message comes read already (inline, from a batch); a file is read
-// here. It returns false when the message file is gone (expunged
+// inline message comes read already (mem: inline, from a batch); any
+// other is read here. It returns false when the message is gone (expunged
 // meanwhile).
-func (sess *session) fetchOne(w *imapserver.FetchWriter, i int, o *imap.FetchOptions, plan fetchPlan, flagsChanged bool, inline []byte) (bool, error) {
+func (sess *session) fetchOne(w *imapserver.FetchWriter, i int, o *imap.FetchOptions, plan fetchPlan, flagsChanged bool, inline []byte, mem bool) (bool, error) {
 	sel := sess.sel
 	var info msgInfo
 	if plan.info {
@@ -250,7 +250,7 @@ func (sess *session) fetchOne(w *imapserver.FetchWriter, i int, o *imap.FetchOpt
 	}
 	var c content
 	defer c.release()
-	if plan.file && info.key == "" {
+	if plan.file && mem {
 		// Everything of an inline message is in memory: parsed
 		// items use it as is, BODY[] is written from it.
 		c.mem, c.inline = true, inline

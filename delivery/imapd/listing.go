@@ -46,12 +46,11 @@ func (l *sharedListing) next(ch mailstore.Changes) *sharedListing {
 	} else {
 		n.extend(l, ch)
 	}
+	// RFC 3501 §7.1 OK [UNSEEN]: the store finds the first unseen UID
+	// in an index (mailstore.Changes.FirstUnseen), not by a scan.
 	n.firstUnseen = -1
-	for i, f := range n.flags {
-		if !n.table.sets[f].seen {
-			n.firstUnseen = i
-			break
-		}
+	if ch.FirstUnseen != 0 {
+		n.firstUnseen = n.indexOf(ch.FirstUnseen)
 	}
 	if k := len(n.uids); k > 0 && n.uids[k-1] >= n.uidNext {
 		n.uidNext = n.uids[k-1] + 1
@@ -59,33 +58,38 @@ func (l *sharedListing) next(ch mailstore.Changes) *sharedListing {
 	return n
 }
 
-// rebuild makes a listing of the UIDs in ch.UIDs (or of ch.Messages when
+// rebuild makes a listing of the UIDs in ch.UIDs (or of ch.Entries when
 // ch.UIDs is nil: a first load), taking what ch does not say from l, with
 // a table of the flag sets in use.
 func (n *sharedListing) rebuild(l *sharedListing, ch mailstore.Changes) {
 	n.table = newFlagTable()
+	sets := make([]uint32, len(ch.FlagSets))
+	for k, key := range ch.FlagSets {
+		sets[k] = n.table.internKey(key)
+	}
 	if ch.UIDs == nil {
-		n.uids = make([]uint32, len(ch.Messages))
-		n.flags = make([]uint32, len(ch.Messages))
-		n.info = make([]msgInfo, len(ch.Messages))
-		for i := range ch.Messages {
-			n.uids[i] = ch.Messages[i].UID
-			n.flags[i] = n.table.intern(ch.Messages[i].Flags)
-			n.info[i] = infoOf(&ch.Messages[i])
+		n.uids = make([]uint32, len(ch.Entries))
+		n.flags = make([]uint32, len(ch.Entries))
+		n.info = make([]msgInfo, len(ch.Entries))
+		for i := range ch.Entries {
+			e := &ch.Entries[i]
+			n.uids[i] = e.UID
+			n.flags[i] = sets[e.FlagSet]
+			n.info[i] = infoOf(e)
 		}
 		return
 	}
 	n.uids = ch.UIDs
 	n.flags = make([]uint32, len(ch.UIDs))
 	n.info = make([]msgInfo, len(ch.UIDs))
-	i, j := 0, 0 // in l, in ch.Messages
+	i, j := 0, 0 // in l, in ch.Entries
 	for k, uid := range ch.UIDs {
-		for j < len(ch.Messages) && ch.Messages[j].UID < uid {
+		for j < len(ch.Entries) && ch.Entries[j].UID < uid {
 			j++
 		}
-		if j < len(ch.Messages) && ch.Messages[j].UID == uid {
-			n.flags[k] = n.table.intern(ch.Messages[j].Flags)
-			n.info[k] = infoOf(&ch.Messages[j])
+		if j < len(ch.Entries) && ch.Entries[j].UID == uid {
+			n.flags[k] = sets[ch.Entries[j].FlagSet]
+			n.info[k] = infoOf(&ch.Entries[j])
 			continue
 		}
 		for l != nil && i < len(l.uids) && l.uids[i] < uid {
@@ -106,35 +110,38 @@ func (n *sharedListing) rebuild(l *sharedListing, ch mailstore.Changes) {
 // changed.
 func (n *sharedListing) extend(l *sharedListing, ch mailstore.Changes) {
 	n.uids, n.flags, n.info, n.table = l.uids, l.flags, l.info, l.table
-	copied, cloned := false, false
-	intern := func(flags []string) uint32 {
-		if i, ok := n.table.lookup(flags); ok {
-			return i
+	sets := make([]uint32, len(ch.FlagSets))
+	cloned := false
+	for k, key := range ch.FlagSets {
+		if i, ok := n.table.index[key]; ok {
+			sets[k] = i
+			continue
 		}
 		if !cloned {
 			n.table, cloned = n.table.clone(), true
 		}
-		return n.table.intern(flags)
+		sets[k] = n.table.internKey(key)
 	}
+	copied := false
 	known := len(l.uids)
-	for k := range ch.Messages {
-		m := &ch.Messages[k]
-		if m.UID >= l.uidNext || (known > 0 && m.UID > l.uids[known-1]) {
-			n.uids = append(n.uids, m.UID)
-			n.flags = append(n.flags, intern(m.Flags))
-			n.info = append(n.info, infoOf(m))
+	for k := range ch.Entries {
+		e := &ch.Entries[k]
+		if e.UID >= l.uidNext || (known > 0 && e.UID > l.uids[known-1]) {
+			n.uids = append(n.uids, e.UID)
+			n.flags = append(n.flags, sets[e.FlagSet])
+			n.info = append(n.info, infoOf(e))
 			continue
 		}
-		i := l.indexOf(m.UID)
+		i := l.indexOf(e.UID)
 		if i < 0 {
 			continue
 		}
-		f := intern(m.Flags)
+		f := sets[e.FlagSet]
 		if f == n.flags[i] {
 			continue
 		}
 		if !copied {
-			n.flags = append(make([]uint32, 0, len(n.flags)+len(ch.Messages)), n.flags...)
+			n.flags = append(make([]uint32, 0, len(n.flags)+len(ch.Entries)), n.flags...)
 			copied = true
 		}
 		n.flags[i] = f

@@ -272,3 +272,47 @@ func TestHeaderSearchFromIndex(t *testing.T) {
 	}
 	run("indexed by the search")
 }
+
+// TestListingFirstUnseen: the position of the first message without \Seen
+// (SELECT's OK [UNSEEN]) follows flag changes, expunges and new mail.
+func TestListingFirstUnseen(t *testing.T) {
+	e := newEnv(t, Config{})
+	ctx := context.Background()
+	inbox, _ := e.store.Mailbox(ctx, e.alice.ID, "INBOX")
+	for i := 0; i < 4; i++ {
+		e.deliver(t, e.alice, "INBOX", sample("m"+itoa(uint32(i))))
+	}
+	entry := e.srv.listings.acquire(inbox.ID)
+	defer e.srv.listings.release(inbox.ID, entry)
+	steps := []struct {
+		name   string
+		change func()
+		want   int
+	}{
+		{"all new", func() {}, 0},
+		{"first two seen", func() {
+			e.store.StoreFlags(ctx, inbox.ID, []uint32{1, 2}, mailstore.FlagsAdd, []string{`\Seen`})
+		}, 2},
+		{"first unseen expunged", func() {
+			e.store.StoreFlags(ctx, inbox.ID, []uint32{3}, mailstore.FlagsAdd, []string{`\Deleted`})
+			e.store.Expunge(ctx, inbox.ID, nil)
+		}, 2},
+		{"all seen", func() {
+			e.store.StoreFlags(ctx, inbox.ID, []uint32{4}, mailstore.FlagsAdd, []string{`\Seen`})
+		}, -1},
+		{"new mail", func() { e.deliver(t, e.alice, "INBOX", sample("new")) }, 3},
+		{"one unseen again", func() {
+			e.store.StoreFlags(ctx, inbox.ID, []uint32{2}, mailstore.FlagsRemove, []string{`\Seen`})
+		}, 1},
+	}
+	for _, s := range steps {
+		s.change()
+		l, err := entry.get(ctx, e.store, inbox.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.firstUnseen != s.want {
+			t.Errorf("%s: first unseen at %d, want %d (uids %v)", s.name, l.firstUnseen, s.want, l.uids)
+		}
+	}
+}

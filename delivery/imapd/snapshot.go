@@ -56,13 +56,16 @@ type selected struct {
 
 type msgInfo struct {
 	blobID int64 // 0: not loaded
-	key    string
-	size   int64
-	date   int64 // Unix seconds
+	// key is the blob's file, when the listing knows it (see
+	// mailstore.Entry.BlobKey); a message without one may be in a file
+	// still: the store finds it from blobID.
+	key  string
+	size int64
+	date int64 // Unix seconds
 }
 
-func infoOf(m *mailstore.Message) msgInfo {
-	return msgInfo{blobID: m.BlobID, key: m.BlobKey, size: m.Size, date: m.InternalDate.Unix()}
+func infoOf(e *mailstore.Entry) msgInfo {
+	return msgInfo{blobID: e.BlobID, key: e.BlobKey, size: e.Size, date: e.InternalDate}
 }
 
 // flagSet is one distinct set of flags, as stored (sorted, deduplicated).
@@ -120,10 +123,13 @@ func (t *flagTable) intern(flags []string) uint32 {
 	return i
 }
 
-// lookup finds a flag set without adding it.
-func (t *flagTable) lookup(flags []string) (uint32, bool) {
-	i, ok := t.index[strings.Join(flags, " ")]
-	return i, ok
+// internKey interns a flag set in its stored form (flags joined by
+// spaces).
+func (t *flagTable) internKey(key string) uint32 {
+	if i, ok := t.index[key]; ok {
+		return i
+	}
+	return t.intern(strings.Fields(key))
 }
 
 // clone copies the table, for a change to one that others read.
@@ -384,6 +390,9 @@ func (sess *session) Select(name string, options *imap.SelectOptions) (*imap.Sel
 	if err != nil {
 		return nil, err
 	}
+	// The eight or so lines of the reply leave in one write, at the
+	// next read (corkConn.Read).
+	sess.cork.cork()
 	// Watch before listing, so that no change falls between the two.
 	changes, stopWatch := sess.srv.store.Watch(mb.ID)
 	entry := sess.srv.listings.acquire(mb.ID)

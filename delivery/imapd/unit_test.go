@@ -2,6 +2,7 @@ package imapd
 
 import (
 	"bytes"
+	"io"
 	"net"
 	"strings"
 	"testing"
@@ -166,6 +167,8 @@ func (c *countingConn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+func (c *countingConn) Read([]byte) (int, error) { return 0, io.EOF }
+
 func TestCorkConn(t *testing.T) {
 	under := &countingConn{}
 	c := &corkConn{Conn: under}
@@ -198,6 +201,21 @@ func TestCorkConn(t *testing.T) {
 	want := "before " + strings.Repeat("0123456789", 100) + string(big) + " after"
 	if string(all) != want {
 		t.Errorf("bytes reordered or lost: got %d bytes, want %d", len(all), len(want))
+	}
+	// A reply left corked (SELECT) goes out, in one write, when the
+	// server reads the next command.
+	under.writes = nil
+	c.cork()
+	c.Write([]byte("* 3 EXISTS\r\n"))
+	c.Write([]byte("A1 OK SELECT completed\r\n"))
+	if len(under.writes) != 0 {
+		t.Fatalf("%d writes while corked", len(under.writes))
+	}
+	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("Read: %v", err)
+	}
+	if len(under.writes) != 1 || string(under.writes[0]) != "* 3 EXISTS\r\nA1 OK SELECT completed\r\n" {
+		t.Errorf("before the read: writes %q, want the reply in one", under.writes)
 	}
 	var nilCork *corkConn
 	nilCork.cork()

@@ -115,25 +115,41 @@ func (s *Store) discard(c content) {
 	}
 }
 
-// ReadMessage returns the whole stored message.
+// ReadMessage returns the whole stored message. m.BlobKey may be empty for
+// a blob kept in a file (a listing reads keys only of messages above
+// InlineMax, ChangesSince): the row then gives the key.
 func (s *Store) ReadMessage(m Message) ([]byte, error) {
-	if m.BlobKey == "" {
-		var data []byte
-		err := s.readInline.QueryRow(m.BlobID).Scan(&data)
-		if errors.Is(err, sql.ErrNoRows) {
-			// Expunged meanwhile: the same answer as a removed file.
-			return nil, fmt.Errorf("read message %d: %w", m.BlobID, fs.ErrNotExist)
+	key := m.BlobKey
+	if key == "" {
+		data, k, err := s.readBlobRow(m.BlobID)
+		if err != nil || k == "" {
+			return data, err
 		}
-		if err != nil {
-			return nil, fmt.Errorf("read message: %w", err)
-		}
-		return data, nil
+		key = k
 	}
-	b, err := os.ReadFile(s.blobPath(m.BlobKey))
+	b, err := os.ReadFile(s.blobPath(key))
 	if err != nil {
 		return nil, fmt.Errorf("read message: %w", err)
 	}
 	return b, nil
+}
+
+// readBlobRow reads a blob's row: its content when inline, else its file
+// key.
+func (s *Store) readBlobRow(blobID int64) (data []byte, key string, err error) {
+	var k sql.NullString
+	err = s.readInline.QueryRow(blobID).Scan(&k, &data)
+	if errors.Is(err, sql.ErrNoRows) {
+		// Expunged meanwhile: the same answer as a removed file.
+		return nil, "", fmt.Errorf("read message %d: %w", blobID, fs.ErrNotExist)
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("read message: %w", err)
+	}
+	if k.String != "" { // inline blobs have no key
+		return nil, k.String, nil
+	}
+	return data, "", nil
 }
 
 // MessageReader is an open stored message.
@@ -148,15 +164,20 @@ type inlineReader struct{ *bytes.Reader }
 func (inlineReader) Close() error { return nil }
 
 // OpenMessage opens the stored message for streaming or ranged reads.
+// m.BlobKey may be empty for a blob kept in a file, as for ReadMessage.
 func (s *Store) OpenMessage(m Message) (MessageReader, error) {
-	if m.BlobKey == "" {
-		data, err := s.ReadMessage(m)
+	key := m.BlobKey
+	if key == "" {
+		data, k, err := s.readBlobRow(m.BlobID)
 		if err != nil {
 			return nil, err
 		}
-		return inlineReader{bytes.NewReader(data)}, nil
+		if k == "" {
+			return inlineReader{bytes.NewReader(data)}, nil
+		}
+		key = k
 	}
-	f, err := openRaw(s.blobPath(m.BlobKey))
+	f, err := openRaw(s.blobPath(key))
 	if err != nil {
 		return nil, fmt.Errorf("open message: %w", err)
 	}

@@ -69,6 +69,14 @@ var countsAndSearchIndex = []string{
 func isUnseen(col string) string  { return `(instr(' '||` + col + `||' ', ' \Seen ') = 0)` }
 func isDeleted(col string) string { return `(instr(' '||` + col + `||' ', ' \Deleted ') > 0)` }
 
+// firstUnseenIndex is version 4 of the store's schema: a partial index of
+// the messages without \Seen, so that SELECT finds the first unseen
+// message (RFC 3501 §7.1, OK [UNSEEN n]) without a scan, as Dovecot keeps
+// "first unseen UID lowwater" in its index header.
+var firstUnseenIndex = []string{
+	`CREATE INDEX messages_unseen ON messages (mailbox_id, uid) WHERE ` + isUnseen("flags"),
+}
+
 // Changes is what changed in a mailbox since a modification sequence
 // (ChangesSince).
 type Changes struct {
@@ -77,13 +85,55 @@ type Changes struct {
 	ModSeq  uint64
 	UIDNext uint32
 	Count   uint32
-	// Messages are those changed or added since, in UID order.
-	Messages []Message
+	// FirstUnseen is the lowest UID of a message without \Seen now, 0
+	// when every message has it.
+	FirstUnseen uint32
+	// Entries are the messages changed or added since, in UID order.
+	Entries []Entry
+	// FlagSets are the distinct flag lists of Entries, in their stored
+	// form (joinFlags: sorted, space-separated); a mailbox has few.
+	FlagSets []string
 	// UIDs is every UID of the mailbox now, in order, given only when
 	// messages were removed since (the caller cannot tell which
 	// otherwise): nil when none were.
 	UIDs []uint32
 }
+
+// Entry is a message as a mailbox listing needs it, without pointers but
+// the rare BlobKey.
+type Entry struct {
+	UID     uint32
+	FlagSet uint32 // index into Changes.FlagSets
+	BlobID  int64
+	// BlobKey is the file of a message larger than the store's
+	// InlineMax. It is empty for the others, including the few kept in
+	// files under an earlier, lower InlineMax: ReadMessage and
+	// OpenMessage find those from BlobID. Reading every key would join
+	// each message to its blob's row, which for inline blobs is a page
+	// of its own: at 100,000 messages, seconds of reads.
+	BlobKey      string
+	Size         int64
+	InternalDate int64 // Unix seconds
+}
+
+const mailboxHeadQuery = "SELECT modseq, uidnext, msg_count, unseen_count FROM mailboxes WHERE id = ?"
+
+// The query of a listing. A first read walks the table in key order; a
+// later one names the modseq index, which the planner (without ANALYZE
+// figures) would otherwise pass over for the primary key that gives
+// the UID order, scanning the whole mailbox for a few changed rows.
+const (
+	entryCols = `uid, blob_id, flags, internal_date, size,
+		CASE WHEN size > ? THEN (SELECT key FROM blobs WHERE id = messages.blob_id) END`
+	entriesAll   = "SELECT " + entryCols + " FROM messages WHERE mailbox_id = ? ORDER BY uid"
+	entriesSince = "SELECT " + entryCols + ` FROM messages INDEXED BY messages_modseq
+		WHERE mailbox_id = ? AND modseq > ? ORDER BY uid`
+)
+
+// firstUnseenQuery repeats the partial index's condition, so that the
+// index applies (SQLite matches it by expression).
+var firstUnseenQuery = `SELECT coalesce(min(uid), 0) FROM messages INDEXED BY messages_unseen
+	WHERE mailbox_id = ? AND ` + isUnseen("flags")
 
 // ChangesSince reads, in one read transaction, what changed in a mailbox
 // after modification sequence since, for a caller that holds a listing of
@@ -92,11 +142,11 @@ type Changes struct {
 // plus the new ones are more than the mailbox holds only when some went.
 func (s *Store) ChangesSince(ctx context.Context, mailboxID int64, since uint64, known int, knownNext uint32) (Changes, error) {
 	var ch Changes
-	const head = "SELECT modseq, uidnext, msg_count FROM mailboxes WHERE id = ?"
+	var unseen uint32
 	if since != 0 {
 		// Most calls find nothing changed: one statement, no
 		// transaction.
-		err := s.rdb.QueryRowContext(ctx, head, mailboxID).Scan(&ch.ModSeq, &ch.UIDNext, &ch.Count)
+		err := s.mailboxHead.QueryRowContext(ctx, mailboxID).Scan(&ch.ModSeq, &ch.UIDNext, &ch.Count, &unseen)
 		if err == nil && ch.ModSeq == since {
 			return ch, nil
 		}
@@ -106,8 +156,8 @@ func (s *Store) ChangesSince(ctx context.Context, mailboxID int64, since uint64,
 		return ch, fmt.Errorf("mailbox changes: %w", err)
 	}
 	defer tx.Rollback()
-	err = tx.QueryRowContext(ctx, head, mailboxID).
-		Scan(&ch.ModSeq, &ch.UIDNext, &ch.Count)
+	err = tx.StmtContext(ctx, s.mailboxHead).QueryRowContext(ctx, mailboxID).
+		Scan(&ch.ModSeq, &ch.UIDNext, &ch.Count, &unseen)
 	if errors.Is(err, sql.ErrNoRows) {
 		return ch, fmt.Errorf("mailbox changes: %w", ErrNoMailbox)
 	}
@@ -117,32 +167,24 @@ func (s *Store) ChangesSince(ctx context.Context, mailboxID int64, since uint64,
 	if since != 0 && ch.ModSeq == since {
 		return ch, nil
 	}
-	// A first read walks the table in key order; later ones use the
-	// modseq index for the few rows that changed.
-	query := "SELECT " + messageCols + " FROM messages m JOIN blobs b ON b.id = m.blob_id WHERE m.mailbox_id = ?"
-	args := []any{mailboxID}
-	if since != 0 {
-		query += " AND m.modseq > ?"
-		args = append(args, since)
+	if unseen > 0 {
+		if err := tx.QueryRowContext(ctx, firstUnseenQuery, mailboxID).Scan(&ch.FirstUnseen); err != nil {
+			return ch, fmt.Errorf("mailbox changes: %w", err)
+		}
 	}
-	rows, err := tx.QueryContext(ctx, query+" ORDER BY m.uid", args...)
+	inlineMax := int64(s.cfg.InlineMax)
+	var rows *sql.Rows
+	if since == 0 {
+		ch.Entries = make([]Entry, 0, ch.Count)
+		rows, err = tx.QueryContext(ctx, entriesAll, inlineMax, mailboxID)
+	} else {
+		rows, err = tx.QueryContext(ctx, entriesSince, inlineMax, mailboxID, since)
+	}
 	if err != nil {
 		return ch, fmt.Errorf("mailbox changes: %w", err)
 	}
-	added := 0
-	for rows.Next() {
-		m, err := scanMessage(rows)
-		if err != nil {
-			rows.Close()
-			return ch, fmt.Errorf("mailbox changes: %w", err)
-		}
-		if m.UID >= knownNext {
-			added++
-		}
-		ch.Messages = append(ch.Messages, m)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	added, err := ch.scanEntries(rows, knownNext)
+	if err != nil {
 		return ch, fmt.Errorf("mailbox changes: %w", err)
 	}
 	if known+added == int(ch.Count) {
@@ -162,4 +204,31 @@ func (s *Store) ChangesSince(ctx context.Context, mailboxID int64, since uint64,
 		ch.UIDs = append(ch.UIDs, uid)
 	}
 	return ch, rows.Err()
+}
+
+// scanEntries appends the rows of an entries query to ch, interning their
+// flag lists, and counts those at or above knownNext (new to the caller).
+func (ch *Changes) scanEntries(rows *sql.Rows, knownNext uint32) (added int, err error) {
+	defer rows.Close()
+	sets := make(map[string]uint32)
+	var flags sql.RawBytes // no string per row: the map lookup does not keep it
+	var key sql.NullString
+	for rows.Next() {
+		var e Entry
+		if err := rows.Scan(&e.UID, &e.BlobID, &flags, &e.InternalDate, &e.Size, &key); err != nil {
+			return 0, err
+		}
+		i, ok := sets[string(flags)]
+		if !ok {
+			i = uint32(len(ch.FlagSets))
+			ch.FlagSets = append(ch.FlagSets, string(flags))
+			sets[ch.FlagSets[i]] = i
+		}
+		e.FlagSet, e.BlobKey = i, key.String
+		if e.UID >= knownNext {
+			added++
+		}
+		ch.Entries = append(ch.Entries, e)
+	}
+	return added, rows.Err()
 }

@@ -1,8 +1,12 @@
 package mailstore_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"strings"
 	"testing"
 	"time"
@@ -181,21 +185,25 @@ func TestChangesSince(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(all.Messages) != 4 || all.UIDs != nil || all.Count != 4 {
-		t.Fatalf("first read: %d messages, UIDs %v, count %d", len(all.Messages), all.UIDs, all.Count)
+	if len(all.Entries) != 4 || all.UIDs != nil || all.Count != 4 || all.FirstUnseen != 1 {
+		t.Fatalf("first read: %d messages, UIDs %v, count %d, first unseen %d",
+			len(all.Entries), all.UIDs, all.Count, all.FirstUnseen)
 	}
 	same, err := st.ChangesSince(ctx, inbox.ID, all.ModSeq, 4, all.UIDNext)
-	if err != nil || len(same.Messages) != 0 || same.UIDs != nil {
+	if err != nil || len(same.Entries) != 0 || same.UIDs != nil {
 		t.Fatalf("no change: %+v, %v", same, err)
 	}
-	st.StoreFlags(ctx, inbox.ID, []uint32{2}, mailstore.FlagsAdd, []string{`\Seen`})
+	st.StoreFlags(ctx, inbox.ID, []uint32{1, 2}, mailstore.FlagsAdd, []string{`\Seen`})
 	st.Append(ctx, inbox.ID, []byte("Subject: y\r\n\r\ny\r\n"), nil, time.Time{})
 	ch, err := st.ChangesSince(ctx, inbox.ID, all.ModSeq, 4, all.UIDNext)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ch.Messages) != 2 || ch.Messages[0].UID != 2 || ch.Messages[1].UID != 5 || ch.UIDs != nil {
+	if len(ch.Entries) != 3 || ch.Entries[0].UID != 1 || ch.Entries[2].UID != 5 || ch.UIDs != nil {
 		t.Fatalf("flag change and delivery: %+v", ch)
+	}
+	if got := ch.FlagSets[ch.Entries[1].FlagSet]; got != `\Seen` || ch.FirstUnseen != 3 {
+		t.Fatalf("flags of UID 2 %q, first unseen %d; want \\Seen, 3", got, ch.FirstUnseen)
 	}
 	st.StoreFlags(ctx, inbox.ID, []uint32{3}, mailstore.FlagsAdd, []string{`\Deleted`})
 	st.Expunge(ctx, inbox.ID, nil)
@@ -203,7 +211,75 @@ func TestChangesSince(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fmt.Sprint(ch2.UIDs) != "[1 2 4 5]" {
-		t.Fatalf("after an expunge UIDs = %v, want [1 2 4 5]", ch2.UIDs)
+	if fmt.Sprint(ch2.UIDs) != "[1 2 4 5]" || ch2.FirstUnseen != 4 {
+		t.Fatalf("after an expunge UIDs = %v, first unseen %d; want [1 2 4 5], 4", ch2.UIDs, ch2.FirstUnseen)
+	}
+	st.StoreFlags(ctx, inbox.ID, []uint32{4, 5}, mailstore.FlagsAdd, []string{`\Seen`})
+	ch3, err := st.ChangesSince(ctx, inbox.ID, ch2.ModSeq, 4, ch2.UIDNext)
+	if err != nil || ch3.FirstUnseen != 0 {
+		t.Fatalf("all seen: first unseen %d, %v; want 0", ch3.FirstUnseen, err)
+	}
+}
+
+// TestChangesSinceBlobKeys: a listing gives the file key of messages above
+// InlineMax only; messages kept in files under a lower InlineMax are still
+// read and opened from their blob id alone.
+func TestChangesSinceBlobKeys(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	small := []byte("Subject: small\r\n\r\nx\r\n")
+	large := []byte("Subject: large\r\n\r\n" + strings.Repeat("y", 200) + "\r\n")
+	// Written with every message in a file...
+	st, err := mailstore.Open(mailstore.Config{Dir: dir, InlineMax: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := st.AddUser(ctx, "alice@example.com", "pw", mailstore.RoleUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inbox, _ := st.Mailbox(ctx, u.ID, "INBOX")
+	for _, m := range [][]byte{small, large} {
+		if _, err := st.Append(ctx, inbox.ID, m, nil, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Close()
+	// ...read with a threshold between the two sizes, then one more
+	// message kept inline.
+	st, err = mailstore.Open(mailstore.Config{Dir: dir, InlineMax: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.Append(ctx, inbox.ID, small, nil, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	ch, err := st.ChangesSince(ctx, inbox.ID, 0, 0, 0)
+	if err != nil || len(ch.Entries) != 3 {
+		t.Fatalf("listing: %+v, %v", ch, err)
+	}
+	for i, want := range [][]byte{small, large, small} {
+		e := ch.Entries[i]
+		if (e.BlobKey != "") != (i == 1) {
+			t.Errorf("UID %d: key %q; want one only above InlineMax", e.UID, e.BlobKey)
+		}
+		m := mailstore.Message{BlobID: e.BlobID, BlobKey: e.BlobKey}
+		got, err := st.ReadMessage(m)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("UID %d: ReadMessage = %q, %v", e.UID, got, err)
+		}
+		r, err := st.OpenMessage(m)
+		if err != nil {
+			t.Fatalf("UID %d: OpenMessage: %v", e.UID, err)
+		}
+		got, err = io.ReadAll(r)
+		r.Close()
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("UID %d: OpenMessage read %q, %v", e.UID, got, err)
+		}
+	}
+	if _, err := st.ReadMessage(mailstore.Message{BlobID: 999}); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("ReadMessage of a blob that is gone: %v, want fs.ErrNotExist", err)
 	}
 }

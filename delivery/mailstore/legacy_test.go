@@ -141,7 +141,7 @@ func TestMigrateFromVersion1(t *testing.T) {
 	if err := s.AllowSender(ctx, u.ID, "bob@example.net"); err != nil {
 		t.Fatalf("allow list after the migration: %v", err)
 	}
-	if got, want := versions(t, s), "format 3, mailstore 3"; got != want {
+	if got, want := versions(t, s), "format 3, mailstore 4"; got != want {
 		t.Errorf("versions = %q, want %q", got, want)
 	}
 }
@@ -176,7 +176,7 @@ func TestMigrateFromVersion2WithQuarantine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := versions(t, st), "format 3, mailstore 3, quarantine 2"; got != want {
+	if got, want := versions(t, st), "format 3, mailstore 4, quarantine 2"; got != want {
 		t.Errorf("versions = %q, want %q", got, want)
 	}
 	list, err := q.List(ctx, "alice@example.com")
@@ -222,7 +222,7 @@ func TestMigrateFromVersion2WithQuarantine(t *testing.T) {
 	if _, err := quarantine.New(quarantine.Config{}, st); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := versions(t, st), "format 3, mailstore 3, quarantine 2"; got != want {
+	if got, want := versions(t, st), "format 3, mailstore 4, quarantine 2"; got != want {
 		t.Errorf("versions after a second open = %q, want %q", got, want)
 	}
 }
@@ -279,7 +279,7 @@ func TestSchemaOfAnotherPackage(t *testing.T) {
 	if err := st.Migrate(ctx, sc); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := versions(t, st), "format 3, mailstore 3, pins 2"; got != want {
+	if got, want := versions(t, st), "format 3, mailstore 4, pins 2"; got != want {
 		t.Errorf("versions = %q, want %q", got, want)
 	}
 	placed, err := st.Deliver(ctx, &mailstore.Delivery{Body: []byte("Subject: x\r\n\r\nx\r\n"),
@@ -304,7 +304,7 @@ func TestSchemaOfAnotherPackage(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "schema broken") {
 		t.Errorf("a failing step: %v, want an error naming the schema", err)
 	}
-	if got, want := versions(t, st), "format 3, mailstore 3, pins 2"; got != want {
+	if got, want := versions(t, st), "format 3, mailstore 4, pins 2"; got != want {
 		t.Errorf("versions after a failing step = %q, want %q", got, want)
 	}
 }

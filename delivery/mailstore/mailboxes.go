@@ -97,8 +97,7 @@ func (s *Store) Mailboxes(ctx context.Context, userID int64) ([]Mailbox, error) 
 
 // Mailbox finds a user's mailbox by name; ErrNoMailbox when there is none.
 func (s *Store) Mailbox(ctx context.Context, userID int64, name string) (Mailbox, error) {
-	m, err := scanMailbox(s.rdb.QueryRowContext(ctx, "SELECT "+mailboxCols+" FROM mailboxes WHERE user_id = ? AND name = ?",
-		userID, CanonicalMailboxName(name)))
+	m, err := scanMailbox(s.mailboxByName.QueryRowContext(ctx, userID, CanonicalMailboxName(name)))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Mailbox{}, fmt.Errorf("%s: %w", name, ErrNoMailbox)
 	}

@@ -172,6 +172,8 @@ var storeSchema = Schema{
 		) WITHOUT ROWID`},
 		// 3: large mailboxes (counts.go, searchindex.go).
 		countsAndSearchIndex,
+		// 4: the first unseen message from an index (counts.go).
+		firstUnseenIndex,
 	},
 }
 

@@ -73,17 +73,21 @@ type Store struct {
 	cfg   Config
 	blobs string
 	rdb   *sql.DB // readers (WAL lets them run beside the writer)
-	// readInline is prepared once: ReadMessage runs it for each inline
-	// message read on its own (IMAP SEARCH, the quarantine); FETCH and
-	// RETR read inline messages in batches (ReadBatch).
-	readInline *sql.Stmt
-	wdb        *sql.DB // the single writer connection
-	jobs       chan *job
-	done       chan struct{}
-	wg         sync.WaitGroup
-	watch      watchers
-	closed     sync.Once
-	now        func() time.Time
+	// The statements that run most are prepared once (parsing one
+	// costs about as much as running it). readInline: ReadMessage runs
+	// it for each inline message read on its own (IMAP SEARCH, the
+	// quarantine), and for a file whose key the caller does not hold
+	// (it gives the key); FETCH and RETR read inline messages in
+	// batches (ReadBatch). mailboxByName and mailboxHead: every IMAP
+	// SELECT, and every poll of a changed mailbox (ChangesSince).
+	readInline, mailboxByName, mailboxHead *sql.Stmt
+	wdb                                    *sql.DB // the single writer connection
+	jobs                                   chan *job
+	done                                   chan struct{}
+	wg                                     sync.WaitGroup
+	watch                                  watchers
+	closed                                 sync.Once
+	now                                    func() time.Time
 
 	// ranges are the connections of ReadBatch (rangeread.go).
 	ranges *rangeReaders
@@ -140,10 +144,20 @@ func Open(cfg Config) (*Store, error) {
 		now:   time.Now,
 	}
 	s.ranges = newRangeReaders(path)
-	if s.readInline, err = rdb.Prepare("SELECT data FROM blobs WHERE id = ? AND data IS NOT NULL"); err != nil {
-		rdb.Close()
-		wdb.Close()
-		return nil, fmt.Errorf("open index: %w", err)
+	for _, p := range []struct {
+		stmt  **sql.Stmt
+		query string
+	}{
+		{&s.readInline, "SELECT key, data FROM blobs WHERE id = ?"},
+		{&s.mailboxByName, "SELECT " + mailboxCols + " FROM mailboxes WHERE user_id = ? AND name = ?"},
+		{&s.mailboxHead, mailboxHeadQuery},
+	} {
+		if *p.stmt, err = rdb.Prepare(p.query); err != nil {
+			s.closeStatements()
+			rdb.Close()
+			wdb.Close()
+			return nil, fmt.Errorf("open index: %w", err)
+		}
 	}
 	s.watch.init()
 	s.wg.Add(1)
@@ -159,9 +173,19 @@ func (s *Store) Close() error {
 		close(s.done)
 		s.wg.Wait()
 		s.ranges.close()
-		err = errors.Join(s.readInline.Close(), s.rdb.Close(), s.wdb.Close())
+		err = errors.Join(s.closeStatements(), s.rdb.Close(), s.wdb.Close())
 	})
 	return err
+}
+
+func (s *Store) closeStatements() error {
+	var errs []error
+	for _, st := range []*sql.Stmt{s.readInline, s.mailboxByName, s.mailboxHead} {
+		if st != nil {
+			errs = append(errs, st.Close())
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // DB returns the read-only handle on the index, for a package that keeps
