@@ -47,6 +47,7 @@ const (
 	SymSubjAllCaps      = "SUBJ_ALL_CAPS"
 	SymSubjMoney        = "SUBJ_MONEY"
 	SymSubjUrgent       = "SUBJ_URGENT"
+	SymSubjTrailingTag  = "SUBJ_TRAILING_TAG"
 	SymFromNameAddr     = "FROM_NAME_HAS_ADDR"
 	SymForgedMUA        = "FORGED_MUA"
 	SymDateFuture       = "DATE_IN_FUTURE"
@@ -60,7 +61,7 @@ const (
 var Symbols = []string{
 	SymHTMLOnly, SymHTMLShortText, SymHTMLHidden, SymHTMLTiny, SymHTMLInvisible, SymImagesOnly,
 	SymLinkOtherHost, SymURLIPLiteral, SymURLNumericHost, SymURLUserinfo, SymURLShortener, SymURLRedirector,
-	SymObfuscatedWord, SymMixedScriptWord, SymSubjAllCaps, SymSubjMoney, SymSubjUrgent,
+	SymObfuscatedWord, SymMixedScriptWord, SymSubjAllCaps, SymSubjMoney, SymSubjUrgent, SymSubjTrailingTag,
 	SymFromNameAddr, SymForgedMUA, SymDateFuture, SymDatePast, SymBulkNoUnsub,
 	SymCharset8BitASCII, SymCharsetMismatch,
 }
@@ -90,6 +91,7 @@ type Config struct {
 	SubjAllCaps      float64 `toml:"subj_all_caps"`
 	SubjMoney        float64 `toml:"subj_money"`
 	SubjUrgent       float64 `toml:"subj_urgent"`
+	SubjTrailingTag  float64 `toml:"subj_trailing_tag"`
 	FromNameAddr     float64 `toml:"from_name_has_addr"`
 	ForgedMUA        float64 `toml:"forged_mua"`
 	DateFuture       float64 `toml:"date_in_future"`
@@ -124,6 +126,7 @@ func DefaultConfig() Config {
 		SubjAllCaps:      1.0,
 		SubjMoney:        1.0,
 		SubjUrgent:       0.8,
+		SubjTrailingTag:  1.5,
 		FromNameAddr:     0.5,
 		ForgedMUA:        2.0,
 		DateFuture:       1.5,
@@ -188,6 +191,7 @@ func New(cfg Config) (*Filter, error) {
 		{SymSubjAllCaps, cfg.SubjAllCaps, subjAllCaps},
 		{SymSubjMoney, cfg.SubjMoney, subjMoney},
 		{SymSubjUrgent, cfg.SubjUrgent, subjUrgent},
+		{SymSubjTrailingTag, cfg.SubjTrailingTag, subjTrailingTag},
 		{SymFromNameAddr, cfg.FromNameAddr, fromNameAddr},
 		{SymForgedMUA, cfg.ForgedMUA, forgedMUA},
 		{SymDateFuture, cfg.DateFuture, dateFuture},
