@@ -338,3 +338,36 @@ func (s *SQLiteStore) load(ctx context.Context, id int64) (*memModel, int64, err
 	}
 	return m, gen, nil
 }
+
+// totals is Store.Totals of a store that keeps this mirror of src.
+func (m *mirror) totals(ctx context.Context, src source, user string) (Totals, error) {
+	mm, err := m.loaded(ctx, src, user)
+	if err != nil || mm == nil {
+		return Totals{}, err
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return mm.totals, nil
+}
+
+// lookup is Store.Lookup of a store that keeps this mirror of src: a
+// message's features cost map probes, not queries.
+func (m *mirror) lookup(ctx context.Context, src source, user string, features []uint64, out []Counts) error {
+	if len(out) != len(features) {
+		return fmt.Errorf("bayes lookup: %d slots for %d features", len(out), len(features))
+	}
+	mm, err := m.loaded(ctx, src, user)
+	if err != nil {
+		return err
+	}
+	if mm == nil {
+		clear(out)
+		return nil
+	}
+	m.mu.RLock()
+	for i, f := range features {
+		out[i] = mm.counts[f]
+	}
+	m.mu.RUnlock()
+	return nil
+}

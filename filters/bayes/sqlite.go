@@ -164,35 +164,13 @@ func (s *SQLiteStore) modelID(ctx context.Context, user string) (int64, error) {
 
 // Totals implements Store.
 func (s *SQLiteStore) Totals(ctx context.Context, user string) (Totals, error) {
-	m, err := s.mir.loaded(ctx, s, user)
-	if err != nil || m == nil {
-		return Totals{}, err
-	}
-	s.mir.mu.RLock()
-	defer s.mir.mu.RUnlock()
-	return m.totals, nil
+	return s.mir.totals(ctx, s, user)
 }
 
 // Lookup implements Store, from the in-memory mirror of the model
 // (mirror.go): a message's features cost map probes, not B-tree walks.
 func (s *SQLiteStore) Lookup(ctx context.Context, user string, features []uint64, out []Counts) error {
-	if len(out) != len(features) {
-		return fmt.Errorf("bayes lookup: %d slots for %d features", len(out), len(features))
-	}
-	m, err := s.mir.loaded(ctx, s, user)
-	if err != nil {
-		return err
-	}
-	if m == nil {
-		clear(out)
-		return nil
-	}
-	s.mir.mu.RLock()
-	for i, f := range features {
-		out[i] = m.counts[f]
-	}
-	s.mir.mu.RUnlock()
-	return nil
+	return s.mir.lookup(ctx, s, user, features, out)
 }
 
 type tokenKey struct {
