@@ -19,6 +19,7 @@ import (
 
 	"github.com/moatmail/moat/delivery/mailstore"
 	"github.com/moatmail/moat/delivery/queue"
+	"github.com/moatmail/moat/delivery/queue/queuetest"
 	"github.com/moatmail/moat/filters"
 	"github.com/moatmail/moat/filters/gtube"
 	"github.com/moatmail/moat/filters/headers"
@@ -26,29 +27,6 @@ import (
 	"github.com/moatmail/moat/quarantine"
 	"github.com/moatmail/moat/rules"
 )
-
-// memQueue is an in-memory queue.Enqueuer; fail makes Enqueue fail.
-type memQueue struct {
-	mu   sync.Mutex
-	msgs []*queue.Message
-	fail error
-}
-
-func (m *memQueue) Enqueue(_ context.Context, msg *queue.Message) (string, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.fail != nil {
-		return "", m.fail
-	}
-	m.msgs = append(m.msgs, msg)
-	return fmt.Sprintf("OUT%d", len(m.msgs)), nil
-}
-
-func (m *memQueue) taken() []*queue.Message {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return slices.Clone(m.msgs)
-}
 
 // mapVerifier answers VerifyRecipient from a map; absent addresses exist.
 type mapVerifier map[string]error
@@ -93,7 +71,7 @@ type relayEnv struct {
 	mx, sub string // listener addresses
 	store   *mailstore.Store
 	quar    *quarantine.Quarantine
-	out     *memQueue
+	out     *queuetest.Memory
 	guard   *countingGuard
 	probe   *probe // a filter outside the default submission set
 	signed  []string
@@ -125,7 +103,7 @@ func startRelay(t *testing.T, o relayOpts) *relayEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	e := &relayEnv{store: st, out: &memQueue{}, guard: &countingGuard{}, probe: &probe{name: "probe"}}
+	e := &relayEnv{store: st, out: &queuetest.Memory{}, guard: &countingGuard{}, probe: &probe{name: "probe"}}
 	if e.alice, err = st.AddUser(ctx, "alice@example.com", "alice-pw", mailstore.RoleUser); err != nil {
 		t.Fatal(err)
 	}
@@ -299,12 +277,12 @@ func testRelayRecipientVerification(t *testing.T, e *relayEnv) {
 
 func testRelayMixedTransaction(t *testing.T, e *relayEnv) {
 	c := dialMX(t, e.mx)
-	before := len(e.out.taken())
+	before := len(e.out.Taken())
 	rcpts, data := transact(t, c, "s@far.example", []string{"alice@example.com", "known@relay.example", "Known@Relay.example"}, plainMsg)
 	if !slices.Equal(rcpts, []string{"250", "250", "250"}) || data != "250" {
 		t.Fatalf("RCPT %v, DATA %s", rcpts, data)
 	}
-	msgs := e.out.taken()[before:]
+	msgs := e.out.Taken()[before:]
 	if len(msgs) != 1 {
 		t.Fatalf("queued %d messages, want 1", len(msgs))
 	}
@@ -323,21 +301,21 @@ func testRelayMixedTransaction(t *testing.T, e *relayEnv) {
 	}
 
 	// The queue fails: 451 for the whole message.
-	e.out.fail = errors.New("spool: no space left on device")
+	e.out.Fail(errors.New("spool: no space left on device"))
 	if _, data := transact(t, c, "s@far.example", []string{"known@relay.example"}, plainMsg); data != "451 4.3.0" {
 		t.Errorf("DATA with a failing queue: %s, want 451 4.3.0", data)
 	}
-	e.out.fail = nil
+	e.out.Fail(nil)
 }
 
 func testRelayQuarantineAndRelease(t *testing.T, e *relayEnv) {
 	c := dialMX(t, e.mx)
 	spam := strings.Replace(plainMsg, "Hello.", "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X", 1)
-	before := len(e.out.taken())
+	before := len(e.out.Taken())
 	if _, data := transact(t, c, "s@far.example", []string{"held@relay.example"}, spam); data != "250" {
 		t.Fatalf("DATA: %s", data)
 	}
-	if n := len(e.out.taken()); n != before {
+	if n := len(e.out.Taken()); n != before {
 		t.Fatalf("quarantined mail was queued (%d)", n-before)
 	}
 	list, err := e.quar.List(context.Background(), "held@relay.example")
@@ -355,7 +333,7 @@ func testRelayQuarantineAndRelease(t *testing.T, e *relayEnv) {
 	if n, err := e.quar.Release(context.Background(), held.ID); err != nil || n != 1 {
 		t.Fatalf("release: %d, %v", n, err)
 	}
-	msgs := e.out.taken()[before:]
+	msgs := e.out.Taken()[before:]
 	if len(msgs) != 1 || msgs[0].Origin != "release" || !slices.Equal(msgs[0].Rcpts, held.Onward) ||
 		!strings.Contains(string(msgs[0].Body), "GTUBE") || !strings.HasPrefix(string(msgs[0].Body), "Received: ") {
 		t.Fatalf("released: %+v", msgs)

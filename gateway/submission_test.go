@@ -111,14 +111,14 @@ func testSubmissionSenders(t *testing.T, e *relayEnv) {
 
 func testSubmissionDelivery(t *testing.T, e *relayEnv) {
 	c := dialSubmission(t, e, "alice@example.com", "alice-pw")
-	before, probed := len(e.out.taken()), e.probe.ran()
+	before, probed := len(e.out.Taken()), e.probe.ran()
 	rcpts, data := transact(t, c, "alice@example.com",
 		[]string{"postmaster@example.com", "bob@far.example", "known@relay.example", "nobody@example.com", "nobody@relay.example"},
 		submitted("alice@example.com", "bob@far.example"))
 	if !slices.Equal(rcpts, []string{"250", "250", "250", "550 5.1.1", "550 5.1.1"}) || data != "250" {
 		t.Fatalf("RCPT %v, DATA %s", rcpts, data)
 	}
-	msgs := e.out.taken()[before:]
+	msgs := e.out.Taken()[before:]
 	if len(msgs) != 1 || msgs[0].Origin != "submission" || !slices.Equal(msgs[0].Rcpts, []string{"bob@far.example", "known@relay.example"}) {
 		t.Fatalf("queued %+v", msgs)
 	}

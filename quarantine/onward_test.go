@@ -6,29 +6,11 @@ import (
 	"io"
 	"log/slog"
 	"slices"
-	"sync"
 	"testing"
 
 	"github.com/moatmail/moat/delivery/mailstore"
-	"github.com/moatmail/moat/delivery/queue"
+	"github.com/moatmail/moat/delivery/queue/queuetest"
 )
-
-// memQueue is an in-memory queue.Enqueuer; fail makes Enqueue fail.
-type memQueue struct {
-	mu   sync.Mutex
-	msgs []*queue.Message
-	fail error
-}
-
-func (m *memQueue) Enqueue(_ context.Context, msg *queue.Message) (string, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.fail != nil {
-		return "", m.fail
-	}
-	m.msgs = append(m.msgs, msg)
-	return "Q" + string(rune('0'+len(m.msgs))), nil
-}
 
 // putHeld quarantines a message for the local user alice and two relay
 // recipients held by holder.
@@ -66,7 +48,8 @@ func TestReleaseOnward(t *testing.T) {
 	if _, err := q.Release(ctx, e.ID); err == nil {
 		t.Fatal("Release without an outbound queue succeeded")
 	}
-	out := &memQueue{fail: errors.New("disk full")}
+	out := &queuetest.Memory{}
+	out.Fail(errors.New("disk full"))
 	q.SetOnward(out)
 	if _, err := q.Release(ctx, e.ID); err == nil {
 		t.Fatal("Release with a failing queue succeeded")
@@ -78,15 +61,15 @@ func TestReleaseOnward(t *testing.T) {
 		t.Fatalf("a failed release delivered to alice's INBOX (%d)", n)
 	}
 
-	out.fail = nil
+	out.Fail(nil)
 	n, err := q.Release(ctx, e.ID)
 	if err != nil || n != 3 {
 		t.Fatalf("Release = %d, %v; want 3 (one mailbox, two sent on)", n, err)
 	}
-	if len(out.msgs) != 1 {
-		t.Fatalf("queued %d messages, want 1", len(out.msgs))
+	if len(out.Taken()) != 1 {
+		t.Fatalf("queued %d messages, want 1", len(out.Taken()))
 	}
-	m := out.msgs[0]
+	m := out.Taken()[0]
 	if m.From != "s@far.example" || !slices.Equal(m.Rcpts, []string{"x@relay.example", "y@relay.example"}) ||
 		m.Origin != "release" || string(m.Header)+string(m.Body) != "Received: test\r\nSubject: held\r\n\r\nbody\r\n" {
 		t.Errorf("queued %+v (body %q)", m, m.Body)
@@ -112,7 +95,7 @@ func TestReviewSendsOnHeld(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := &memQueue{}
+	out := &queuetest.Memory{}
 	q.SetOnward(out)
 	putHeld(t, q, alice, admin)
 	counted := map[string]int{}
@@ -139,13 +122,13 @@ func TestReviewSendsOnHeld(t *testing.T) {
 	}
 	// Alice releasing her own copy sends nothing on: she is not the holder.
 	move(alice, "INBOX")
-	if len(out.msgs) != 0 {
-		t.Fatalf("a recipient's release sent the message on: %+v", out.msgs)
+	if len(out.Taken()) != 0 {
+		t.Fatalf("a recipient's release sent the message on: %+v", out.Taken())
 	}
 	// The holder releasing the held copy sends it on.
 	move(admin, "INBOX")
-	if len(out.msgs) != 1 || !slices.Equal(out.msgs[0].Rcpts, []string{"x@relay.example", "y@relay.example"}) {
-		t.Fatalf("queued %+v, want the message to the two relay recipients", out.msgs)
+	if len(out.Taken()) != 1 || !slices.Equal(out.Taken()[0].Rcpts, []string{"x@relay.example", "y@relay.example"}) {
+		t.Fatalf("queued %+v, want the message to the two relay recipients", out.Taken())
 	}
 	if counted["sent_on"] != 1 {
 		t.Errorf("counted %v, want one sent_on", counted)

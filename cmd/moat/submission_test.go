@@ -7,42 +7,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/moatmail/moat/delivery/mailstore"
-	"github.com/moatmail/moat/delivery/queue"
+	"github.com/moatmail/moat/delivery/queue/queuetest"
 	"github.com/moatmail/moat/filters/resolver/dnstest"
 )
-
-// testOutbound stands for the outbound queue (delivery/queue) in these
-// tests: it keeps what it is given.
-type testOutbound struct {
-	mu   sync.Mutex
-	msgs []*queue.Message
-}
-
-func (o *testOutbound) Enqueue(_ context.Context, m *queue.Message) (string, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.msgs = append(o.msgs, m)
-	return fmt.Sprintf("T%d", len(o.msgs)), nil
-}
-
-// to returns the messages queued for rcpt, whole (header and body).
-func (o *testOutbound) to(rcpt string) []string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	var out []string
-	for _, m := range o.msgs {
-		if slices.Contains(m.Rcpts, rcpt) {
-			out = append(out, string(m.Header)+string(m.Body))
-		}
-	}
-	return out
-}
 
 // submissionConfig is a test configuration with the submission listeners.
 func submissionConfig(dir, extra string) string {
@@ -69,9 +40,9 @@ level = "warn"
 
 // startSubmission starts moat with submission listeners, the users alice
 // and bob (password "pw-"+name), and the test queue.
-func startSubmission(t *testing.T, dir, extra string) (*app, *testOutbound) {
+func startSubmission(t *testing.T, dir, extra string) (*app, *queuetest.Memory) {
 	t.Helper()
-	out := &testOutbound{}
+	out := &queuetest.Memory{}
 	a := startConfig(t, submissionConfig(dir, extra), startOptions{outbound: out})
 	t.Cleanup(func() { a.Close(context.Background()) })
 	for _, u := range []string{"alice", "bob"} {
@@ -186,7 +157,7 @@ func TestSubmissionClients(t *testing.T) {
 				t.Errorf("smtplib: no %q in\n%s", want, got)
 			}
 		}
-		queued := out.to("carol@far.example")
+		queued := out.To("carol@far.example")
 		if len(queued) != 1 || !strings.Contains(queued[0], "Sent with smtplib.") {
 			t.Fatalf("queued for carol@far.example: %q", queued)
 		}
@@ -224,7 +195,7 @@ func TestSubmissionClients(t *testing.T) {
 		if !ok {
 			t.Fatalf("swaks on 465 failed:\n%s", tr)
 		}
-		if q := out.to("dave@far.example"); len(q) != 1 || !strings.Contains(q[0], "with ESMTPSA") {
+		if q := out.To("dave@far.example"); len(q) != 1 || !strings.Contains(q[0], "with ESMTPSA") {
 			t.Errorf("queued for dave: %q", q)
 		}
 	})
@@ -330,7 +301,7 @@ selector = "s1"
 		if got := smtplib(t, python, a.Addr("submission"), "alice@example.com", "pw-alice", from, rcpt, from); !strings.Contains(got, "sent") {
 			t.Fatalf("submitting as %s: %s", from, got)
 		}
-		q := out.to(rcpt)
+		q := out.To(rcpt)
 		if len(q) != 1 || !strings.HasPrefix(q[0], "DKIM-Signature: ") {
 			t.Fatalf("queued as %s: %q", from, q)
 		}
@@ -436,7 +407,7 @@ recipients_per_user = { limit = 3 }
 		}
 	}
 	for rcpt, n := range map[string]int{"r1@far.example": 1, "r3@far.example": 1, "r4@far.example": 0} {
-		if q := out.to(rcpt); len(q) != n {
+		if q := out.To(rcpt); len(q) != n {
 			t.Errorf("queued for %s: %d messages, want %d", rcpt, len(q), n)
 		}
 	}
@@ -451,7 +422,7 @@ recipients_per_user = { limit = 3 }
 			t.Errorf("bob's step %d: %q, want %q", i+1, got[i], w)
 		}
 	}
-	if q := out.to("r6@far.example"); len(q) != 1 {
+	if q := out.To("r6@far.example"); len(q) != 1 {
 		t.Errorf("queued for bob's r6@far.example: %d", len(q))
 	}
 
