@@ -21,6 +21,7 @@ import (
 //
 //	moat bayes train --spam PATH --ham PATH [--user U] [-config FILE]
 //	moat bayes eval --spam PATH --ham PATH [--folds 10] [--only-folds 0,1]
+//	                [--train-spam PATH --train-ham PATH]
 //	                [--scores FILE] [--workers N] [-config FILE]
 //	moat bayes stats [-config FILE]
 //	moat bayes report --scores FILE [--name NAME] [--threshold P] [--per-sec R]
@@ -33,6 +34,7 @@ func cmdBayes(args []string, stdout io.Writer) error {
 	sub := args[0]
 	var (
 		spam, ham, user, scores, only, name string
+		trainSpam, trainHam                 string
 		folds, workers                      int
 		threshold, perSec                   float64
 	)
@@ -50,6 +52,8 @@ func cmdBayes(args []string, stdout io.Writer) error {
 			fs.StringVar(&only, "only-folds", "", "run only these folds of the same split (0-based, comma separated)")
 			fs.StringVar(&scores, "scores", "", "write each test message's score to this file (TSV)")
 			fs.IntVar(&workers, "workers", 0, "classify with this many goroutines (default: CPUs)")
+			fs.StringVar(&trainSpam, "train-spam", "", "holdout: learn this spam (and --train-ham), judge --spam and --ham (no cross-validation)")
+			fs.StringVar(&trainHam, "train-ham", "", "holdout: learn this ham (with --train-spam)")
 		case "report":
 			fs.StringVar(&scores, "scores", "", "a TSV of scores: fold, spam|ham, probability, name")
 			fs.StringVar(&name, "name", "", "the system's name in the table")
@@ -97,7 +101,10 @@ func cmdBayes(args []string, stdout io.Writer) error {
 			}
 			opt.OnlyFolds = append(opt.OnlyFolds, n)
 		}
-		return bayesEval(ctx, stdout, bcfg, spam, ham, opt, scores, threshold)
+		if (trainSpam == "") != (trainHam == "") {
+			return usageError{"bayes eval: --train-spam and --train-ham go together"}
+		}
+		return bayesEval(ctx, stdout, bcfg, evalSets{spam, ham, trainSpam, trainHam}, opt, scores, threshold)
 	case "stats":
 		return bayesStats(ctx, stdout, scfg, bcfg, dataDir)
 	}
@@ -208,16 +215,40 @@ func bayesStats(ctx context.Context, w io.Writer, scfg state.Config, cfg bayes.C
 	return tw.Flush()
 }
 
-func bayesEval(ctx context.Context, w io.Writer, cfg bayes.Config, spamPath, hamPath string, opt bayes.EvalOptions, scoresPath string, threshold float64) error {
-	spam, err := bayes.ReadCorpus(spamPath)
-	if err != nil {
-		return err
+// evalSets names the corpora of `moat bayes eval`: the messages judged
+// and, for a holdout evaluation, the messages learned.
+type evalSets struct{ spam, ham, trainSpam, trainHam string }
+
+func bayesEval(ctx context.Context, w io.Writer, cfg bayes.Config, sets evalSets, opt bayes.EvalOptions, scoresPath string, threshold float64) error {
+	var corpora [4][]bayes.Sample
+	for i, p := range []string{sets.spam, sets.ham, sets.trainSpam, sets.trainHam} {
+		if p == "" {
+			continue
+		}
+		var err error
+		if corpora[i], err = bayes.ReadCorpus(p); err != nil {
+			return err
+		}
 	}
-	ham, err := bayes.ReadCorpus(hamPath)
-	if err != nil {
-		return err
+	spam, ham := corpora[0], corpora[1]
+	if sets.trainSpam != "" {
+		// A holdout: fold 0 is the training mail, fold 1 the judged mail,
+		// and fold 1 learns only fold 0 (Forward), as a date split does.
+		trainSpam, trainHam := corpora[2], corpora[3]
+		opt.Folds, opt.Forward, opt.OnlyFolds = 2, true, nil
+		opt.Assign = make([]int, 0, len(spam)+len(ham)+len(trainSpam)+len(trainHam))
+		for _, part := range [][2]int{{len(trainSpam), 0}, {len(spam), 1}, {len(trainHam), 0}, {len(ham), 1}} {
+			for range part[0] {
+				opt.Assign = append(opt.Assign, part[1])
+			}
+		}
+		spam = append(append([]bayes.Sample(nil), trainSpam...), spam...)
+		ham = append(append([]bayes.Sample(nil), trainHam...), ham...)
+		fmt.Fprintf(w, "moat bayes eval: learn %d spam, %d ham; judge %d spam, %d ham (holdout)\n",
+			len(trainSpam), len(trainHam), len(corpora[0]), len(corpora[1]))
+	} else {
+		fmt.Fprintf(w, "moat bayes eval: %d spam, %d ham, %d-fold cross-validation\n", len(spam), len(ham), opt.Folds)
 	}
-	fmt.Fprintf(w, "moat bayes eval: %d spam, %d ham, %d-fold cross-validation\n", len(spam), len(ham), opt.Folds)
 	t0 := time.Now()
 	opt.Progress = func(fold int, m bayes.Metrics) {
 		fmt.Fprintf(w, "  fold %d: spam recall %.2f %%, ham FP %d/%d, AUC %.5f (%.0fs)\n",

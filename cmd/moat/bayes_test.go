@@ -132,4 +132,29 @@ min_ham = 30
 	if code != 0 || !strings.Contains(out, "spam recall 100.00 % (FP 0.00 %") {
 		t.Errorf("bayes eval: exit %d\n%s%s", code, out, errOut)
 	}
+
+	// A holdout: learn the 80 messages above, judge 20 others.
+	testSpam, testHam := filepath.Join(dir, "test-spam"), filepath.Join(dir, "test-ham")
+	for _, d := range []string{testSpam, testHam} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 10 {
+		for d, spam := range map[string]bool{testSpam: true, testHam: false} {
+			if err := os.WriteFile(filepath.Join(d, fmt.Sprintf("%d.eml", i)), []byte(corpusMessage(r, spam, 200+i)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	code, out, errOut = cli(t, "", "bayes", "eval", "-config", cfgPath, "--spam", testSpam, "--ham", testHam,
+		"--train-spam", spamDir, "--train-ham", hamMbox)
+	if code != 0 || !strings.Contains(out, "learn 40 spam, 40 ham; judge 10 spam, 10 ham (holdout)") ||
+		!strings.Contains(out, "folds run: [1] of 2") || !strings.Contains(out, "(10/10)") {
+		t.Errorf("bayes eval holdout: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, _, errOut = cli(t, "", "bayes", "eval", "-config", cfgPath, "--spam", testSpam, "--ham", testHam,
+		"--train-spam", spamDir); code != 2 || !strings.Contains(errOut, "--train-spam and --train-ham go together") {
+		t.Errorf("bayes eval with --train-spam alone: exit %d, %s", code, errOut)
+	}
 }
