@@ -421,6 +421,9 @@ func (s *session) Data(r io.Reader) error {
 		"helo", s.info.Helo, "from", s.env.From, "rcpts", s.env.Rcpts,
 		"size", len(raw), "score", v.Score, "symbols", v.SymbolNames(), "action", v.Action.String(),
 		"policy", v.Policy, "reply", code, "duration", time.Since(start).Round(time.Microsecond))
+	if s.log.Enabled(ctx, slog.LevelDebug) {
+		s.log.Debug("message symbols", "queue", queueID, "symbols", v.SymbolDetails())
+	}
 	if s.sub != nil {
 		s.srv.submitObserver().Submitted(submitResult(v, err))
 	}

@@ -48,6 +48,21 @@ func (v Verdict) SymbolNames() []string {
 	return names
 }
 
+// SymbolDetails returns each symbol as "NAME(score): reason" (the
+// reason left out when empty), for the debug log: why a message got its
+// score, with the filters' own words (the classifier's probability, the
+// rule that matched).
+func (v Verdict) SymbolDetails() []string {
+	out := make([]string, len(v.Symbols))
+	for i, s := range v.Symbols {
+		out[i] = s.Name + "(" + formatScore(s.Score) + ")"
+		if s.Reason != "" {
+			out[i] += ": " + s.Reason
+		}
+	}
+	return out
+}
+
 // String returns a compact one-line form for logs:
 //
 //	quarantine score=12.3 policy=domain:example.com symbols=[BAYES_SPAM(8) GTUBE(4.3)] reasons=["score 12.3 >= quarantine 10 (policy domain:example.com)"]

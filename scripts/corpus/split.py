@@ -151,7 +151,7 @@ def cmd_send(addr, rcpt, listfile, outfile):
 
 def cmd_moat(results, logfile, outfile):
     """Join each SMTP outcome with moat's decision line (json logs)."""
-    decisions = {}
+    decisions, details = {}, {}
     for line in open(logfile, errors="replace"):
         try:
             ev = json.loads(line)
@@ -159,6 +159,13 @@ def cmd_moat(results, logfile, outfile):
             continue
         if ev.get("msg") == "message" and ev.get("queue"):
             decisions[ev["queue"]] = ev
+        elif ev.get("msg") == "message symbols" and ev.get("queue"):
+            details[ev["queue"]] = ev.get("symbols") or []
+    # With the debug log, a second file (.detail.tsv) gives each message's
+    # Bayes probability and its symbols with their scores, to replay
+    # other score tables on: class, probability (-1: no Bayes symbol),
+    # path, NAME=score ...
+    detail = open(outfile[:-4] + ".detail.tsv", "w") if details else None
     # Refusals at DATA carry no queue id in the reply: their decision
     # lines (reply 5xx/4xx), in order, match the refused sends in order.
     refused = [ev for ev in (json.loads(l) for l in open(logfile, errors="replace") if l.startswith("{"))
@@ -182,6 +189,19 @@ def cmd_moat(results, logfile, outfile):
             flagged = 0 if verdict == "accept" else 1
             syms = ev.get("symbols") or []
             out.write("%s\t%d\t%s\t%s\t%s\t%s\n" % (cls, flagged, ev.get("score", 0), verdict, p, " ".join(syms)))
+            if detail is not None:
+                prob, scored = -1.0, []
+                for d in details.get(queue, []):
+                    m = re.match(r"(\w+)\(([-0-9.e+]+)\)(?:: (.*))?$", d)
+                    if not m:
+                        continue
+                    scored.append("%s=%s" % (m.group(1), m.group(2)))
+                    pm = re.match(r"spam probability ([0-9.]+)", m.group(3) or "")
+                    if pm:
+                        prob = float(pm.group(1))
+                detail.write("%s\t%s\t%s\t%s\n" % (cls, prob, p, " ".join(scored)))
+    if detail is not None:
+        detail.close()
 
 
 def cmd_sa(outfile, files, cls):

@@ -104,7 +104,7 @@ run_moat() {
 		echo "[filters]"
 		echo "disabled = [\"rdns\", \"antivirus\"]"
 		echo "[log]"
-		echo "level = \"info\""
+		echo "level = \"${LOG_LEVEL:-debug}\""
 		echo "format = \"json\""
 		if [[ -n $scores ]]; then
 			echo "[rules]"
