@@ -372,8 +372,64 @@ func isJoiner(r rune) bool {
 	return r == '.' || r == '-' || r == '\'' || r == '$' || r == '%' || r == '_'
 }
 
-// word normalises one word and adds it and its bigrams.
+// isCJK reports whether r is a letter of a script written without
+// spaces between words.
+func isCJK(r rune) bool {
+	return r >= 0x2E80 && unicode.In(r, unicode.Han, unicode.Hiragana, unicode.Katakana, unicode.Hangul, unicode.Thai)
+}
+
+// cjkWord splits a word holding CJK letters: each run of them gives its
+// character bigrams (a lone letter gives itself), other runs are words.
+func (t *tokenizer) cjkWord(prefix, w string) {
+	var run []rune
+	flush := func() {
+		if len(run) == 1 {
+			t.plainWord(prefix, string(run))
+		}
+		for i := 0; i+1 < len(run); i++ {
+			t.plainWord(prefix, string(run[i:i+2]))
+		}
+		run = run[:0]
+	}
+	start := -1
+	for i, r := range w {
+		if isCJK(r) {
+			if start >= 0 {
+				t.plainWord(prefix, w[start:i])
+				start = -1
+			}
+			run = append(run, r)
+			continue
+		}
+		if len(run) > 0 {
+			flush()
+		}
+		if start < 0 {
+			start = i
+		}
+	}
+	if start >= 0 {
+		t.plainWord(prefix, w[start:])
+	}
+	flush()
+}
+
+// word adds one word (and its bigrams); a word holding letters of a
+// script written without spaces (Han, Kana, Hangul, Thai) is split
+// first, into bigrams of those letters: a whole Chinese sentence is one
+// "word" between spaces, which would be a one-off feature.
 func (t *tokenizer) word(prefix, w string) {
+	for _, r := range w {
+		if isCJK(r) {
+			t.cjkWord(prefix, w)
+			return
+		}
+	}
+	t.plainWord(prefix, w)
+}
+
+// plainWord normalises one word and adds it and its bigrams.
+func (t *tokenizer) plainWord(prefix, w string) {
 	w = strings.TrimRight(w, ".-'_")
 	if w == "" || (len(w) < minWordLen && w != "!" && w != "$") || t.left <= 0 {
 		return

@@ -140,6 +140,11 @@ type TextPart struct {
 	Hidden, Tiny, Invisible int
 	// Images counts the <img> elements of an HTML part.
 	Images int
+	// QPLongLine is true when the part is quoted-printable and has an
+	// encoded line longer than the 76 characters RFC 2045 §6.7 allows:
+	// mailers wrap, bulk tools that write the encoding by hand often do
+	// not.
+	QPLongLine bool
 }
 
 // Letters counts letters by script.

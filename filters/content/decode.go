@@ -136,6 +136,32 @@ var base64Value = func() (t [256]byte) {
 	return t
 }()
 
+// qpMaxLine is the longest line quoted-printable allows (RFC 2045 §6.7
+// (5): 76 characters, the soft line break's "=" included).
+const qpMaxLine = 76
+
+// longestLine returns the length of the longest line of b, without its
+// line end.
+func longestLine(b []byte) int {
+	longest := 0
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			i = len(b)
+		}
+		n := i
+		if n > 0 && b[n-1] == '\r' {
+			n--
+		}
+		longest = max(longest, n)
+		if i == len(b) {
+			break
+		}
+		b = b[i+1:]
+	}
+	return longest
+}
+
 // decodeQP decodes a quoted-printable body (RFC 2045 §6.7): =XX escapes
 // (lower-case hex digits too, as §6.7 (1) suggests a robust decoder
 // accept), soft line breaks ("=" at the end of a line), and trailing

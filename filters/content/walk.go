@@ -431,7 +431,8 @@ func (w *walker) leaf(body []byte, depth int, media string, params []param, enc 
 	if inline {
 		// An attached text file is not the message's text: it is
 		// described by Attachments only.
-		part = TextPart{Media: media, Charset: normCharset(cs), Shown: !quiet, EightBit: !isASCII(data)}
+		part = TextPart{Media: media, Charset: normCharset(cs), Shown: !quiet, EightBit: !isASCII(data),
+			QPLongLine: enc == encQuotedPrintable && longestLine(body) > qpMaxLine}
 	}
 	if isHTML {
 		w.html(u, quiet, &part)

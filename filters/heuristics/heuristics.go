@@ -55,6 +55,14 @@ const (
 	SymBulkNoUnsub      = "BULK_NO_LIST_UNSUB"
 	SymCharset8BitASCII = "CHARSET_8BIT_ASCII"
 	SymCharsetMismatch  = "CHARSET_SCRIPT_MISMATCH"
+	SymForgedFreemail   = "FORGED_FREEMAIL_RCVD"
+	SymHELOIPMismatch   = "RCVD_HELO_IP_MISMATCH"
+	SymGenericGreeting  = "BODY_GENERIC_GREETING"
+	SymEncodedASCII     = "HEADER_ENCODED_ASCII"
+	SymBulkExcuse       = "BODY_BULK_EXCUSE"
+	SymMillions         = "BODY_MILLIONS"
+	SymQPLongLine       = "MIME_QP_LONG_LINE"
+	SymWeightLoss       = "BODY_WEIGHT_LOSS"
 )
 
 // Symbols lists every symbol name the filter can return.
@@ -64,6 +72,8 @@ var Symbols = []string{
 	SymObfuscatedWord, SymMixedScriptWord, SymSubjAllCaps, SymSubjMoney, SymSubjUrgent, SymSubjTrailingTag,
 	SymFromNameAddr, SymForgedMUA, SymDateFuture, SymDatePast, SymBulkNoUnsub,
 	SymCharset8BitASCII, SymCharsetMismatch,
+	SymForgedFreemail, SymHELOIPMismatch, SymGenericGreeting, SymEncodedASCII, SymBulkExcuse, SymMillions,
+	SymQPLongLine, SymWeightLoss,
 }
 
 // Config holds the score of each symbol (the TOML key is the symbol name in
@@ -99,6 +109,14 @@ type Config struct {
 	BulkNoUnsub      float64 `toml:"bulk_no_list_unsub"`
 	Charset8BitASCII float64 `toml:"charset_8bit_ascii"`
 	CharsetMismatch  float64 `toml:"charset_script_mismatch"`
+	ForgedFreemail   float64 `toml:"forged_freemail_rcvd"`
+	HELOIPMismatch   float64 `toml:"rcvd_helo_ip_mismatch"`
+	GenericGreeting  float64 `toml:"body_generic_greeting"`
+	EncodedASCII     float64 `toml:"header_encoded_ascii"`
+	BulkExcuse       float64 `toml:"body_bulk_excuse"`
+	Millions         float64 `toml:"body_millions"`
+	QPLongLine       float64 `toml:"mime_qp_long_line"`
+	WeightLoss       float64 `toml:"body_weight_loss"`
 }
 
 // DefaultConfig returns the scores documented in docs/detection.md:
@@ -135,6 +153,14 @@ func DefaultConfig() Config {
 		BulkNoUnsub:      1.9,
 		Charset8BitASCII: 1.0,
 		CharsetMismatch:  1.3,
+		ForgedFreemail:   1.5,
+		HELOIPMismatch:   1.5,
+		GenericGreeting:  1.5,
+		EncodedASCII:     1.5,
+		BulkExcuse:       1.5,
+		Millions:         1.5,
+		QPLongLine:       1.0,
+		WeightLoss:       1.5,
 	}
 }
 
@@ -200,6 +226,14 @@ func New(cfg Config) (*Filter, error) {
 		{SymBulkNoUnsub, cfg.BulkNoUnsub, bulkNoUnsub},
 		{SymCharset8BitASCII, cfg.Charset8BitASCII, charset8BitASCII},
 		{SymCharsetMismatch, cfg.CharsetMismatch, charsetMismatch},
+		{SymForgedFreemail, cfg.ForgedFreemail, forgedFreemail},
+		{SymHELOIPMismatch, cfg.HELOIPMismatch, rcvdHELOIPMismatch},
+		{SymGenericGreeting, cfg.GenericGreeting, bodyGenericGreeting},
+		{SymEncodedASCII, cfg.EncodedASCII, encodedASCII},
+		{SymBulkExcuse, cfg.BulkExcuse, bodyBulkExcuse},
+		{SymMillions, cfg.Millions, bodyMillions},
+		{SymQPLongLine, cfg.QPLongLine, qpLongLine},
+		{SymWeightLoss, cfg.WeightLoss, bodyWeightLoss},
 	}
 	f := &Filter{}
 	for _, r := range all {

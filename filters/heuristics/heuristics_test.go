@@ -81,6 +81,57 @@ func TestRules(t *testing.T) {
 		body   string
 		hit    bool
 	}{
+		{"yahoo without yahoo's servers", SymForgedFreemail, map[string]string{"From": "Jane <jane123@yahoo.com>"}, prose, true},
+		{"yahoo through yahoo", SymForgedFreemail, map[string]string{"From": "Jane <jane123@yahoo.com>",
+			"Received": "from [203.0.113.5] by web12.mail.yahoo.com via HTTP; Mon, 5 Aug 2002 09:59:00 +0000"}, prose, false},
+		{"hotmail through hotmail", SymForgedFreemail, map[string]string{"From": "jim@hotmail.com",
+			"Received": "from mail pickup service by hotmail.com with Microsoft SMTPSVC; Mon, 5 Aug 2002 09:59:00 +0000"}, prose, false},
+		{"other domain", SymForgedFreemail, nil, prose, false},
+		{"no Received at all", SymForgedFreemail, map[string]string{"From": "jim@aol.com", "Received": ""}, prose, false},
+
+		{"HELO another address", SymHELOIPMismatch, map[string]string{"Received": "from 203.0.113.9 ([198.51.100.20]) by mx.example.com; Mon, 5 Aug 2002 10:00:00 +0000"}, prose, true},
+		{"HELO in brackets", SymHELOIPMismatch, map[string]string{"Received": "from [203.0.113.9] (helo.example [198.51.100.20]) by mx.example.com; Mon, 5 Aug 2002 10:00:00 +0000"}, prose, true},
+		{"HELO its own address", SymHELOIPMismatch, map[string]string{"Received": "from 198.51.100.20 ([198.51.100.20]) by mx.example.com; Mon, 5 Aug 2002 10:00:00 +0000"}, prose, false},
+		{"HELO a private address", SymHELOIPMismatch, map[string]string{"Received": "from 192.168.1.5 ([198.51.100.20]) by mx.example.com; Mon, 5 Aug 2002 10:00:00 +0000"}, prose, false},
+		{"HELO a name", SymHELOIPMismatch, nil, prose, false},
+
+		{"dear friend", SymGenericGreeting, nil, "Dear Friend,\n\nI am writing to you in confidence.\n", true},
+		{"dear sir/madam", SymGenericGreeting, nil, "DEAR SIR / MADAM:\nWe offer...\n", true},
+		{"dear valued customer", SymGenericGreeting, nil, "  Dear valued customer, your account...\n", true},
+		{"dear with a name", SymGenericGreeting, nil, "Dear Bob,\n" + prose, false},
+		{"friend further down", SymGenericGreeting, nil, prose + prose + "> Dear Friend, quoted\n", false},
+
+		{"From in base64 ASCII", SymEncodedASCII, map[string]string{"From": "=?iso-8859-1?B?U3BlY2lhbCBEZWFscw==?= <deals@example.net>"}, prose, true},
+		{"glued encoded address", SymEncodedASCII, map[string]string{"From": "=?iso-2022-jp?B?am9rb0Bycy4xMjgubmUuanA=?=@example.org"}, prose, true},
+		{"Subject in base64 Latin-1", SymEncodedASCII, map[string]string{"Subject": "=?iso-8859-1?B?R3L832U=?="}, prose, false},
+		{"Subject in quoted-printable", SymEncodedASCII, map[string]string{"Subject": "=?iso-8859-1?Q?Hello_there?="}, prose, false},
+
+		{"this is not spam", SymBulkExcuse, nil, prose + "This message is not spam: you signed up with a partner.\n", true},
+		{"bill 1618", SymBulkExcuse, nil, prose + "Sent under Bill S.1618 Title III passed by the 105th US Congress.\n", true},
+		{"one-time mailing", SymBulkExcuse, nil, prose + "This is a one-time mailing.\n", true},
+		{"a discussion of spam", SymBulkExcuse, nil, "Is this really not spam? The filter says 5.2.\n", false},
+
+		{"dear sirs or madams after a notice", SymGenericGreeting, nil, "We don't intend to send spam.\n\nDear sirs or Madams,\nWe make bathtubs.\n", true},
+		{"quoted dear friend", SymGenericGreeting, nil, "> Dear Friend,\n> send money\n\nNo thanks.\n", false},
+		{"don't intend to send spam", SymBulkExcuse, nil, "We don't intend to send spam email to you. Thank you!\n", true},
+
+		{"quoted-printable plain line of 200", SymQPLongLine, map[string]string{"MIME-Version": "1.0", "Content-Type": "text/plain; charset=us-ascii",
+			"Content-Transfer-Encoding": "quoted-printable"}, strings.Repeat("word ", 40) + "\n", true},
+		{"quoted-printable plain wrapped", SymQPLongLine, map[string]string{"MIME-Version": "1.0", "Content-Type": "text/plain; charset=us-ascii",
+			"Content-Transfer-Encoding": "quoted-printable"}, strings.Repeat("word word word word word word word word word word word word word wo=\n", 3) + "\n", false},
+		{"quoted-printable html line of 200", SymQPLongLine, map[string]string{"MIME-Version": "1.0", "Content-Type": "text/html; charset=us-ascii",
+			"Content-Transfer-Encoding": "quoted-printable"}, "<p>" + strings.Repeat("word ", 40) + "</p>\n", false},
+		{"7bit long line", SymQPLongLine, nil, strings.Repeat("word ", 40) + "\n", false},
+
+		{"lose pounds", SymWeightLoss, map[string]string{"Subject": "Lose 22.5lbs in 3 weeks!"}, prose, true},
+		{"diet pills", SymWeightLoss, nil, "Order our new diet pills today.\n", true},
+		{"lost a bet", SymWeightLoss, nil, "I lose 5 times in a row at chess.\n", false},
+
+		{"millions of dollars", SymMillions, nil, "I have US$25.5 million to transfer to a foreign account.\n", true},
+		{"ten millions", SymMillions, nil, "The sum of $10,000,000 is waiting.\n", true},
+		{"thousands", SymMillions, nil, "The car cost $25,000 in the end.\n", false},
+		{"millions of users", SymMillions, nil, "The site has two million users.\n", false},
+
 		{"html without text part", SymHTMLOnly, htmlPart(), "<p>" + prose + "</p>", true},
 		{"html with text part", SymHTMLOnly, altFields, altBody, false},
 		{"plain text", SymHTMLOnly, nil, prose, false},

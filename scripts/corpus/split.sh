@@ -210,7 +210,7 @@ done
 	echo
 	args=()
 	for f in "$work"/moat*.tsv; do
-		[[ -s $f ]] && args+=("$(basename "$f" .tsv)=$f")
+		[[ -s $f && $f != *.detail.tsv ]] && args+=("$(basename "$f" .tsv)=$f")
 	done
 	$py report "${args[@]}"
 	echo
@@ -219,7 +219,7 @@ done
 	args=()
 	cat "$work/peer-spam.txt" "$work/peer-ham.txt" >"$work/peer.txt"
 	for f in "$work"/moat*.tsv; do
-		[[ -s $f ]] || continue
+		[[ -s $f && $f != *.detail.tsv ]] || continue
 		awk -F'\t' 'NR == FNR {keep[$1] = 1; next} keep[$5]' "$work/peer.txt" "$f" >"$work/sample-$(basename "$f")"
 		args+=("$(basename "$f" .tsv)=$work/sample-$(basename "$f")")
 	done
