@@ -104,12 +104,8 @@ var addrInText = regexp.MustCompile(`[A-Za-z0-9._%+\-]+@([A-Za-z0-9\-]+\.)+[A-Za
 // <x@elsewhere.example>): the reader sees the name (rspamd's
 // SPOOF_DISPLAY_NAME).
 func fromNameAddr(m *msg) (string, bool) {
-	v := m.header("From")
-	if v == "" {
-		return "", false
-	}
-	a, err := (&mail.AddressParser{WordDecoder: wordDecoder}).Parse(v)
-	if err != nil || a.Name == "" {
+	a := m.fromAddress()
+	if a == nil || a.Name == "" {
 		return "", false
 	}
 	inName := addrInText.FindString(a.Name)

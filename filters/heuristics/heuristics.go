@@ -20,6 +20,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/mail"
 	"slices"
 	"strings"
 	"time"
@@ -289,6 +290,21 @@ type msg struct {
 
 	scanDone bool
 	scan     string
+
+	fromDone bool
+	from     *mail.Address
+}
+
+// fromAddress returns the parsed From address (nil when it does not
+// parse), parsed once for the rules that read it.
+func (m *msg) fromAddress() *mail.Address {
+	if !m.fromDone {
+		m.fromDone = true
+		if v := m.header("From"); v != "" {
+			m.from, _ = (&mail.AddressParser{WordDecoder: wordDecoder}).Parse(v)
+		}
+	}
+	return m.from
 }
 
 func newMsg(in *filters.Input) *msg {

@@ -50,6 +50,12 @@ func htmlPart() map[string]string {
 	return map[string]string{"MIME-Version": "1.0", "Content-Type": "text/html; charset=us-ascii"}
 }
 
+// qpPart returns the fields of a single-part quoted-printable message of
+// the media type.
+func qpPart(media string) map[string]string {
+	return map[string]string{"MIME-Version": "1.0", "Content-Type": media + "; charset=us-ascii", "Content-Transfer-Encoding": "quoted-printable"}
+}
+
 // with returns a copy of a with b's entries added.
 func with(a map[string]string, b map[string]string) map[string]string {
 	out := map[string]string{}
@@ -115,12 +121,9 @@ func TestRules(t *testing.T) {
 		{"quoted dear friend", SymGenericGreeting, nil, "> Dear Friend,\n> send money\n\nNo thanks.\n", false},
 		{"don't intend to send spam", SymBulkExcuse, nil, "We don't intend to send spam email to you. Thank you!\n", true},
 
-		{"quoted-printable plain line of 200", SymQPLongLine, map[string]string{"MIME-Version": "1.0", "Content-Type": "text/plain; charset=us-ascii",
-			"Content-Transfer-Encoding": "quoted-printable"}, strings.Repeat("word ", 40) + "\n", true},
-		{"quoted-printable plain wrapped", SymQPLongLine, map[string]string{"MIME-Version": "1.0", "Content-Type": "text/plain; charset=us-ascii",
-			"Content-Transfer-Encoding": "quoted-printable"}, strings.Repeat("word word word word word word word word word word word word word wo=\n", 3) + "\n", false},
-		{"quoted-printable html line of 200", SymQPLongLine, map[string]string{"MIME-Version": "1.0", "Content-Type": "text/html; charset=us-ascii",
-			"Content-Transfer-Encoding": "quoted-printable"}, "<p>" + strings.Repeat("word ", 40) + "</p>\n", false},
+		{"quoted-printable plain line of 200", SymQPLongLine, qpPart("text/plain"), strings.Repeat("word ", 40) + "\n", true},
+		{"quoted-printable plain wrapped", SymQPLongLine, qpPart("text/plain"), strings.Repeat("word word word word word word word word word word word word word wo=\n", 3) + "\n", false},
+		{"quoted-printable html line of 200", SymQPLongLine, qpPart("text/html"), "<p>" + strings.Repeat("word ", 40) + "</p>\n", false},
 		{"7bit long line", SymQPLongLine, nil, strings.Repeat("word ", 40) + "\n", false},
 
 		{"lose pounds", SymWeightLoss, map[string]string{"Subject": "Lose 22.5lbs in 3 weeks!"}, prose, true},

@@ -2,7 +2,6 @@ package heuristics
 
 import (
 	"encoding/base64"
-	"net/mail"
 	"net/netip"
 	"regexp"
 	"strings"
@@ -42,8 +41,8 @@ var freemailRelays = map[string][]string{
 // the trace alone shows. A message without a Received field (submitted
 // straight to moat) is not judged.
 func forgedFreemail(m *msg) (string, bool) {
-	a, err := (&mail.AddressParser{WordDecoder: wordDecoder}).Parse(m.header("From"))
-	if err != nil {
+	a := m.fromAddress()
+	if a == nil {
 		return "", false
 	}
 	_, dom, _ := strings.Cut(strings.ToLower(a.Address), "@")
