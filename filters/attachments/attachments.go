@@ -7,8 +7,12 @@
 //
 //   - executables (PE, ELF, Mach-O, Windows shortcuts, installers, Java)
 //     → ATTACH_EXECUTABLE;
-//   - scripts (JavaScript, VBScript, PowerShell, batch, shell with a #!
-//     line, HTML applications, ...) → ATTACH_SCRIPT;
+//   - scripts that run when opened (JavaScript, VBScript, PowerShell,
+//     batch, HTML applications, macOS .command, ...) → ATTACH_SCRIPT;
+//   - Unix shell scripts (a #! line, .sh and kin, a shell media type),
+//     which run only when the reader saves them and runs them on purpose:
+//     a sign, not a threat → ATTACH_UNIX_SCRIPT, weak, and nothing inside
+//     an archive (every source tarball holds some);
 //   - Office documents with macros: .docm/.xlsm/.pptm and kin, an Office
 //     Open XML zip holding a VBA project (by its content type, whatever
 //     its part is named, or a vbaProject.bin) or an Excel 4.0 macro
@@ -84,6 +88,11 @@ const (
 	// entry or has a bad header): what cannot be read is judged by its
 	// name only.
 	SymArchiveUnreadable = "ATTACH_ARCHIVE_UNREADABLE"
+	// SymUnixScript: a Unix shell script attached as itself. Mailing
+	// lists of Unix users pass scripts around (three of the corpus's ham
+	// carry one); Outlook and Gmail do not block them, as no mail client
+	// runs them when opened.
+	SymUnixScript = "ATTACH_UNIX_SCRIPT"
 )
 
 // finding is the index of a symbol in Symbols.
@@ -100,6 +109,7 @@ const (
 	findArchiveEncrypted
 	findArchiveBomb
 	findArchiveUnreadable
+	findUnixScript
 	numFindings
 )
 
@@ -107,7 +117,7 @@ const (
 // Check returns them.
 var Symbols = []string{
 	SymExecutable, SymScript, SymMacro, SymDoubleExt, SymTypeMismatch, SymDiskImage,
-	SymArchiveDangerous, SymArchiveEncrypted, SymArchiveBomb, SymArchiveUnreadable,
+	SymArchiveDangerous, SymArchiveEncrypted, SymArchiveBomb, SymArchiveUnreadable, SymUnixScript,
 }
 
 // Config holds the score of each symbol (the TOML key is the symbol name
@@ -130,6 +140,7 @@ var Symbols = []string{
 //	attach_archive_encrypted    3.0
 //	attach_archive_bomb         5.0
 //	attach_archive_unreadable   4.0
+//	attach_unix_script          1.0
 //	max_archive_depth           3      archive levels opened; 0 opens none
 //	max_archive_bytes          64 MiB  bytes unpacked per message, at most
 //	max_archive_entries     10000      archive entries read per message
@@ -144,6 +155,7 @@ type Config struct {
 	ArchiveEncrypted  float64 `toml:"attach_archive_encrypted"`
 	ArchiveBomb       float64 `toml:"attach_archive_bomb"`
 	ArchiveUnreadable float64 `toml:"attach_archive_unreadable"`
+	UnixScript        float64 `toml:"attach_unix_script"`
 
 	// MaxArchiveDepth is how many levels of archives are opened: 1 opens
 	// an attached zip, 2 a zip in it too. An archive one level deeper is
@@ -181,6 +193,7 @@ func DefaultConfig() Config {
 		ArchiveEncrypted:  3,
 		ArchiveBomb:       5,
 		ArchiveUnreadable: 4,
+		UnixScript:        1,
 		MaxArchiveDepth:   3,
 		MaxArchiveBytes:   64 << 20,
 		MaxArchiveEntries: 10000,
@@ -190,7 +203,7 @@ func DefaultConfig() Config {
 // scores returns the scores in the order of Symbols.
 func (c Config) scores() [numFindings]float64 {
 	return [numFindings]float64{c.Executable, c.Script, c.Macro, c.DoubleExt, c.TypeMismatch,
-		c.DiskImage, c.ArchiveDangerous, c.ArchiveEncrypted, c.ArchiveBomb, c.ArchiveUnreadable}
+		c.DiskImage, c.ArchiveDangerous, c.ArchiveEncrypted, c.ArchiveBomb, c.ArchiveUnreadable, c.UnixScript}
 }
 
 // Validate reports every score that is not a finite number and every
@@ -311,7 +324,7 @@ func (in *inspection) symbols(scores [numFindings]float64) []filters.Symbol {
 
 // found says what one file is, for report.
 type found struct {
-	class  class  // executable, script, macro or disk image; classNone when harmless
+	class  class  // executable, script, macro, disk image or Unix script; classNone when harmless
 	why    string // "extension .exe", "content: Windows executable", ...
 	double string // a double extension or bidi control, or ""
 	// mismatch names what the file claims to be while it is an executable.
@@ -326,9 +339,9 @@ type found struct {
 func (in *inspection) report(path string, level int, f found) {
 	if level > 0 {
 		switch {
-		case f.class != classNone && f.mismatch != "":
+		case f.class.dangerous() && f.mismatch != "":
 			in.add(findArchiveDangerous, "%s: %s (%s; %s)", path, f.class, f.why, f.mismatch)
-		case f.class != classNone:
+		case f.class.dangerous():
 			in.add(findArchiveDangerous, "%s: %s (%s)", path, f.class, f.why)
 		case f.double != "":
 			in.add(findArchiveDangerous, "%s: %s", path, f.double)
@@ -346,6 +359,8 @@ func (in *inspection) report(path string, level int, f found) {
 		in.add(findMacro, "%s: %s", path, f.why)
 	case classDiskImage:
 		in.add(findDiskImage, "%s: %s", path, f.why)
+	case classUnixScript:
+		in.add(findUnixScript, "%s: %s", path, f.why)
 	}
 	if f.double != "" {
 		in.add(findDoubleExt, "%s: %s", path, f.double)
@@ -415,10 +430,10 @@ func (in *inspection) file(path string, names []string, declared string, data []
 	in.report(path, level, f)
 }
 
-// consider keeps the most telling dangerous class seen for a file: what
-// runs beats what mounts.
+// consider keeps the most telling class seen for a file: what runs beats
+// what mounts, and both beat a Unix script.
 func (f *found) consider(c class, why string) {
-	if c.dangerous() && (f.class == classNone || c < f.class) {
+	if (c.dangerous() || c == classUnixScript) && (f.class == classNone || c < f.class) {
 		f.class, f.why = c, why
 	}
 }

@@ -124,7 +124,18 @@ func TestCheckMessages(t *testing.T) {
 		{name: "shortcut", parts: []part{{name: "invoice.lnk", data: lnkFile()}}, want: []string{SymExecutable}},
 		{name: "jar by name", parts: []part{{name: "tool.jar", data: zipOf(t, zipFile{name: "Main.class", data: javaClass()})}}, want: []string{SymExecutable}},
 		{name: "shell script by its #! line", parts: []part{{name: "notes.txt", ctype: "text/plain", data: []byte("#!/bin/sh\ncurl x | sh\n")}},
-			want: []string{SymScript}, reason: map[string]string{SymScript: "content: script (#!)"}},
+			want: []string{SymUnixScript}, reason: map[string]string{SymUnixScript: "content: script (#!)"}},
+		{name: "shell scripts by name and declared type", parts: []part{{name: "install.sh", data: []byte("make install")},
+			{ctype: "application/x-shellscript", data: []byte("ls")}},
+			want: []string{SymUnixScript}, reason: map[string]string{SymUnixScript: "install.sh: extension .sh (and 1 more)"}},
+		{name: "a #! script named .js is a script", parts: []part{{name: "a.js", data: []byte("#!/usr/bin/env node\n1")}},
+			want: []string{SymScript}},
+		{name: "macOS .command runs on a double click", parts: []part{{name: "open.command", data: []byte("#!/bin/sh\nrm -rf ~")}},
+			want: []string{SymScript}},
+		{name: "shell script in a zip is nothing", parts: []part{{name: "src.zip", data: zipOf(t, zipFile{name: "src/configure", data: []byte("#!/bin/sh\n")},
+			zipFile{name: "src/build.sh", data: []byte("make")})}}},
+		{name: "double extension to a shell script is no lure", parts: []part{{name: "readme.txt.sh", data: []byte("echo")}},
+			want: []string{SymUnixScript}},
 		{name: "scripts by extension", parts: []part{
 			{name: "run.ps1", data: []byte("Get-Process")}, {name: "a.vbs", data: []byte("x")}, {name: "b.bat", data: []byte("@echo off")},
 		}, want: []string{SymScript}},
@@ -264,7 +275,7 @@ func TestConfig(t *testing.T) {
 	if err := d.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	want := [numFindings]float64{15, 12, 10, 12, 5, 8, 12, 3, 5, 4}
+	want := [numFindings]float64{15, 12, 10, 12, 5, 8, 12, 3, 5, 4, 1}
 	if d.scores() != want || d.MaxArchiveDepth != 3 || d.MaxArchiveBytes != 64<<20 || d.MaxArchiveEntries != 10000 {
 		t.Errorf("defaults %+v", d)
 	}

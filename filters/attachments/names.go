@@ -13,9 +13,10 @@ type class int
 const (
 	classNone       class = iota
 	classExecutable       // runs as a program: PE, installers, shortcuts, Java
-	classScript           // runs in a script host or shell
+	classScript           // runs in a script host when opened (Windows, or a double-clicked .command)
 	classMacro            // an Office document that carries macros
 	classDiskImage        // mounts as a drive, and hides its files from Mark-of-the-Web
+	classUnixScript       // a Unix shell script: runs only when its reader makes it run
 	classArchive          // holds other files
 	classDocument         // what a lure pretends to be (a double extension's first half)
 )
@@ -29,10 +30,11 @@ var extensions = func() map[string]class {
 		classExecutable: "exe com scr pif dll cpl msi msp mst msc ocx sys drv gadget application " +
 			"jar lnk xll wll appx appxbundle msix msixbundle appref-ms apk elf run dylib",
 		classScript: "js jse vbs vbe vb wsf wsh wsc ws ps1 ps1xml ps2 ps2xml psc1 psc2 psm1 psd1 " +
-			"bat cmd sh bash csh ksh zsh command hta reg scf inf chm sct url iqy slk settingcontent-ms library-ms",
-		classMacro:     "docm dotm xlsm xltm xlam pptm potm ppam ppsm sldm",
-		classDiskImage: "iso img vhd vhdx udf dmg",
-		classArchive:   "zip gz tgz tar",
+			"bat cmd command tool hta reg scf inf chm sct url iqy slk settingcontent-ms library-ms",
+		classMacro:      "docm dotm xlsm xltm xlam pptm potm ppam ppsm sldm",
+		classDiskImage:  "iso img vhd vhdx udf dmg",
+		classUnixScript: "sh bash csh ksh zsh",
+		classArchive:    "zip gz tgz tar",
 		classDocument: "pdf doc docx xls xlsx ppt pptx rtf txt csv odt ods jpg jpeg png gif bmp tif tiff " +
 			"mp3 mp4 wav avi mov htm html xml eml msg",
 	} {
@@ -114,6 +116,8 @@ func (c class) String() string {
 		return "script"
 	case classMacro:
 		return "macro document"
+	case classUnixScript:
+		return "Unix shell script"
 	case classDiskImage:
 		return "disk image"
 	case classArchive:
@@ -133,9 +137,9 @@ var mediaTypes = func() map[string]class {
 			"application/x-msi application/x-ms-shortcut application/x-elf application/x-mach-binary " +
 			"application/java-archive application/x-java-archive application/vnd.android.package-archive",
 		classScript: "application/javascript application/x-javascript text/javascript application/ecmascript " +
-			"text/vbscript application/x-vbscript application/x-sh text/x-sh application/x-shellscript " +
-			"text/x-shellscript application/x-csh application/x-powershell application/hta " +
+			"text/vbscript application/x-vbscript application/x-powershell application/hta " +
 			"application/x-bat application/bat application/x-msdos-batch",
+		classUnixScript: "application/x-sh text/x-sh application/x-shellscript text/x-shellscript application/x-csh",
 		classDiskImage: "application/x-iso9660-image application/x-cd-image application/x-raw-disk-image " +
 			"application/x-apple-diskimage application/x-virtualbox-vhd application/x-vhd",
 		classArchive: "application/zip application/x-zip-compressed application/gzip application/x-gzip application/x-tar",

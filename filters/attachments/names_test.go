@@ -48,7 +48,7 @@ func TestTypeClass(t *testing.T) {
 	}{
 		{"application/x-msdownload", classExecutable, false},
 		{"application/vnd.ms-excel.sheet.macroenabled.12", classMacro, false},
-		{"text/x-shellscript", classScript, false},
+		{"text/x-shellscript", classUnixScript, false},
 		{"application/x-iso9660-image", classDiskImage, false},
 		{"application/pdf", classNone, false},
 		{"application/octet-stream", classNone, true},

@@ -38,8 +38,10 @@ func (t fileType) class() class {
 	switch t {
 	case typePE, typeELF, typeMachO, typeLNK:
 		return classExecutable
-	case typeShebang, typeHTA:
+	case typeHTA:
 		return classScript
+	case typeShebang:
+		return classUnixScript
 	case typeISO, typeVHD, typeDMG:
 		return classDiskImage
 	case typeZip, typeGzip, typeTar:
