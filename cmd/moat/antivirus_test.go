@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-smtp"
 	"github.com/moatmail/moat/delivery/mailstore"
@@ -32,10 +33,10 @@ func withAttachment(subject string, payload []byte) string {
 	}
 	lines = append(lines, b64)
 	return fmt.Sprintf("From: <bob@example.net>\r\nTo: <alice@example.com>\r\nSubject: %s\r\n"+
-		"Date: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <%s@example.net>\r\nMIME-Version: 1.0\r\n"+
+		"Date: %s\r\nMessage-ID: <%s@example.net>\r\nMIME-Version: 1.0\r\n"+
 		"Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"+
 		"--b1\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"file.bin\"\r\n"+
-		"Content-Transfer-Encoding: base64\r\n\r\n%s\r\n--b1--\r\n", subject, subject, strings.Join(lines, "\r\n"))
+		"Content-Transfer-Encoding: base64\r\n\r\n%s\r\n--b1--\r\n", subject, time.Now().Format(time.RFC1123Z), subject, strings.Join(lines, "\r\n"))
 }
 
 // TestAntivirusThroughSMTP runs moat against Debian's clamd, started on a

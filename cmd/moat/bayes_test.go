@@ -26,7 +26,7 @@ func corpusMessage(r *rand.Rand, spam bool, n int) string {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "From: %s\r\nTo: alice@example.com\r\nSubject: %s %d\r\nMessage-ID: <%d.%v@corpus.example>\r\n"+
-		"Date: Mon, 23 Nov 2026 10:00:00 +0000\r\n\r\n", from, subject, n, n, spam)
+		"Date: %s\r\n\r\n", from, subject, n, n, spam, time.Now().Add(-time.Hour).Format(time.RFC1123Z))
 	for i := range 150 {
 		w := common[r.IntN(len(common))]
 		if r.IntN(3) == 0 {

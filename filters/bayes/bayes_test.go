@@ -60,10 +60,10 @@ func TestBands(t *testing.T) {
 		name  string
 		score float64
 	}{
-		{1, SymSpam, 7.2}, {0.999, SymSpam, 7.2}, {0.995, SymSpam, 6.6}, {0.99, SymSpam, 6.6}, {0.97, SymSpam, 4},
-		{0.8, SymSpam, 4}, {0.79, SymSpam, 2.5}, {0.55, SymSpam, 2.5}, {0.54, "", 0}, {0.5, "", 0}, {0.06, "", 0},
-		{0.05, SymHam, -0.5}, {0.02, SymHam, -0.5}, {0.01, SymHam, -2.4}, {0.005, SymHam, -2.4},
-		{0.001, SymHam, -2.9}, {0, SymHam, -2.9},
+		{1, SymSpam, 8}, {0.999, SymSpam, 8}, {0.995, SymSpam, 7.1}, {0.99, SymSpam, 7.1}, {0.97, SymSpam, 4},
+		{0.8, SymSpam, 4}, {0.79, SymSpam, 3.6}, {0.55, SymSpam, 3.6}, {0.54, "", 0}, {0.5, "", 0}, {0.06, "", 0},
+		{0.05, SymHam, 0}, {0.02, SymHam, 0}, {0.01, SymHam, -0.6}, {0.005, SymHam, -0.6},
+		{0.001, SymHam, -3}, {0, SymHam, -3},
 	} {
 		name, score, ok := c.band(tc.p)
 		if name != tc.name || score != tc.score || ok != (tc.name != "") {
@@ -84,14 +84,14 @@ func TestSpamThreshold(t *testing.T) {
 }
 
 func TestProbabilityForScore(t *testing.T) {
-	c := DefaultConfig() // 0.999 → 7.2, 0.99 → 6.6, 0.95 → 4, 0.80 → 4, 0.55 → 2.5
-	for score, want := range map[float64]float64{5: 0.99, 6.6: 0.99, 7: 0.999, 4: 0.80, 3: 0.80, 2.5: 0.55, 1: 0.55} {
+	c := DefaultConfig() // 0.999 → 8, 0.99 → 7.1, 0.95 → 4, 0.80 → 4, 0.55 → 3.6
+	for score, want := range map[float64]float64{5: 0.99, 7.1: 0.99, 7.5: 0.999, 4: 0.80, 3.7: 0.80, 3.6: 0.55, 1: 0.55} {
 		if got, ok := c.ProbabilityForScore(score); !ok || got != want {
 			t.Errorf("ProbabilityForScore(%v) = %v, %v; want %v", score, got, ok, want)
 		}
 	}
-	if got, ok := c.ProbabilityForScore(8); ok || got != 1 {
-		t.Errorf("ProbabilityForScore(8) = %v, %v; want 1, false (no band scores 8)", got, ok)
+	if got, ok := c.ProbabilityForScore(8.5); ok || got != 1 {
+		t.Errorf("ProbabilityForScore(8.5) = %v, %v; want 1, false (no band scores 8.5)", got, ok)
 	}
 }
 

@@ -145,6 +145,13 @@ type TextPart struct {
 	// mailers wrap, bulk tools that write the encoding by hand often do
 	// not.
 	QPLongLine bool
+	// Encoded is true when the part has a quoted-printable or base64
+	// transfer encoding: its sender wrote MIME on purpose.
+	Encoded bool
+	// Huge counts the letters a reader sees in a huge font: an HTML
+	// <font size> of 6 or more (or +3 and more) or a CSS font-size of at
+	// least 32px, 24pt, 2em or 200% (xx-large).
+	Huge int
 }
 
 // Letters counts letters by script.

@@ -201,6 +201,9 @@ func (h *htmlText) count(t []byte) {
 		h.part.Invisible += letterCount(t)
 	default:
 		h.part.Letters.count(t)
+		if p.huge {
+			h.part.Huge += letterCount(t)
+		}
 	}
 }
 

@@ -27,6 +27,7 @@ type presentation struct {
 	a         atom.Atom
 	hidden    bool // display:none, visibility:hidden, opacity:0, hidden
 	tiny      bool // font size below 2px or 2pt
+	huge      bool // font size 6 and more, 32px, 24pt, 2em
 	color     rgb  // the text colour, when the sender set one
 	colorSet  bool
 	bg        rgb  // the background colour
@@ -56,7 +57,7 @@ func voidElement(a atom.Atom) bool {
 // changes the presentation of its text.
 func mayStyle(raw []byte) bool {
 	return bytes.IndexByte(raw, '=') >= 0 && (containsFold(raw, "style") || containsFold(raw, "color") ||
-		containsFold(raw, "background")) || containsFold(raw, "hidden")
+		containsFold(raw, "background") || containsFold(raw, "size")) || containsFold(raw, "hidden")
 }
 
 // attr applies a presentational attribute to p.
@@ -79,7 +80,25 @@ func (p *presentation) attr(key, val []byte) {
 		p.bgKnown, p.bgSet = false, true
 	case "hidden":
 		p.hidden = true
+	case "size":
+		if p.a == atom.Font {
+			p.huge = hugeFontAttr(string(bytes.TrimSpace(val)))
+		}
 	}
+}
+
+// hugeFontAttr reports whether a <font size> is 6 or more: an absolute
+// size of 6 or 7, or +3 and more from the default of 3 (HTML 3.2 §5.3).
+func hugeFontAttr(v string) bool {
+	rel := strings.HasPrefix(v, "+")
+	n, err := strconv.Atoi(strings.TrimPrefix(v, "+"))
+	if err != nil {
+		return false
+	}
+	if rel {
+		n += 3
+	}
+	return n >= 6
 }
 
 // style applies the declarations of a style attribute.
@@ -109,6 +128,7 @@ func (p *presentation) style(v []byte) {
 			}
 		case "font-size":
 			p.tiny = tinySize(val)
+			p.huge = hugeSize(val)
 		case "color":
 			if c, ok := parseColor(val); ok {
 				p.color, p.colorSet = c, true
@@ -129,27 +149,62 @@ func (p *presentation) style(v []byte) {
 	}
 }
 
-// tinySize reports whether a CSS font-size is below 2px or 2pt (0.2em,
-// 20%): text no reader can read.
-func tinySize(v string) bool {
+// cssLength splits a CSS length ("12px", "0.5em", "80%") into its number
+// and unit ("" for none); ok is false when it does not start with a
+// number.
+func cssLength(v string) (f float64, unit string, ok bool) {
 	i := 0
 	for i < len(v) && (v[i] >= '0' && v[i] <= '9' || v[i] == '.') {
 		i++
 	}
 	if i == 0 {
-		return false
+		return 0, "", false
 	}
 	f, err := strconv.ParseFloat(v[:i], 64)
 	if err != nil {
+		return 0, "", false
+	}
+	return f, strings.TrimSpace(v[i:]), true
+}
+
+// tinySize reports whether a CSS font-size is below 2px or 2pt (0.2em,
+// 20%): text no reader can read.
+func tinySize(v string) bool {
+	f, unit, ok := cssLength(v)
+	if !ok {
 		return false
 	}
-	switch strings.TrimSpace(v[i:]) {
+	switch unit {
 	case "", "px", "pt":
 		return f < 2
 	case "em", "rem":
 		return f < 0.2
 	case "%":
 		return f < 20
+	}
+	return false
+}
+
+// hugeSize reports whether a CSS font-size is at least 32px, 24pt, 2em
+// or 200%, or the keyword xx-large or larger: a headline a reader cannot
+// miss.
+func hugeSize(v string) bool {
+	if v == "xx-large" || v == "xxx-large" {
+		return true
+	}
+	f, unit, ok := cssLength(v)
+	if !ok {
+		return false
+	}
+	switch unit {
+	case "", "px":
+		return f >= 32
+	case "pt":
+		return f >= 24
+	case "em", "rem":
+		return f >= 2
+	case "%":
+		return f >= 200
 	}
 	return false
 }

@@ -432,7 +432,8 @@ func (w *walker) leaf(body []byte, depth int, media string, params []param, enc 
 		// An attached text file is not the message's text: it is
 		// described by Attachments only.
 		part = TextPart{Media: media, Charset: normCharset(cs), Shown: !quiet, EightBit: !isASCII(data),
-			QPLongLine: enc == encQuotedPrintable && longestLine(body) > qpMaxLine}
+			QPLongLine: enc == encQuotedPrintable && longestLine(body) > qpMaxLine,
+			Encoded:    enc == encQuotedPrintable || enc == encBase64}
 	}
 	if isHTML {
 		w.html(u, quiet, &part)

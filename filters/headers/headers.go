@@ -49,14 +49,14 @@ var Symbols = []string{
 // of spamware adds up:
 //
 //	missing_date            1.0  RFC 5322 §3.6: Date is required
-//	invalid_date            1.6  not a date-time of RFC 5322 §3.3 or §4.3
+//	invalid_date            2.5  not a date-time of RFC 5322 §3.3 or §4.3
 //	missing_message_id      0.5  RFC 5322 §3.6.4: SHOULD be present
 //	invalid_message_id      1.1  not a msg-id "<left@right>" (§3.6.4)
 //	missing_from            2.0  RFC 5322 §3.6: From is required
-//	invalid_from            2.5  not a mailbox-list (§3.6.2), or empty
+//	invalid_from            2.8  not a mailbox-list (§3.6.2), or empty
 //	from_multi_no_sender    1.0  several From mailboxes and no Sender (§3.6.2)
-//	duplicate_header        1.7  a singleton field repeated (§3.6 table)
-//	header_8bit_no_smtputf8 1.9  raw 8-bit header bytes without SMTPUTF8
+//	duplicate_header        1.8  a singleton field repeated (§3.6 table)
+//	header_8bit_no_smtputf8 2.7  raw 8-bit header bytes without SMTPUTF8
 //	header_invalid_utf8     1.0  SMTPUTF8 announced, header not UTF-8
 //	malformed_header        2.0  the header section cannot be parsed
 //
@@ -83,14 +83,14 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		MissingDate:       1.0,
-		InvalidDate:       1.6,
+		InvalidDate:       2.5,
 		MissingMessageID:  0.5,
 		InvalidMessageID:  1.1,
 		MissingFrom:       2.0,
-		InvalidFrom:       2.5,
+		InvalidFrom:       2.8,
 		MultiFromNoSender: 1.0,
-		DuplicateHeader:   1.7,
-		EightBitNoUTF8:    1.9,
+		DuplicateHeader:   1.8,
+		EightBitNoUTF8:    2.7,
 		InvalidUTF8:       1.0,
 		MalformedHeader:   2.0,
 	}

@@ -64,6 +64,12 @@ const (
 	SymMillions         = "BODY_MILLIONS"
 	SymQPLongLine       = "MIME_QP_LONG_LINE"
 	SymWeightLoss       = "BODY_WEIGHT_LOSS"
+	SymFontHuge         = "HTML_FONT_SIZE_HUGE"
+	SymURLExecutable    = "URL_EXECUTABLE"
+	SymMailerRandom     = "XMAILER_RANDOM"
+	SymOptOutByReply    = "BODY_OPTOUT_BY_REPLY"
+	SymMoneyMaking      = "BODY_MONEY_MAKING"
+	SymCharsetUndecl    = "CHARSET_8BIT_UNDECLARED"
 )
 
 // Symbols lists every symbol name the filter can return.
@@ -75,6 +81,7 @@ var Symbols = []string{
 	SymCharset8BitASCII, SymCharsetMismatch,
 	SymForgedFreemail, SymHELOIPMismatch, SymGenericGreeting, SymEncodedASCII, SymBulkExcuse, SymMillions,
 	SymQPLongLine, SymWeightLoss,
+	SymFontHuge, SymURLExecutable, SymMailerRandom, SymOptOutByReply, SymMoneyMaking, SymCharsetUndecl,
 }
 
 // Config holds the score of each symbol (the TOML key is the symbol name in
@@ -118,6 +125,12 @@ type Config struct {
 	Millions         float64 `toml:"body_millions"`
 	QPLongLine       float64 `toml:"mime_qp_long_line"`
 	WeightLoss       float64 `toml:"body_weight_loss"`
+	FontHuge         float64 `toml:"html_font_size_huge"`
+	URLExecutable    float64 `toml:"url_executable"`
+	MailerRandom     float64 `toml:"xmailer_random"`
+	OptOutByReply    float64 `toml:"body_optout_by_reply"`
+	MoneyMaking      float64 `toml:"body_money_making"`
+	CharsetUndecl    float64 `toml:"charset_8bit_undeclared"`
 }
 
 // DefaultConfig returns the scores documented in docs/detection.md:
@@ -129,39 +142,45 @@ func DefaultConfig() Config {
 		// (tinyurl.com on mailing lists): the rule is off until an
 		// operator's own mail says otherwise.
 		Disabled:         []string{SymURLShortener},
-		HTMLOnly:         2.6,
+		HTMLOnly:         4.1,
 		HTMLShortText:    0.5,
 		HTMLHidden:       1.5,
 		HTMLTiny:         1.0,
 		HTMLInvisible:    1.5,
-		ImagesOnly:       2.7,
-		LinkOtherHost:    1.1,
-		URLIPLiteral:     2.1,
+		ImagesOnly:       2.9,
+		LinkOtherHost:    1.6,
+		URLIPLiteral:     2.9,
 		URLNumericHost:   2.5,
 		URLUserinfo:      2.0,
 		URLShortener:     0.5,
 		URLRedirector:    0.5,
 		ObfuscatedWord:   2.0,
-		MixedScriptWord:  2.1,
+		MixedScriptWord:  2.4,
 		SubjAllCaps:      1.6,
-		SubjMoney:        1.3,
-		SubjUrgent:       1.9,
-		SubjTrailingTag:  1.9,
+		SubjMoney:        1.5,
+		SubjUrgent:       3.1,
+		SubjTrailingTag:  2.1,
 		FromNameAddr:     0.5,
-		ForgedMUA:        2.2,
-		DateFuture:       2.2,
-		DatePast:         1.3,
-		BulkNoUnsub:      1.9,
-		Charset8BitASCII: 1.0,
-		CharsetMismatch:  1.3,
-		ForgedFreemail:   1.5,
+		ForgedMUA:        2.4,
+		DateFuture:       2.4,
+		DatePast:         2.0,
+		BulkNoUnsub:      2.8,
+		Charset8BitASCII: 1.6,
+		CharsetMismatch:  1.4,
+		ForgedFreemail:   1.6,
 		HELOIPMismatch:   1.5,
-		GenericGreeting:  1.5,
+		GenericGreeting:  1.6,
 		EncodedASCII:     1.5,
 		BulkExcuse:       1.5,
-		Millions:         1.5,
-		QPLongLine:       1.0,
+		Millions:         2.0,
+		QPLongLine:       2.1,
 		WeightLoss:       1.5,
+		FontHuge:         1.9,
+		URLExecutable:    1.5,
+		MailerRandom:     1.9,
+		OptOutByReply:    2.0,
+		MoneyMaking:      1.6,
+		CharsetUndecl:    1.5,
 	}
 }
 
@@ -235,6 +254,12 @@ func New(cfg Config) (*Filter, error) {
 		{SymMillions, cfg.Millions, bodyMillions},
 		{SymQPLongLine, cfg.QPLongLine, qpLongLine},
 		{SymWeightLoss, cfg.WeightLoss, bodyWeightLoss},
+		{SymFontHuge, cfg.FontHuge, htmlFontHuge},
+		{SymURLExecutable, cfg.URLExecutable, urlExecutable},
+		{SymMailerRandom, cfg.MailerRandom, mailerRandom},
+		{SymOptOutByReply, cfg.OptOutByReply, bodyOptOutByReply},
+		{SymMoneyMaking, cfg.MoneyMaking, bodyMoneyMaking},
+		{SymCharsetUndecl, cfg.CharsetUndecl, charset8BitUndeclared},
 	}
 	f := &Filter{}
 	for _, r := range all {

@@ -92,6 +92,10 @@ func TestRules(t *testing.T) {
 			"Received": "from [203.0.113.5] by web12.mail.yahoo.com via HTTP; Mon, 5 Aug 2002 09:59:00 +0000"}, prose, false},
 		{"hotmail through hotmail", SymForgedFreemail, map[string]string{"From": "jim@hotmail.com",
 			"Received": "from mail pickup service by hotmail.com with Microsoft SMTPSVC; Mon, 5 Aug 2002 09:59:00 +0000"}, prose, false},
+		{"yahoo by a HELO only", SymForgedFreemail, map[string]string{"From": "BILSAG <bilsag@yahoo.com>",
+			"Received": "from abn161-55.kablonet.net.tr ([195.174.161.55] helo=yahoo.com) by list1.example.net with smtp; Sun, 25 Aug 2002 12:19:24 -0700"}, prose, true},
+		{"yahoo by a sendmail HELO only", SymForgedFreemail, map[string]string{"From": "BILSAG <bilsag@yahoo.com>",
+			"Received": "from yahoo.com (dsl-1.example.net [192.0.2.1]) by mx.example.com; Sun, 25 Aug 2002 12:19:24 -0700"}, prose, true},
 		{"other domain", SymForgedFreemail, nil, prose, false},
 		{"no Received at all", SymForgedFreemail, map[string]string{"From": "jim@aol.com", "Received": ""}, prose, false},
 
@@ -134,6 +138,40 @@ func TestRules(t *testing.T) {
 		{"ten millions", SymMillions, nil, "The sum of $10,000,000 is waiting.\n", true},
 		{"thousands", SymMillions, nil, "The car cost $25,000 in the end.\n", false},
 		{"millions of users", SymMillions, nil, "The site has two million users.\n", false},
+
+		{"font size 7", SymFontHuge, htmlPart(), "<p><font size=\"7\">FREE CASH TODAY</font></p>", true},
+		{"font size +4", SymFontHuge, htmlPart(), "<p><FONT SIZE=+4>Act now and win</FONT></p>", true},
+		{"css 48px", SymFontHuge, htmlPart(), "<p style=\"font-size: 48px\">Lowest rates ever</p>", true},
+		{"huge text made small again", SymFontHuge, htmlPart(), "<font size=7><font size=2>small print here</font></font>", false},
+		{"font size 4", SymFontHuge, htmlPart(), "<p><font size=\"4\">Agenda for Thursday</font></p>", false},
+		{"a huge initial", SymFontHuge, htmlPart(), "<p><font size=7>O</font>nce upon a time</p>", false},
+		{"css 14px", SymFontHuge, htmlPart(), "<p style=\"font-size:14px\">Minutes of the meeting</p>", false},
+
+		{"link to an exe", SymURLExecutable, nil, "Run http://videos.example.net/player.exe?id=3 now.\n", true},
+		{"html link to a scr", SymURLExecutable, htmlPart(), "<a href=\"http://x.example/pic.scr\">photo</a>", true},
+		{"a .com host is no file", SymURLExecutable, nil, "See http://www.example.com and http://example.com/ today.\n", false},
+		{"link to a pdf", SymURLExecutable, nil, "The paper: http://example.org/papers/a.pdf\n", false},
+
+		{"random x-mailer", SymMailerRandom, map[string]string{"X-Mailer": "xLihQRz3QwM5E2FMVKYP7zl1QN"}, prose, true},
+		{"outlook x-mailer", SymMailerRandom, map[string]string{"X-Mailer": "Microsoft Outlook Express 6.00.2600.0000"}, prose, false},
+		{"one-word mailer", SymMailerRandom, map[string]string{"X-Mailer": "QUALCOMMWindowsEudora"}, prose, false},
+		{"version tag", SymMailerRandom, map[string]string{"X-Mailer": "Mutt/1.4i"}, prose, false},
+
+		{"remove in the subject", SymOptOutByReply, nil, "To be taken off our list, reply with REMOVE in the subject line.\n", true},
+		{"subject: remove", SymOptOutByReply, nil, "Send an email to offers@example.net, subject: remove\n", true},
+		{"list server command", SymOptOutByReply, nil, "To leave the list, send 'unsubscribe' to list-request@example.org.\n", false},
+		{"remove a file", SymOptOutByReply, nil, "Please remove the old file and send me the subject of your thesis.\n", false},
+
+		{"dollars a day", SymMoneyMaking, nil, "You can earn up to $1,500 per week from your kitchen table.\n", true},
+		{"work from home", SymMoneyMaking, map[string]string{"Subject": "Work from home!"}, prose, true},
+		{"a price per month", SymMoneyMaking, nil, "The hosting costs $10 per month.\n", false},
+		{"home page", SymMoneyMaking, nil, "I work on the home page from time to time.\n", false},
+
+		{"qp 8-bit without charset", SymCharsetUndecl, map[string]string{"MIME-Version": "1.0", "Content-Type": "text/plain", "Content-Transfer-Encoding": "quoted-printable"},
+			"Grisham=92s first suspense novel =96 free.\n", true},
+		{"qp 8-bit with charset", SymCharsetUndecl, map[string]string{"MIME-Version": "1.0", "Content-Type": "text/plain; charset=windows-1252", "Content-Transfer-Encoding": "quoted-printable"},
+			"Grisham=92s first suspense novel =96 free.\n", false},
+		{"8-bit mail without MIME", SymCharsetUndecl, nil, "Caf\xe9 au lait.\n", false},
 
 		{"html without text part", SymHTMLOnly, htmlPart(), "<p>" + prose + "</p>", true},
 		{"html with text part", SymHTMLOnly, altFields, altBody, false},

@@ -39,7 +39,9 @@ var freemailRelays = map[string][]string{
 // Today DMARC says the same when the provider publishes p=reject; this
 // holds where no signature is checked, and for the providers' older mail
 // the trace alone shows. A message without a Received field (submitted
-// straight to moat) is not judged.
+// straight to moat) is not judged. The HELO names the trace records
+// are not read: a spam tool says "HELO yahoo.com" as easily as it writes
+// the From.
 func forgedFreemail(m *msg) (string, bool) {
 	a := m.fromAddress()
 	if a == nil {
@@ -53,7 +55,7 @@ func forgedFreemail(m *msg) (string, bool) {
 	fields := m.in.Msg.Header.FieldsByKey("Received")
 	n := 0
 	for ; fields.Next() && n < maxReceived; n++ {
-		v := strings.ToLower(fields.Value())
+		v := withoutHELO(strings.ToLower(fields.Value()))
 		for _, r := range relays {
 			if strings.Contains(v, r) {
 				return "", false
@@ -64,6 +66,19 @@ func forgedFreemail(m *msg) (string, bool) {
 		return "", false
 	}
 	return "From is at " + dom + ", no Received field names its servers", true
+}
+
+// heloName matches the name a client gave in HELO as Received fields
+// record it: the word after "from" when a parenthesis with what the
+// server saw follows ("from yahoo.com (dsl-1.example.net [192.0.2.1])"),
+// and Exim's "helo=" inside it.
+var heloName = regexp.MustCompile(`^\s*from\s+\S+(\s+\()|\bhelo=[^\s)]+`)
+
+// withoutHELO returns a lower-case Received field without the HELO names
+// the client chose: anyone can say "HELO yahoo.com", only Yahoo's servers
+// are named so in the reverse DNS and the "by" part.
+func withoutHELO(v string) string {
+	return heloName.ReplaceAllString(v, "$1")
 }
 
 // heloIP matches the start of a Received field whose HELO name is an

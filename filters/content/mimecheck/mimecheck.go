@@ -38,7 +38,7 @@ var Symbols = func() []string {
 //	mime_too_large         1.0  decoded parts beyond limits.max_decoded_bytes
 //	mime_bad_encoding      1.0  broken base64 or quoted-printable, unknown encoding
 //	mime_unknown_charset   0.5  a charset go-message does not know
-//	mime_malformed         2.2  broken part header, no close delimiter, ...
+//	mime_malformed         2.9  broken part header, no close delimiter, ...
 //	mime_missing_boundary  2.0  a multipart without its boundary (RFC 2046 §5.1.1)
 //	mime_text_truncated    0.0  text beyond limits.max_text_bytes (logged only)
 //	mime_attachment_cut    4.0  an attachment or an encoded layer left undecoded by
@@ -65,7 +65,7 @@ func DefaultConfig() Config {
 		TooLarge:         1,
 		BadEncoding:      1,
 		UnknownCharset:   0.5,
-		Malformed:        2.2,
+		Malformed:        2.9,
 		MissingBoundary:  2,
 		TextTruncated:    0,
 		AttachmentCutOff: 4,

@@ -42,7 +42,7 @@ func TestCheck(t *testing.T) {
 		{"broken base64", read("broken-base64.eml"), content.Limits{}, map[string]float64{"MIME_BAD_ENCODING": 1}},
 		{"unknown charset", read("unknown-charset.eml"), content.Limits{}, map[string]float64{"MIME_UNKNOWN_CHARSET": 0.25}},
 		{"missing boundary", read("missing-boundary.eml"), content.Limits{}, map[string]float64{"MIME_MISSING_BOUNDARY": 2}},
-		{"no close delimiter", read("no-close-delimiter.eml"), content.Limits{}, map[string]float64{"MIME_MALFORMED": 2.2}},
+		{"no close delimiter", read("no-close-delimiter.eml"), content.Limits{}, map[string]float64{"MIME_MALFORMED": 2.9}},
 		{"too deep for the message's limits", read("nested-rfc822.eml"), content.Limits{MaxDepth: 2}, map[string]float64{"MIME_TOO_DEEP": 3}},
 		{"too many parts", read("rfc2231-filename.eml"), content.Limits{MaxParts: 2}, map[string]float64{"MIME_TOO_MANY_PARTS": 3}},
 		{"too large", read("rfc2231-filename.eml"), content.Limits{MaxDecodedBytes: 20},
@@ -88,7 +88,7 @@ func TestConfig(t *testing.T) {
 	d := DefaultConfig()
 	want := map[content.AnomalyKind]float64{
 		content.TooDeep: 3, content.TooManyParts: 3, content.TooLarge: 1, content.BadEncoding: 1,
-		content.UnknownCharset: 0.5, content.MalformedMIME: 2.2, content.MissingBoundary: 2,
+		content.UnknownCharset: 0.5, content.MalformedMIME: 2.9, content.MissingBoundary: 2,
 		content.TextTruncated: 0, content.AttachmentCutOff: 4,
 	}
 	for k, s := range want {
