@@ -349,10 +349,22 @@ const maxWindows = 32
 // places where one of keys (lower case) occurs: a keyword search is
 // cheap, running the expression over all of a long text is not.
 func findNear(t string, re *regexp.Regexp, keys []string) string {
+	return findNearLower(t, lowerIndexable(t), re, keys)
+}
+
+// lowerIndexable returns t in lower case such that indexes into it are
+// indexes into t.
+func lowerIndexable(t string) string {
 	lower := strings.ToLower(t)
 	if len(lower) != len(t) {
 		lower = asciiLower(t)
 	}
+	return lower
+}
+
+// findNearLower is findNear with t's lower-case form (lowerIndexable)
+// given, for texts several rules search.
+func findNearLower(t, lower string, re *regexp.Regexp, keys []string) string {
 	windows := 0
 	for _, k := range keys {
 		for from := 0; windows < maxWindows; windows++ {

@@ -70,6 +70,7 @@ const (
 	SymOptOutByReply    = "BODY_OPTOUT_BY_REPLY"
 	SymMoneyMaking      = "BODY_MONEY_MAKING"
 	SymCharsetUndecl    = "CHARSET_8BIT_UNDECLARED"
+	SymSubjAdvert       = "SUBJ_ADVERT_LABEL"
 )
 
 // Symbols lists every symbol name the filter can return.
@@ -82,6 +83,7 @@ var Symbols = []string{
 	SymForgedFreemail, SymHELOIPMismatch, SymGenericGreeting, SymEncodedASCII, SymBulkExcuse, SymMillions,
 	SymQPLongLine, SymWeightLoss,
 	SymFontHuge, SymURLExecutable, SymMailerRandom, SymOptOutByReply, SymMoneyMaking, SymCharsetUndecl,
+	SymSubjAdvert,
 }
 
 // Config holds the score of each symbol (the TOML key is the symbol name in
@@ -131,6 +133,7 @@ type Config struct {
 	OptOutByReply    float64 `toml:"body_optout_by_reply"`
 	MoneyMaking      float64 `toml:"body_money_making"`
 	CharsetUndecl    float64 `toml:"charset_8bit_undeclared"`
+	SubjAdvert       float64 `toml:"subj_advert_label"`
 }
 
 // DefaultConfig returns the scores documented in docs/detection.md:
@@ -181,6 +184,7 @@ func DefaultConfig() Config {
 		OptOutByReply:    2.0,
 		MoneyMaking:      1.6,
 		CharsetUndecl:    1.5,
+		SubjAdvert:       1.5,
 	}
 }
 
@@ -260,6 +264,7 @@ func New(cfg Config) (*Filter, error) {
 		{SymOptOutByReply, cfg.OptOutByReply, bodyOptOutByReply},
 		{SymMoneyMaking, cfg.MoneyMaking, bodyMoneyMaking},
 		{SymCharsetUndecl, cfg.CharsetUndecl, charset8BitUndeclared},
+		{SymSubjAdvert, cfg.SubjAdvert, subjAdvertLabel},
 	}
 	f := &Filter{}
 	for _, r := range all {
@@ -315,6 +320,9 @@ type msg struct {
 
 	scanDone bool
 	scan     string
+
+	scanLowerDone bool
+	scanLower     string
 
 	fromDone bool
 	from     *mail.Address

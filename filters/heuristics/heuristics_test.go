@@ -167,6 +167,16 @@ func TestRules(t *testing.T) {
 		{"a price per month", SymMoneyMaking, nil, "The hosting costs $10 per month.\n", false},
 		{"home page", SymMoneyMaking, nil, "I work on the home page from time to time.\n", false},
 
+		{"ADV: subject", SymSubjAdvert, map[string]string{"Subject": "ADV: Lowest mortgage rates"}, prose, true},
+		{"[ADV] after a list tag", SymSubjAdvert, map[string]string{"Subject": "[ILUG] [ADV] Cheap toner"}, prose, true},
+		{"Japanese unsolicited-ad label", SymSubjAdvert, map[string]string{"Subject": "=?ISO-2022-JP?B?GyRCTCQ+NUJ6OS05cBsoQg==?= sale"}, prose, true},
+		{"Korean ad label", SymSubjAdvert, map[string]string{"Subject": "=?UTF-8?B?KOq0keqzoCkg7Yq567OEIO2VoOyduA==?="}, prose, true},
+		{"advice is no label", SymSubjAdvert, map[string]string{"Subject": "Advice: use adverbs sparingly"}, prose, false},
+		{"advanced course", SymSubjAdvert, map[string]string{"Subject": "Advanced topics, ADV 301"}, prose, false},
+
+		{"residual income", SymMoneyMaking, nil, "Build a residual income with no selling required.\n", true},
+		{"dear valued customers", SymGenericGreeting, nil, "Dear Valued Customers,\nOur prices fell.\n", true},
+
 		{"qp 8-bit without charset", SymCharsetUndecl, map[string]string{"MIME-Version": "1.0", "Content-Type": "text/plain", "Content-Transfer-Encoding": "quoted-printable"},
 			"Grisham=92s first suspense novel =96 free.\n", true},
 		{"qp 8-bit with charset", SymCharsetUndecl, map[string]string{"MIME-Version": "1.0", "Content-Type": "text/plain; charset=windows-1252", "Content-Transfer-Encoding": "quoted-printable"},

@@ -121,7 +121,7 @@ var removeKeys = []string{"remove"}
 // name a list server's command; "remove" by reply is the opt-out of
 // mail sent to bought addresses.
 func bodyOptOutByReply(m *msg) (string, bool) {
-	if w := findNear(m.scanText(), optOutByReply, removeKeys); w != "" {
+	if w := m.scanNear(optOutByReply, removeKeys); w != "" {
 		return "opt-out by reply: " + strings.Join(strings.Fields(w), " "), true
 	}
 	return "", false
@@ -130,17 +130,18 @@ func bodyOptOutByReply(m *msg) (string, bool) {
 // moneyMaking matches the promise of income: a sum a day, week or month
 // to earn, work from home, financial freedom.
 var moneyMaking = regexp.MustCompile(`(?i)(\b(earn|earning|make|making|income\s+of|generate)\b[^\n]{0,30}?\$\s?\d[\d,]*(\.\d+)?\s*(k\b|\+)?\s*(per|a|an|every|each|/)\s*(day|week|month|hour)\b|` +
-	`\b(work|working)\s+(from|at)\s+home\b|\bhome[\s-]based\s+business\b|\bbe\s+your\s+own\s+boss\b|\bfinancial\s+(freedom|independence)\b)`)
+	`\b(work|working)\s+(from|at)\s+home\b|\bhome[\s-]based\s+business\b|\bbe\s+your\s+own\s+boss\b|\bfinancial\s+(freedom|independence)\b|` +
+	`\bresidual\s+income\b|\bno\s+(recruiting|selling|experience)\s+(needed|required|necessary)\b|\bmulti[\s-]?level\s+marketing\b)`)
 
 // moneyKeys are lower-case words one of which every match of moneyMaking
 // holds.
-var moneyKeys = []string{"$", "home", "boss", "financial"}
+var moneyKeys = []string{"$", "home", "boss", "financial", "residual", "needed", "required", "necessary", "level"}
 
 // bodyMoneyMaking: the text promises an income by the day or month, work
 // from home, or financial freedom (SpamAssassin's MONEY_* and
 // WORK_AT_HOME-type rules).
 func bodyMoneyMaking(m *msg) (string, bool) {
-	if w := findNear(m.scanText(), moneyMaking, moneyKeys); w != "" {
+	if w := m.scanNear(moneyMaking, moneyKeys); w != "" {
 		return "promises income: " + strings.Join(strings.Fields(w), " "), true
 	}
 	return "", false
@@ -158,6 +159,22 @@ func charset8BitUndeclared(m *msg) (string, bool) {
 		if p.Encoded && p.EightBit && p.Charset == "" {
 			return p.Media + " part encoded with 8-bit text and no charset", true
 		}
+	}
+	return "", false
+}
+
+// adLabel matches the labels laws asked of unsolicited advertising in a
+// subject: "ADV:" (several US states, the CAN-SPAM debate), "未承諾広告"
+// (Japan's Act on Specified Commercial Transactions), "(광고)" (Korea's
+// Information and Communications Network Act).
+var adLabel = regexp.MustCompile(`(?i)((^|[\s\]:])adv(ertisement)?\s*:|[\[(](adv|advertisement)[\])]|未承諾広告|[\[((]\s*광\s*고\s*[\]))])`)
+
+// subjAdvertLabel: the subject carries the label a law requires of
+// unsolicited advertising (SpamAssassin's ADVERT_CODE kin): the sender
+// says what the mail is.
+func subjAdvertLabel(m *msg) (string, bool) {
+	if w := adLabel.FindString(m.subjectText()); w != "" {
+		return "subject labelled as an advertisement: " + strings.TrimSpace(w), true
 	}
 	return "", false
 }

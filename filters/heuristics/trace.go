@@ -133,7 +133,7 @@ func publicAddr(a netip.Addr) bool {
 // a line: "Dear Friend," "Dear Sir/Madam" (SpamAssassin's
 // DEAR_SOMETHING): mail that does not know whom it is written to.
 var genericGreeting = regexp.MustCompile(`(?im)^[ \t*>-]{0,4}(dear|hello|greetings)\s+(friends?|sirs?|madams?|sirs?\s*/\s*madams?|sirs?\s+or\s+madams?|` +
-	`(valued\s+)?(customer|member|subscriber)|beneficiary|partner|recipient|colleague|shopper|investor|home\s?owner|` +
+	`(valued\s+)?(customers?|members?|subscribers?|guests?|clients?)|beneficiary|partner|recipient|colleague|shopper|investor|home\s?owner|` +
 	`webmaster|account\s+holder|winner|business\s+owner|entrepreneur|applicant|internet\s+user|e-?mail\s+user)\b`)
 
 // greetingWindow is how much of the text's opening is read for a
@@ -210,7 +210,7 @@ var bulkExcuse = regexp.MustCompile(`(?i)\b(this\s+(e-?mail|message|mailing|offe
 // bodyBulkExcuse: the text claims it is not spam, or that a law allows
 // it (SpamAssassin's EXCUSE_* and BILL_1618 rules).
 func bodyBulkExcuse(m *msg) (string, bool) {
-	if w := findNear(m.scanText(), bulkExcuse, excuseKeys); w != "" {
+	if w := m.scanNear(bulkExcuse, excuseKeys); w != "" {
 		return "the text says " + strings.Join(strings.Fields(w), " "), true
 	}
 	return "", false
@@ -229,7 +229,7 @@ var millions = regexp.MustCompile(`(?i)((\bus\s?)?\$\s?\d{1,3}(,\d{3}){2,}|\b(us
 // (SpamAssassin's LOTS_OF_MONEY without its words for thousands):
 // advance-fee fraud promises millions; ham rarely names them.
 func bodyMillions(m *msg) (string, bool) {
-	if w := findNear(m.scanText(), millions, millionKeys); w != "" {
+	if w := m.scanNear(millions, millionKeys); w != "" {
 		return "a sum of millions: " + strings.Join(strings.Fields(w), " "), true
 	}
 	return "", false
@@ -264,7 +264,7 @@ var weightLoss = regexp.MustCompile(`(?i)\b((lose|loose|burn|drop|shed)\s+(up\s+
 // bodyWeightLoss: the subject or the text promises weight loss by the
 // pound, or sells diet pills.
 func bodyWeightLoss(m *msg) (string, bool) {
-	if w := findNear(m.scanText(), weightLoss, weightKeys); w != "" {
+	if w := m.scanNear(weightLoss, weightKeys); w != "" {
 		return "weight loss: " + strings.Join(strings.Fields(w), " "), true
 	}
 	return "", false

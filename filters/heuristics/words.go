@@ -1,6 +1,7 @@
 package heuristics
 
 import (
+	"regexp"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -81,6 +82,17 @@ func (m *msg) scanText() string {
 		m.scan = m.subjectText() + "\n" + t
 	}
 	return m.scan
+}
+
+// scanNear is findNear over scanText, whose lower-case form is made once
+// for every rule that searches it.
+func (m *msg) scanNear(re *regexp.Regexp, keys []string) string {
+	t := m.scanText()
+	if !m.scanLowerDone {
+		m.scanLowerDone = true
+		m.scanLower = lowerIndexable(t)
+	}
+	return findNearLower(t, m.scanLower, re, keys)
 }
 
 // obfuscatedWord: a spam word written letter by letter with separators
