@@ -87,3 +87,47 @@ func TestLongLineDelivered(t *testing.T) {
 		}
 	}
 }
+
+// TestSymbolsLogLine: at debug level each decision is followed by a
+// "message symbols" line that names the queue id of the 250 reply and
+// every symbol with its score and its filter's reason (docs/
+// operations.md), so that an operator can see why a message scored what
+// it did.
+func TestSymbolsLogLine(t *testing.T) {
+	cfg, err := parseConfig(testConfig(t.TempDir(), ""), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs lockedBuffer
+	a, err := startWith(cfg, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})), io.Discard, startOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close(t.Context()) })
+	if _, err := a.store.AddUser(context.Background(), "alice@example.com", "pw", mailstore.RoleUser); err != nil {
+		t.Fatal(err)
+	}
+	tc := clientTLS(t, a.cfg.DataDir)
+	msg := message("deals@example.net", "alice@example.com", "WIN A FREE CRUISE TODAY",
+		"To be taken off our list, reply with REMOVE in the subject line.")
+	got := send(t, a.Addr("smtp"), tc, "deals@example.net", []string{"alice@example.com"}, msg)
+	if got.code != 250 {
+		t.Fatalf("send: %v", got)
+	}
+	f := strings.Fields(got.text)
+	queue := f[len(f)-1]
+	var line string
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(l, `msg="message symbols"`) && strings.Contains(l, "queue="+queue) {
+			line = l
+		}
+	}
+	if line == "" {
+		t.Fatalf("no symbols line for queue %s in:\n%s", queue, logs.String())
+	}
+	for _, want := range []string{"SUBJ_ALL_CAPS(1.6): subject in capitals", "BODY_OPTOUT_BY_REPLY(2): opt-out by reply: reply with REMOVE in the subject"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("symbols line lacks %q:\n%s", want, line)
+		}
+	}
+}
