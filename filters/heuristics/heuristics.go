@@ -71,6 +71,8 @@ const (
 	SymMoneyMaking      = "BODY_MONEY_MAKING"
 	SymCharsetUndecl    = "CHARSET_8BIT_UNDECLARED"
 	SymSubjAdvert       = "SUBJ_ADVERT_LABEL"
+	SymFreemailReplyTo  = "FREEMAIL_REPLYTO"
+	SymFreemailDigits   = "FREEMAIL_FROM_DIGITS"
 )
 
 // Symbols lists every symbol name the filter can return.
@@ -83,7 +85,7 @@ var Symbols = []string{
 	SymForgedFreemail, SymHELOIPMismatch, SymGenericGreeting, SymEncodedASCII, SymBulkExcuse, SymMillions,
 	SymQPLongLine, SymWeightLoss,
 	SymFontHuge, SymURLExecutable, SymMailerRandom, SymOptOutByReply, SymMoneyMaking, SymCharsetUndecl,
-	SymSubjAdvert,
+	SymSubjAdvert, SymFreemailReplyTo, SymFreemailDigits,
 }
 
 // Config holds the score of each symbol (the TOML key is the symbol name in
@@ -134,6 +136,8 @@ type Config struct {
 	MoneyMaking      float64 `toml:"body_money_making"`
 	CharsetUndecl    float64 `toml:"charset_8bit_undeclared"`
 	SubjAdvert       float64 `toml:"subj_advert_label"`
+	FreemailReplyTo  float64 `toml:"freemail_replyto"`
+	FreemailDigits   float64 `toml:"freemail_from_digits"`
 }
 
 // DefaultConfig returns the scores documented in docs/detection.md:
@@ -185,6 +189,8 @@ func DefaultConfig() Config {
 		MoneyMaking:      1.6,
 		CharsetUndecl:    1.5,
 		SubjAdvert:       1.5,
+		FreemailReplyTo:  1.5,
+		FreemailDigits:   1.0,
 	}
 }
 
@@ -265,6 +271,8 @@ func New(cfg Config) (*Filter, error) {
 		{SymMoneyMaking, cfg.MoneyMaking, bodyMoneyMaking},
 		{SymCharsetUndecl, cfg.CharsetUndecl, charset8BitUndeclared},
 		{SymSubjAdvert, cfg.SubjAdvert, subjAdvertLabel},
+		{SymFreemailReplyTo, cfg.FreemailReplyTo, freemailReplyTo},
+		{SymFreemailDigits, cfg.FreemailDigits, freemailDigits},
 	}
 	f := &Filter{}
 	for _, r := range all {

@@ -23,7 +23,7 @@ var baseHeader = map[string]string{
 
 // fieldOrder is the order fixtures write the header in.
 var fieldOrder = []string{"Received", "From", "To", "Subject", "Date", "Message-ID", "X-Mailer", "User-Agent",
-	"List-Unsubscribe", "List-Id", "MIME-Version", "Content-Type", "Content-Transfer-Encoding"}
+	"Reply-To", "List-Unsubscribe", "List-Id", "MIME-Version", "Content-Type", "Content-Transfer-Encoding"}
 
 // build returns a message with the base header changed by fields ("" drops
 // a field) and body; CRLF line ends.
@@ -176,6 +176,14 @@ func TestRules(t *testing.T) {
 
 		{"residual income", SymMoneyMaking, nil, "Build a residual income with no selling required.\n", true},
 		{"dear valued customers", SymGenericGreeting, nil, "Dear Valued Customers,\nOur prices fell.\n", true},
+
+		{"reply-to at yahoo, from elsewhere", SymFreemailReplyTo, map[string]string{"From": "Sales <sales@offers.example.net>", "Reply-To": "offers2002@yahoo.com"}, prose, true},
+		{"reply-to at the from's own provider", SymFreemailReplyTo, map[string]string{"From": "Jane <jane@hotmail.com>", "Reply-To": "Jane <jane.doe@hotmail.com>"}, prose, false},
+		{"reply-to a list", SymFreemailReplyTo, map[string]string{"Reply-To": "list@lists.example.org"}, prose, false},
+
+		{"yahoo address ending in digits", SymFreemailDigits, map[string]string{"From": "publicservice2002_121@yahoo.com"}, prose, true},
+		{"yahoo address with a year inside", SymFreemailDigits, map[string]string{"From": "jane1987x@yahoo.com"}, prose, false},
+		{"company address ending in digits", SymFreemailDigits, map[string]string{"From": "support123@example.org"}, prose, false},
 
 		{"qp 8-bit without charset", SymCharsetUndecl, map[string]string{"MIME-Version": "1.0", "Content-Type": "text/plain", "Content-Transfer-Encoding": "quoted-printable"},
 			"Grisham=92s first suspense novel =96 free.\n", true},

@@ -1,6 +1,7 @@
 package heuristics
 
 import (
+	"net/mail"
 	"regexp"
 	"strings"
 )
@@ -9,7 +10,9 @@ import (
 // split's misses (docs/detection.md): the loud headline, the link to a
 // program, the mailer name no mailer has, the opt-out by reply, the
 // promise of income, and 8-bit text a MIME-aware sender left without a
-// charset. Each was kept only if it hit the training part's spam far
+// charset; then the advertising label of a subject, and the freemail
+// signs of a throwaway sender (a Reply-To elsewhere, a numbered
+// mailbox). Each was kept only if it hit the training part's spam far
 // more often than its ham.
 
 // hugeLetters is how many letters in a huge font make a headline, not a
@@ -177,4 +180,54 @@ func subjAdvertLabel(m *msg) (string, bool) {
 		return "subject labelled as an advertisement: " + strings.TrimSpace(w), true
 	}
 	return "", false
+}
+
+// freemailReplyTo: Reply-To is at a large mailbox provider and From is
+// at another domain (SpamAssassin's FREEMAIL_FORGED_REPLYTO): answers go
+// to a throwaway mailbox, not to the sender the From names.
+func freemailReplyTo(m *msg) (string, bool) {
+	rt := m.header("Reply-To")
+	if rt == "" {
+		return "", false
+	}
+	ra, err := (&mail.AddressParser{WordDecoder: wordDecoder}).Parse(rt)
+	if err != nil {
+		return "", false
+	}
+	_, rdom, _ := strings.Cut(strings.ToLower(ra.Address), "@")
+	if _, free := freemailRelays[rdom]; !free {
+		return "", false
+	}
+	fa := m.fromAddress()
+	if fa == nil {
+		return "", false
+	}
+	_, fdom, _ := strings.Cut(strings.ToLower(fa.Address), "@")
+	if fdom == rdom {
+		return "", false
+	}
+	return "Reply-To at " + rdom + ", From at " + fdom, true
+}
+
+// freemailDigits: the From address is at a large mailbox provider and
+// its local part ends in three digits or more ("publicservice2002_121@",
+// SpamAssassin's FREEMAIL_ENVFROM_END_DIGIT): the mailbox a bulk tool
+// signs up for by the hundred.
+func freemailDigits(m *msg) (string, bool) {
+	a := m.fromAddress()
+	if a == nil {
+		return "", false
+	}
+	local, dom, _ := strings.Cut(strings.ToLower(a.Address), "@")
+	if _, free := freemailRelays[dom]; !free {
+		return "", false
+	}
+	n := 0
+	for i := len(local) - 1; i >= 0 && local[i] >= '0' && local[i] <= '9'; i-- {
+		n++
+	}
+	if n < 3 {
+		return "", false
+	}
+	return "From " + a.Address + " ends in digits at a mailbox provider", true
 }
