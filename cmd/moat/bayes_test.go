@@ -124,6 +124,23 @@ min_ham = 30
 		t.Errorf("ham after training, want BAYES_HAM and no tag in:\n%s", got)
 	}
 
+	// The learned ham is all English: a message in German is in a
+	// language it never was in (LANG_UNFAMILIAR), one in English is not.
+	de := strings.Repeat("Vielen Dank für die Nachricht. Wir haben das Angebot geprüft und es ist nicht mit dem Plan vereinbar, den wir auch für die nächste Woche haben. ", 4)
+	if res := send(t, a.Addr("smtp"), tc, "sender@example.net", []string{"alice@example.com"},
+		message("sender@example.net", "alice@example.com", "Angebot", de)); res.code != 250 {
+		t.Fatalf("send: %v", res)
+	}
+	ic := imapLogin(t, a.Addr("imap"), tc, "alice@example.com", "pw")
+	all := fetchAll(t, ic, "INBOX")
+	ic.Close()
+	if got := all[len(all)-1]; !strings.Contains(got, "LANG_UNFAMILIAR") {
+		t.Errorf("German after English training, want LANG_UNFAMILIAR in:\n%s", got)
+	}
+	if got := deliver(false, 103); strings.Contains(got, "LANG_UNFAMILIAR") {
+		t.Errorf("English after English training, want no LANG_UNFAMILIAR in:\n%s", got)
+	}
+
 	code, out, errOut = cli(t, "", "bayes", "stats", "-config", cfgPath)
 	if code != 0 || !regexp.MustCompile(`\(global\)\s+40\s+40\s+\d+\s+true\s+true`).MatchString(out) {
 		t.Errorf("bayes stats: exit %d\n%s%s", code, out, errOut)

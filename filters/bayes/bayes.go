@@ -42,10 +42,15 @@ const (
 	SymHam = "BAYES_HAM"
 	// SymUntrained says the model has not learned enough mail to judge.
 	SymUntrained = "BAYES_UNTRAINED"
+	// SymLangUnfamiliar says the message is in a language (or script)
+	// that the model's ham has almost never been in: a locale check
+	// learned from the organisation's own mail, where SpamAssassin's
+	// ok_locales is a list the operator writes.
+	SymLangUnfamiliar = "LANG_UNFAMILIAR"
 )
 
 // Symbols lists every symbol name the filter can return.
-var Symbols = []string{SymSpam, SymHam, SymUntrained}
+var Symbols = []string{SymSpam, SymHam, SymUntrained, SymLangUnfamiliar}
 
 // Band maps a range of spam probability to a score.
 type Band struct {
@@ -108,8 +113,13 @@ type Config struct {
 	PruneAge       time.Duration `toml:"prune_age"`
 	PerUser        bool          `toml:"per_user"`
 	UntrainedScore float64       `toml:"untrained_score"`
-	SpamBands      []Band        `toml:"spam_bands"`
-	HamBands       []Band        `toml:"ham_bands"`
+	// UnfamiliarLanguageScore is the score of LANG_UNFAMILIAR, given
+	// when the message's language (content.Language) is in fewer than
+	// FamiliarLanguageShare of the ham the model learned.
+	UnfamiliarLanguageScore float64 `toml:"unfamiliar_language_score"`
+	FamiliarLanguageShare   float64 `toml:"familiar_language_share"`
+	SpamBands               []Band  `toml:"spam_bands"`
+	HamBands                []Band  `toml:"ham_bands"`
 	// Autolearn teaches the global model from verdicts the rest of the
 	// pipeline is sure of; see Classifier.Autolearn. Off by default: with
 	// few other filters, "no other symbol fired" is weak evidence of ham.
@@ -131,11 +141,13 @@ type Config struct {
 // DefaultConfig returns the configuration documented on Config.
 func DefaultConfig() Config {
 	return Config{
-		MinSpam:        200,
-		MinHam:         200,
-		MaxTokens:      1_000_000,
-		PruneAge:       30 * 24 * time.Hour,
-		UntrainedScore: 0,
+		MinSpam:                 200,
+		MinHam:                  200,
+		MaxTokens:               1_000_000,
+		PruneAge:                30 * 24 * time.Hour,
+		UntrainedScore:          0,
+		UnfamiliarLanguageScore: 2.0,
+		FamiliarLanguageShare:   0.002,
 		SpamBands: []Band{
 			{Probability: 0.999, Score: 8.0},
 			{Probability: 0.99, Score: 7.1},
@@ -181,6 +193,12 @@ func (c Config) Validate() error {
 	}
 	if !finite(c.UntrainedScore) {
 		bad("untrained_score", "%v is not a finite number", c.UntrainedScore)
+	}
+	if !finite(c.UnfamiliarLanguageScore) {
+		bad("unfamiliar_language_score", "%v is not a finite number", c.UnfamiliarLanguageScore)
+	}
+	if !(c.FamiliarLanguageShare >= 0 && c.FamiliarLanguageShare <= 1) {
+		bad("familiar_language_share", "%v is not in [0, 1]", c.FamiliarLanguageShare)
 	}
 	for i, b := range c.SpamBands {
 		key := fmt.Sprintf("spam_bands[%d]", i)

@@ -60,6 +60,11 @@ type Result struct {
 	// Features is the number of distinct features of the message, and
 	// Significant how many of them Fisher's method combined.
 	Features, Significant int
+	// Language is the message's language (content.Language, "" when
+	// unknown), and LanguageHam how many of the model's HamLearned ham
+	// messages were in it.
+	Language                string
+	LanguageHam, HamLearned int
 	// Fisher is the Robinson-Fisher probability from the counts, and
 	// Logistic the logistic model's (0.5 while the model has not learned
 	// enough with it). Probability combines them (Config.Logistic).
@@ -139,10 +144,23 @@ func (c *Classifier) Classify(ctx context.Context, user string, msg *filters.Mes
 	// Without a trained model the features would be worked out for
 	// nothing: on a fresh install that was a fifth of the CPU of
 	// accepting a message.
-	if model, tot, err := c.model(ctx, UserKey(user)); err != nil || !c.trained(tot) {
+	model, tot, err := c.model(ctx, UserKey(user))
+	if err != nil || !c.trained(tot) {
 		return Result{Probability: 0.5, Fisher: 0.5, Logistic: 0.5, User: model}, err
 	}
-	return c.ClassifyFeatures(ctx, user, Features(msg, msg.Content()))
+	cont := msg.Content()
+	r, err := c.ClassifyFeatures(ctx, user, Features(msg, cont))
+	if err != nil || !r.Trained {
+		return r, err
+	}
+	if lang := cont.Language(); lang != "" {
+		var k [1]Counts
+		if err := c.store.Lookup(ctx, r.User, []uint64{hashBytes(langFeature+lang, nil)}, k[:]); err != nil {
+			return r, err
+		}
+		r.Language, r.LanguageHam, r.HamLearned = lang, int(k[0].Ham), int(tot.Ham)
+	}
+	return r, nil
 }
 
 // model picks the model for a user: the user's own once trained, else
@@ -183,6 +201,13 @@ func (c *Classifier) ClassifyFeatures(ctx context.Context, user string, feats []
 	*counts = slices.Grow((*counts)[:0], len(feats))[:len(feats)]
 	if err := c.store.Lookup(ctx, model, feats, *counts); err != nil {
 		return r, err
+	}
+	// The language feature is learned for LANG_UNFAMILIAR, not weighed:
+	// a whole language as evidence drowned the words in small models.
+	for _, h := range langHashes {
+		if i, ok := slices.BinarySearch(feats, h); ok {
+			(*counts)[i] = Counts{}
+		}
 	}
 	r.Fisher, r.Significant = c.combine(*counts, tot)
 	r.Probability = r.Fisher
@@ -392,7 +417,7 @@ func (c *Classifier) Autolearn(ctx context.Context, msg *filters.Message, score 
 		return Forget, nil
 	}
 	for _, s := range syms {
-		if s.Name == SymSpam || s.Name == SymHam || s.Name == SymUntrained {
+		if s.Name == SymSpam || s.Name == SymHam || s.Name == SymUntrained || s.Name == SymLangUnfamiliar {
 			score -= s.Score
 		}
 	}

@@ -481,7 +481,7 @@ func TestFilterCheck(t *testing.T) {
 	cfg.PerUser = true
 	c := trainedClassifier(t, cfg, 200, 200)
 	f := NewFilter(c)
-	if f.Name() != "bayes" || f.Stage() != filters.StageData || len(f.Symbols()) != 3 {
+	if f.Name() != "bayes" || f.Stage() != filters.StageData || len(f.Symbols()) != 4 {
 		t.Fatalf("filter identity: %s %v %v", f.Name(), f.Stage(), f.Symbols())
 	}
 	if _, err := f.Check(context.Background(), &filters.Input{}); err == nil {
@@ -499,6 +499,63 @@ func TestFilterCheck(t *testing.T) {
 	if len(syms) != 1 || syms[0].Name != SymSpam || !strings.Contains(syms[0].Reason, "global model") ||
 		!strings.Contains(syms[0].Reason, "counts 1.0000, weights 0.9") {
 		t.Errorf("symbols %v, want BAYES_SPAM from the global model, saying what both opinions were", syms)
+	}
+}
+
+// TestLangUnfamiliar: a message in a language the learned ham never was
+// in gets LANG_UNFAMILIAR; one in the ham's language does not, and the
+// language feature does not move the probability (it is counted, not
+// weighed).
+func TestLangUnfamiliar(t *testing.T) {
+	c := trainedClassifier(t, DefaultConfig(), 200, 200)
+	ctx := context.Background()
+	judge := func(body string) ([]filters.Symbol, Result) {
+		raw := "From: <a@example.net>\r\nTo: <b@example.com>\r\nSubject: hallo\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n" + body
+		r, err := c.Classify(ctx, "", filters.ParseMessage([]byte(raw)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.Symbols(r), r
+	}
+	de := strings.Repeat("Vielen Dank für die Nachricht. Wir haben das Angebot geprüft und es ist nicht mit dem Plan vereinbar, den wir auch für die nächste Woche haben. ", 4)
+	syms, r := judge(de)
+	var lang *filters.Symbol
+	for i := range syms {
+		if syms[i].Name == SymLangUnfamiliar {
+			lang = &syms[i]
+		}
+	}
+	if lang == nil || lang.Score != 2 || !strings.Contains(lang.Reason, "text in de: 0 of the global model's 200 ham") {
+		t.Fatalf("German after English training: symbols %v (language %q, %d of %d ham), want LANG_UNFAMILIAR 2", syms, r.Language, r.LanguageHam, r.HamLearned)
+	}
+	_, ham := synthCorpus(7, 0, 1, 1500)
+	syms, r = judge(string(ham[0].Raw[strings.Index(string(ham[0].Raw), "\r\n\r\n")+4:]))
+	for _, s := range syms {
+		if s.Name == SymLangUnfamiliar {
+			t.Errorf("a message like the learned ham (language %q, %d of %d ham) got %v", r.Language, r.LanguageHam, r.HamLearned, s)
+		}
+	}
+	if r.Language == "" || r.LanguageHam < 100 {
+		t.Errorf("the learned ham's language: %q in %d of %d ham, want it in most", r.Language, r.LanguageHam, r.HamLearned)
+	}
+
+	// Counted, not weighed: the same features without the language give
+	// the same probability.
+	msg := filters.ParseMessage([]byte("Subject: x\r\n\r\n" + de))
+	feats := Features(msg, msg.Content())
+	with, err := c.ClassifyFeatures(ctx, "", feats)
+	if err != nil {
+		t.Fatal(err)
+	}
+	without, err := c.ClassifyFeatures(ctx, "", slices.DeleteFunc(slices.Clone(feats), func(h uint64) bool {
+		_, l := langHashSet[h]
+		return l
+	}))
+	if without.Features != with.Features-1 {
+		t.Fatalf("the message has %d features, %d without its language: want one fewer", with.Features, without.Features)
+	}
+	if err != nil || with.Probability != without.Probability {
+		t.Errorf("probability %v with the language feature, %v without (%v)", with.Probability, without.Probability, err)
 	}
 }
 

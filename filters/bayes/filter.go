@@ -57,15 +57,19 @@ func (c *Classifier) Symbols(r Result) []filters.Symbol {
 	if !r.Trained {
 		return []filters.Symbol{{Name: SymUntrained, Score: c.cfg.UntrainedScore, Reason: "too few messages learned"}}
 	}
-	name, score, ok := c.cfg.band(r.Probability)
-	if !ok {
-		return nil
-	}
+	var syms []filters.Symbol
 	model := "global"
 	if r.User != "" {
 		model = "user"
 	}
-	return []filters.Symbol{{Name: name, Score: score,
-		Reason: fmt.Sprintf("spam probability %.4f (counts %.4f, weights %.4f; %s model, %d of %d features combined)",
-			r.Probability, r.Fisher, r.Logistic, model, r.Significant, r.Features)}}
+	if name, score, ok := c.cfg.band(r.Probability); ok {
+		syms = append(syms, filters.Symbol{Name: name, Score: score,
+			Reason: fmt.Sprintf("spam probability %.4f (counts %.4f, weights %.4f; %s model, %d of %d features combined)",
+				r.Probability, r.Fisher, r.Logistic, model, r.Significant, r.Features)})
+	}
+	if r.Language != "" && float64(r.LanguageHam) < c.cfg.FamiliarLanguageShare*float64(r.HamLearned) {
+		syms = append(syms, filters.Symbol{Name: SymLangUnfamiliar, Score: c.cfg.UnfamiliarLanguageScore,
+			Reason: fmt.Sprintf("text in %s: %d of the %s model's %d ham were", r.Language, r.LanguageHam, model, r.HamLearned)})
+	}
+	return syms
 }

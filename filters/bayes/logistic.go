@@ -47,15 +47,21 @@ func (c *Classifier) logisticSteps(ctx context.Context, user string, events []*E
 		if ev.Class == Forget || len(ev.Features) == 0 {
 			continue
 		}
-		s := make([]int32, len(ev.Features))
-		for k, f := range ev.Features {
+		s := make([]int32, 0, len(ev.Features))
+		for _, f := range ev.Features {
+			if _, lang := langHashSet[f]; lang {
+				// Not weighed (ClassifyFeatures): in nearly every
+				// message, it would learn as an intercept and shift
+				// every other weight.
+				continue
+			}
 			n, ok := slot[f]
 			if !ok {
 				n = int32(len(feats))
 				slot[f] = n
 				feats = append(feats, f)
 			}
-			s[k] = n
+			s = append(s, n)
 		}
 		ids[j] = s
 		order = append(order, j)

@@ -95,6 +95,9 @@ func (t *tokenizer) message(msg *filters.Message, c *content.Content) {
 		return
 	}
 	t.text("", c.Text)
+	if lang := c.Language(); lang != "" {
+		t.feature(langFeature + lang)
+	}
 	if c.HTML {
 		t.feature("meta:html")
 	}
@@ -602,3 +605,26 @@ func mix(z uint64) uint64 {
 	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
 	return z ^ (z >> 31)
 }
+
+// langFeature prefixes the feature of the message's language
+// (content.Language): learned like any other, and read by the
+// classifier to tell a language its ham has never been in.
+const langFeature = "lang:"
+
+// langHashes are the hashes of every language feature.
+var langHashes = func() []uint64 {
+	var hs []uint64
+	for _, l := range content.Languages {
+		hs = append(hs, hashBytes(langFeature+l, nil))
+	}
+	return hs
+}()
+
+// langHashSet holds langHashes.
+var langHashSet = func() map[uint64]struct{} {
+	m := map[uint64]struct{}{}
+	for _, h := range langHashes {
+		m[h] = struct{}{}
+	}
+	return m
+}()

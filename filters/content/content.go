@@ -115,6 +115,9 @@ type Content struct {
 	// Anchors are the links of HTML <a> elements with the text they show,
 	// in order; at most MaxAnchors, each text cut at MaxAnchorText bytes.
 	Anchors []Anchor
+
+	// lang is what Language returns.
+	lang string
 }
 
 // TextPart describes one text/plain or text/html part.
