@@ -61,10 +61,12 @@ type Result struct {
 	// Significant how many of them Fisher's method combined.
 	Features, Significant int
 	// Language is the message's language (content.Language, "" when
-	// unknown), and LanguageHam how many of the model's HamLearned ham
-	// messages were in it.
-	Language                string
-	LanguageHam, HamLearned int
+	// unknown), LanguageHam how many of the model's ham messages were
+	// in it, and HamWithLanguage how many were in any language (ham too
+	// short to tell has none; a model learned before languages were
+	// counted has none at all).
+	Language                     string
+	LanguageHam, HamWithLanguage int
 	// Fisher is the Robinson-Fisher probability from the counts, and
 	// Logistic the logistic model's (0.5 while the model has not learned
 	// enough with it). Probability combines them (Config.Logistic).
@@ -154,11 +156,17 @@ func (c *Classifier) Classify(ctx context.Context, user string, msg *filters.Mes
 		return r, err
 	}
 	if lang := cont.Language(); lang != "" {
-		var k [1]Counts
-		if err := c.store.Lookup(ctx, r.User, []uint64{hashBytes(langFeature+lang, nil)}, k[:]); err != nil {
+		k := make([]Counts, len(langHashes))
+		if err := c.store.Lookup(ctx, r.User, langHashes, k); err != nil {
 			return r, err
 		}
-		r.Language, r.LanguageHam, r.HamLearned = lang, int(k[0].Ham), int(tot.Ham)
+		r.Language = lang
+		for i, l := range langNames {
+			r.HamWithLanguage += int(k[i].Ham)
+			if l == lang {
+				r.LanguageHam = int(k[i].Ham)
+			}
+		}
 	}
 	return r, nil
 }

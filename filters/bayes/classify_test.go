@@ -525,18 +525,51 @@ func TestLangUnfamiliar(t *testing.T) {
 			lang = &syms[i]
 		}
 	}
-	if lang == nil || lang.Score != 2 || !strings.Contains(lang.Reason, "text in de: 0 of the global model's 200 ham") {
-		t.Fatalf("German after English training: symbols %v (language %q, %d of %d ham), want LANG_UNFAMILIAR 2", syms, r.Language, r.LanguageHam, r.HamLearned)
+	if lang == nil || lang.Score != 2 || !strings.Contains(lang.Reason, "text in de: 0 of the global model's 200 ham of a known language") {
+		t.Fatalf("German after English training: symbols %v (language %q, %d of %d ham), want LANG_UNFAMILIAR 2", syms, r.Language, r.LanguageHam, r.HamWithLanguage)
 	}
 	_, ham := synthCorpus(7, 0, 1, 1500)
 	syms, r = judge(string(ham[0].Raw[strings.Index(string(ham[0].Raw), "\r\n\r\n")+4:]))
 	for _, s := range syms {
 		if s.Name == SymLangUnfamiliar {
-			t.Errorf("a message like the learned ham (language %q, %d of %d ham) got %v", r.Language, r.LanguageHam, r.HamLearned, s)
+			t.Errorf("a message like the learned ham (language %q, %d of %d ham) got %v", r.Language, r.LanguageHam, r.HamWithLanguage, s)
 		}
 	}
 	if r.Language == "" || r.LanguageHam < 100 {
-		t.Errorf("the learned ham's language: %q in %d of %d ham, want it in most", r.Language, r.LanguageHam, r.HamLearned)
+		t.Errorf("the learned ham's language: %q in %d of %d ham, want it in most", r.Language, r.LanguageHam, r.HamWithLanguage)
+	}
+
+	// A model learned before languages were counted knows none: it does
+	// not call every language new.
+	old := newTestClassifier(t, DefaultConfig())
+	spam2, ham2 := synthCorpus(7, 200, 200, 1500)
+	var evs []Event
+	for i, s := range append(spam2, ham2...) {
+		m := filters.ParseMessage(s.Raw)
+		feats := slices.DeleteFunc(Features(m, m.Content()), func(h uint64) bool {
+			_, l := langHashSet[h]
+			return l
+		})
+		class := Spam
+		if i >= len(spam2) {
+			class = Ham
+		}
+		evs = append(evs, Event{Digest: MessageDigest(m), Features: feats, Class: class, Time: time.Now()})
+	}
+	if _, err := old.store.Train(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	or, err := old.Classify(ctx, "", filters.ParseMessage([]byte("Subject: x\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"+de)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range old.Symbols(or) {
+		if s.Name == SymLangUnfamiliar {
+			t.Errorf("a model without language counts (%d ham of a known language) gave %v", or.HamWithLanguage, s)
+		}
+	}
+	if !or.Trained || or.HamWithLanguage != 0 {
+		t.Errorf("old model: trained %v, %d ham of a known language, want trained and 0", or.Trained, or.HamWithLanguage)
 	}
 
 	// Counted, not weighed: the same features without the language give

@@ -67,9 +67,13 @@ func (c *Classifier) Symbols(r Result) []filters.Symbol {
 			Reason: fmt.Sprintf("spam probability %.4f (counts %.4f, weights %.4f; %s model, %d of %d features combined)",
 				r.Probability, r.Fisher, r.Logistic, model, r.Significant, r.Features)})
 	}
-	if r.Language != "" && float64(r.LanguageHam) < c.cfg.FamiliarLanguageShare*float64(r.HamLearned) {
+	// Judged once the model has counted the language of as much ham as
+	// it needs to judge at all: a model learned before languages were
+	// counted knows none, and every language would look new to it.
+	if r.Language != "" && r.HamWithLanguage >= c.cfg.MinHam && r.HamWithLanguage > 0 &&
+		float64(r.LanguageHam) < c.cfg.FamiliarLanguageShare*float64(r.HamWithLanguage) {
 		syms = append(syms, filters.Symbol{Name: SymLangUnfamiliar, Score: c.cfg.UnfamiliarLanguageScore,
-			Reason: fmt.Sprintf("text in %s: %d of the %s model's %d ham were", r.Language, r.LanguageHam, model, r.HamLearned)})
+			Reason: fmt.Sprintf("text in %s: %d of the %s model's %d ham of a known language were", r.Language, r.LanguageHam, model, r.HamWithLanguage)})
 	}
 	return syms
 }
