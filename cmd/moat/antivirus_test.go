@@ -74,7 +74,8 @@ func TestAntivirusThroughSMTP(t *testing.T) {
 }
 
 // TestAttachmentPolicyThroughSMTP: a Windows executable named like a PDF
-// scores past the reject threshold; a real PDF passes.
+// scores past the reject threshold; a real PDF passes, and so does a
+// shell script (ATTACH_UNIX_SCRIPT, weak) and a zip of sources.
 func TestAttachmentPolicyThroughSMTP(t *testing.T) {
 	a := startTest(t, "")
 	if _, err := a.store.AddUser(context.Background(), "alice@example.com", "pw", mailstore.RoleUser); err != nil {
@@ -114,9 +115,34 @@ func TestAttachmentPolicyThroughSMTP(t *testing.T) {
 		withName("logs", "logs.tar.gz", append(tgz[:len(tgz)/2:len(tgz)/2], tgz[len(tgz)-8:]...))); r.code != 250 {
 		t.Fatalf("logs.tar.gz: %v, want 250", r)
 	}
+	// A shell script a list member shares, and a source zip holding
+	// one: ATTACH_UNIX_SCRIPT (1) on the first, nothing on the zip; both
+	// reach INBOX with the PDF and the cut archive.
+	if r := send(t, a.Addr("smtp"), tc, "bob@example.net", []string{"alice@example.com"},
+		withName("backup script", "swasort", []byte("#!/bin/sh\nsort -u \"$1\"\n"))); r.code != 250 {
+		t.Fatalf("swasort: %v, want 250", r)
+	}
+	if r := send(t, a.Addr("smtp"), tc, "bob@example.net", []string{"alice@example.com"},
+		withName("sources", "tool-1.0.zip", zipOf(t, map[string]string{"tool-1.0/configure": "#!/bin/sh\necho ok\n", "tool-1.0/build.sh": "make\n"}))); r.code != 250 {
+		t.Fatalf("tool-1.0.zip: %v, want 250", r)
+	}
+	c := imapLogin(t, a.Addr("imap"), tc, "alice@example.com", "pw")
+	inbox := fetchAll(t, c, "INBOX")
+	c.Close()
+	if len(inbox) != 4 {
+		t.Fatalf("INBOX holds %d messages, want 4 (report.pdf, logs.tar.gz, swasort, tool-1.0.zip)", len(inbox))
+	}
+	if !strings.Contains(inbox[2], "ATTACH_UNIX_SCRIPT") || strings.Contains(inbox[2], "X-Spam-Flag") {
+		t.Errorf("the shell script: want ATTACH_UNIX_SCRIPT and no tag in\n%.600s", inbox[2])
+	}
+	if strings.Contains(inbox[3], "ATTACH_") {
+		t.Errorf("the source zip: want no attachment symbol in\n%.600s", inbox[3])
+	}
+
 	body, _ := io.ReadAll(mustGet(t, "http://"+a.Addr("metrics")+"/metrics"))
 	for _, want := range []string{`moat_symbol_hits_total{symbol="ATTACH_EXECUTABLE"} 1`, `moat_symbol_hits_total{symbol="ATTACH_DOUBLE_EXT"} 1`,
 		`moat_symbol_hits_total{symbol="ATTACH_MACRO"} 1`, `moat_symbol_hits_total{symbol="ATTACH_ARCHIVE_UNREADABLE"} 1`,
+		`moat_symbol_hits_total{symbol="ATTACH_UNIX_SCRIPT"} 1`,
 		`moat_messages_total{action="quarantine"} 1`} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %s", want)
