@@ -528,6 +528,17 @@ func TestLangUnfamiliar(t *testing.T) {
 	if lang == nil || lang.Score != 2 || !strings.Contains(lang.Reason, "text in de: 0 of the global model's 200 ham of a known language") {
 		t.Fatalf("German after English training: symbols %v (language %q, %d of %d ham), want LANG_UNFAMILIAR 2", syms, r.Language, r.LanguageHam, r.HamWithLanguage)
 	}
+	off := DefaultConfig()
+	off.FamiliarLanguageShare = 0
+	d, err := c.WithConfig(off)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range d.Symbols(r) {
+		if s.Name == SymLangUnfamiliar {
+			t.Errorf("familiar_language_share = 0 still gave %v", s)
+		}
+	}
 	_, ham := synthCorpus(7, 0, 1, 1500)
 	syms, r = judge(string(ham[0].Raw[strings.Index(string(ham[0].Raw), "\r\n\r\n")+4:]))
 	for _, s := range syms {
