@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/moatmail/moat/filters"
+	"github.com/moatmail/moat/filters/content"
 )
 
 // robinsonX is the probability assumed for a feature never seen; its
@@ -161,7 +162,7 @@ func (c *Classifier) Classify(ctx context.Context, user string, msg *filters.Mes
 			return r, err
 		}
 		r.Language = lang
-		for i, l := range langNames {
+		for i, l := range content.Languages {
 			r.HamWithLanguage += int(k[i].Ham)
 			if l == lang {
 				r.LanguageHam = int(k[i].Ham)

@@ -611,18 +611,15 @@ func mix(z uint64) uint64 {
 // classifier to tell a language its ham has never been in.
 const langFeature = "lang:"
 
-// langNames are the languages content.Language names, and langHashes
-// the hashes of their features, in the same order.
-var (
-	langNames  = content.Languages
-	langHashes = func() []uint64 {
-		var hs []uint64
-		for _, l := range langNames {
-			hs = append(hs, hashBytes(langFeature+l, nil))
-		}
-		return hs
-	}()
-)
+// langHashes are the hashes of the features of content.Languages, in
+// the same order.
+var langHashes = func() []uint64 {
+	var hs []uint64
+	for _, l := range content.Languages {
+		hs = append(hs, hashBytes(langFeature+l, nil))
+	}
+	return hs
+}()
 
 // langHashSet holds langHashes.
 var langHashSet = func() map[uint64]struct{} {

@@ -22,12 +22,7 @@ func (c *Content) language() string {
 	var l Letters
 	for _, p := range c.Parts {
 		if p.Shown {
-			l.ASCII += p.Letters.ASCII
-			l.Latin += p.Letters.Latin
-			l.Cyrillic += p.Letters.Cyrillic
-			l.Greek += p.Letters.Greek
-			l.CJK += p.Letters.CJK
-			l.Other += p.Letters.Other
+			l.merge(p.Letters)
 		}
 	}
 	total := l.Total()

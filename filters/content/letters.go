@@ -35,6 +35,16 @@ func (l *Letters) count(t []byte) {
 	}
 }
 
+// merge adds the counts of o.
+func (l *Letters) merge(o Letters) {
+	l.ASCII += o.ASCII
+	l.Latin += o.Latin
+	l.Cyrillic += o.Cyrillic
+	l.Greek += o.Greek
+	l.CJK += o.CJK
+	l.Other += o.Other
+}
+
 // add counts the non-ASCII rune r if it is a letter.
 func (l *Letters) add(r rune) {
 	switch {

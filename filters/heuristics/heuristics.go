@@ -341,11 +341,28 @@ type msg struct {
 func (m *msg) fromAddress() *mail.Address {
 	if !m.fromDone {
 		m.fromDone = true
-		if v := m.header("From"); v != "" {
-			m.from, _ = (&mail.AddressParser{WordDecoder: wordDecoder}).Parse(v)
-		}
+		m.from = parseAddress(m.header("From"))
 	}
 	return m.from
+}
+
+// parseAddress parses a field of one mailbox, RFC 2047 words decoded;
+// nil when it is empty or does not parse.
+func parseAddress(v string) *mail.Address {
+	if v == "" {
+		return nil
+	}
+	a, err := (&mail.AddressParser{WordDecoder: wordDecoder}).Parse(v)
+	if err != nil {
+		return nil
+	}
+	return a
+}
+
+// splitAddress returns an address's local part and domain, lower case.
+func splitAddress(a *mail.Address) (local, domain string) {
+	local, domain, _ = strings.Cut(strings.ToLower(a.Address), "@")
+	return local, domain
 }
 
 func newMsg(in *filters.Input) *msg {

@@ -1,7 +1,6 @@
 package heuristics
 
 import (
-	"net/mail"
 	"regexp"
 	"strings"
 )
@@ -186,26 +185,18 @@ func subjAdvertLabel(m *msg) (string, bool) {
 // at another domain (SpamAssassin's FREEMAIL_FORGED_REPLYTO): answers go
 // to a throwaway mailbox, not to the sender the From names.
 func freemailReplyTo(m *msg) (string, bool) {
-	rt := m.header("Reply-To")
-	if rt == "" {
+	ra, fa := parseAddress(m.header("Reply-To")), m.fromAddress()
+	if ra == nil || fa == nil {
 		return "", false
 	}
-	ra, err := (&mail.AddressParser{WordDecoder: wordDecoder}).Parse(rt)
-	if err != nil {
-		return "", false
-	}
-	_, rdom, _ := strings.Cut(strings.ToLower(ra.Address), "@")
+	_, rdom := splitAddress(ra)
 	if _, free := freemailRelays[rdom]; !free {
 		return "", false
 	}
-	fa := m.fromAddress()
-	if fa == nil {
+	if _, fdom := splitAddress(fa); fdom == rdom {
 		return "", false
 	}
-	_, fdom, _ := strings.Cut(strings.ToLower(fa.Address), "@")
-	if fdom == rdom {
-		return "", false
-	}
+	_, fdom := splitAddress(fa)
 	return "Reply-To at " + rdom + ", From at " + fdom, true
 }
 
@@ -218,7 +209,7 @@ func freemailDigits(m *msg) (string, bool) {
 	if a == nil {
 		return "", false
 	}
-	local, dom, _ := strings.Cut(strings.ToLower(a.Address), "@")
+	local, dom := splitAddress(a)
 	if _, free := freemailRelays[dom]; !free {
 		return "", false
 	}

@@ -47,7 +47,7 @@ func forgedFreemail(m *msg) (string, bool) {
 	if a == nil {
 		return "", false
 	}
-	_, dom, _ := strings.Cut(strings.ToLower(a.Address), "@")
+	_, dom := splitAddress(a)
 	relays, ok := freemailRelays[dom]
 	if !ok {
 		return "", false
