@@ -73,6 +73,9 @@ const (
 	SymSubjAdvert       = "SUBJ_ADVERT_LABEL"
 	SymFreemailReplyTo  = "FREEMAIL_REPLYTO"
 	SymFreemailDigits   = "FREEMAIL_FROM_DIGITS"
+	SymPriorityNoMailer = "XPRIORITY_NO_MAILER"
+	SymToNoAddress      = "TO_NO_ADDRESS"
+	SymHeaderNameValue  = "HEADER_NAME_IN_VALUE"
 )
 
 // Symbols lists every symbol name the filter can return.
@@ -85,7 +88,8 @@ var Symbols = []string{
 	SymForgedFreemail, SymHELOIPMismatch, SymGenericGreeting, SymEncodedASCII, SymBulkExcuse, SymMillions,
 	SymQPLongLine, SymWeightLoss,
 	SymFontHuge, SymURLExecutable, SymMailerRandom, SymOptOutByReply, SymMoneyMaking, SymCharsetUndecl,
-	SymSubjAdvert, SymFreemailReplyTo, SymFreemailDigits,
+	SymSubjAdvert, SymFreemailReplyTo, SymFreemailDigits, SymPriorityNoMailer, SymToNoAddress,
+	SymHeaderNameValue,
 }
 
 // Config holds the score of each symbol (the TOML key is the symbol name in
@@ -138,6 +142,9 @@ type Config struct {
 	SubjAdvert       float64 `toml:"subj_advert_label"`
 	FreemailReplyTo  float64 `toml:"freemail_replyto"`
 	FreemailDigits   float64 `toml:"freemail_from_digits"`
+	PriorityNoMailer float64 `toml:"xpriority_no_mailer"`
+	ToNoAddress      float64 `toml:"to_no_address"`
+	HeaderNameValue  float64 `toml:"header_name_in_value"`
 }
 
 // DefaultConfig returns the scores documented in docs/detection.md:
@@ -191,6 +198,9 @@ func DefaultConfig() Config {
 		SubjAdvert:       1.5,
 		FreemailReplyTo:  1.5,
 		FreemailDigits:   1.0,
+		PriorityNoMailer: 1.0,
+		ToNoAddress:      1.0,
+		HeaderNameValue:  1.0,
 	}
 }
 
@@ -273,6 +283,9 @@ func New(cfg Config) (*Filter, error) {
 		{SymSubjAdvert, cfg.SubjAdvert, subjAdvertLabel},
 		{SymFreemailReplyTo, cfg.FreemailReplyTo, freemailReplyTo},
 		{SymFreemailDigits, cfg.FreemailDigits, freemailDigits},
+		{SymPriorityNoMailer, cfg.PriorityNoMailer, priorityNoMailer},
+		{SymToNoAddress, cfg.ToNoAddress, toNoAddress},
+		{SymHeaderNameValue, cfg.HeaderNameValue, headerNameInValue},
 	}
 	f := &Filter{}
 	for _, r := range all {

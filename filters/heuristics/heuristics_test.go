@@ -22,7 +22,7 @@ var baseHeader = map[string]string{
 }
 
 // fieldOrder is the order fixtures write the header in.
-var fieldOrder = []string{"Received", "From", "To", "Subject", "Date", "Message-ID", "X-Mailer", "User-Agent",
+var fieldOrder = []string{"Received", "From", "To", "Subject", "Date", "Message-ID", "X-Priority", "X-Mailer", "User-Agent", "X-Header",
 	"Reply-To", "List-Unsubscribe", "List-Id", "MIME-Version", "Content-Type", "Content-Transfer-Encoding"}
 
 // build returns a message with the base header changed by fields ("" drops
@@ -161,6 +161,30 @@ func TestRules(t *testing.T) {
 		{"subject: remove", SymOptOutByReply, nil, "Send an email to offers@example.net, subject: remove\n", true},
 		{"list server command", SymOptOutByReply, nil, "To leave the list, send 'unsubscribe' to list-request@example.org.\n", false},
 		{"remove a file", SymOptOutByReply, nil, "Please remove the old file and send me the subject of your thesis.\n", false},
+		{"type remove in the subject", SymOptOutByReply, nil, "To be removed from this mailing list, please type remove in the subject column.\n", true},
+		{"subject line type: remove", SymOptOutByReply, nil, "Send an email to be removed.\nin the subject line type: Remove Me List-1046\n", true},
+		{"reply with \"remove\"", SymOptOutByReply, nil, "If this is not for you, please reply to webmaster@example.net with \"remove\".\n", true},
+		{"reply with comments", SymOptOutByReply, nil, "Please reply with your comments and I will remove the draft from the wiki.\n", false},
+		{"normal priority, no mailer", SymPriorityNoMailer, map[string]string{"X-Priority": "3"}, prose, true},
+		{"normal priority spelled out, no mailer", SymPriorityNoMailer, map[string]string{"X-Priority": "3 (Normal)"}, prose, true},
+		{"normal priority from a named mailer", SymPriorityNoMailer, map[string]string{"X-Priority": "3", "X-Mailer": "Microsoft Outlook Express 6.00.2800.1106"}, prose, false},
+		{"normal priority from a user agent", SymPriorityNoMailer, map[string]string{"X-Priority": "3 (Normal)", "User-Agent": "Mozilla Thunderbird 1.0"}, prose, false},
+		{"high priority, no mailer", SymPriorityNoMailer, map[string]string{"X-Priority": "1 (Highest)"}, prose, false},
+		{"no priority", SymPriorityNoMailer, nil, prose, false},
+		{"blank To", SymToNoAddress, map[string]string{"To": " "}, prose, true},
+		{"To of empty brackets", SymToNoAddress, map[string]string{"To": `"" <>`}, prose, true},
+		{"To of a bare name", SymToNoAddress, map[string]string{"To": "Deal Shopper"}, prose, true},
+		{"To of a group", SymToNoAddress, map[string]string{"To": "undisclosed-recipients:;"}, prose, false},
+		{"To with an address", SymToNoAddress, nil, prose, false},
+		{"no To", SymToNoAddress, map[string]string{"To": ""}, prose, false},
+		{"X-Mailer repeating its name", SymHeaderNameValue, map[string]string{"X-Mailer": "X-Mailer: QUALCOMM Windows Eudora Pro Version 4.1"}, prose, true},
+		{"X-Mailer holding another field", SymHeaderNameValue, map[string]string{"X-Mailer": "X-MSMail-Priority: Normal"}, prose, true},
+		{"X- field holding Reply-To", SymHeaderNameValue, map[string]string{"X-Header": "Reply-To: keegan@example.net"}, prose, true},
+		{"subject naming a field", SymHeaderNameValue, map[string]string{"Subject": "To: all staff"}, prose, false},
+		{"ordinary X-Mailer", SymHeaderNameValue, map[string]string{"X-Mailer": "Microsoft Outlook Express 6.00.2800.1106"}, prose, false},
+		{"X-Mailer with a colon later", SymHeaderNameValue, map[string]string{"X-Mailer": "Lotus Notes Release 5.0.10: March 22, 2002"}, prose, false},
+		{"Mozilla User-Agent", SymHeaderNameValue, map[string]string{"User-Agent": "Mozilla/5.0 (X11; U; Linux i686; en-US; rv:1.0.1) Gecko/20020823 Netscape/7.0"}, prose, false},
+		{"freemail Reply-To at a regional provider", SymFreemailReplyTo, map[string]string{"From": "Anna <manaqxh@abptrade.com.br>", "Reply-To": "<letmego@bk.ru>"}, prose, true},
 
 		{"dollars a day", SymMoneyMaking, nil, "You can earn up to $1,500 per week from your kitchen table.\n", true},
 		{"work from home", SymMoneyMaking, map[string]string{"Subject": "Work from home!"}, prose, true},

@@ -109,9 +109,14 @@ func mailerRandom(m *msg) (string, bool) {
 
 // optOutByReply matches the opt-out of bulk mail sent from addresses
 // that do not read what comes back: "reply with REMOVE in the subject",
-// "send a blank e-mail to ... with remove", "subject: remove".
+// "send a blank e-mail to ... with remove", "subject: remove", "type
+// remove in the subject", "in the subject line type: Remove", "reply to
+// ... with "remove"".
 var optOutByReply = regexp.MustCompile(`(?i)(\b(reply|respond|send|e-?mail|write)\b[^\n]{0,80}?\bremove\b[^\n]{0,40}?\bsubject\b|` +
-	`\bsubject(\s+line)?\s*(:|of)\s*["'*]?remove\b|\bwith\s+["'*]?remove["'*]?\s+(in|as)\s+the\s+subject)`)
+	`\bsubject(\s+line)?\s*(:|of)\s*["'*]?remove\b|\bwith\s+["'*]?remove["'*]?\s+(in|as)\s+the\s+subject|` +
+	`\b(type|put|write|enter)\s+["'*]?remove["'*]?\s+(in|into|as)\s+(the\s+)?subject|` +
+	`\bin\s+the\s+subject(\s+line)?,?\s+(type|put|write|enter)\s*:?\s*["'*]?remove\b|` +
+	`\breply\b[^\n]{0,80}?\bwith\s+["'*]?remove\b)`)
 
 // removeKeys are lower-case words one of which every match of
 // optOutByReply holds.
@@ -190,13 +195,13 @@ func freemailReplyTo(m *msg) (string, bool) {
 		return "", false
 	}
 	_, rdom := splitAddress(ra)
-	if _, free := freemailRelays[rdom]; !free {
-		return "", false
-	}
-	if _, fdom := splitAddress(fa); fdom == rdom {
+	if !freemailDomains[rdom] {
 		return "", false
 	}
 	_, fdom := splitAddress(fa)
+	if fdom == rdom {
+		return "", false
+	}
 	return "Reply-To at " + rdom + ", From at " + fdom, true
 }
 
@@ -210,7 +215,7 @@ func freemailDigits(m *msg) (string, bool) {
 		return "", false
 	}
 	local, dom := splitAddress(a)
-	if _, free := freemailRelays[dom]; !free {
+	if !freemailDomains[dom] {
 		return "", false
 	}
 	n := 0
@@ -221,4 +226,98 @@ func freemailDigits(m *msg) (string, bool) {
 		return "", false
 	}
 	return "From " + a.Address + " ends in digits at a mailbox provider", true
+}
+
+// normalPriority matches an X-Priority field that states the default,
+// normal priority: "3", "3 (Normal)", "Normal".
+var normalPriority = regexp.MustCompile(`(?i)^\s*(3\b|normal\b)`)
+
+// priorityNoMailer: the header states the normal priority (X-Priority:
+// 3) and names no mailer, neither X-Mailer nor User-Agent
+// (SpamAssassin's MISSING_MIMEOLE and XPRIO kin): a desktop mailer that
+// writes a priority names itself, and none writes the default priority
+// unasked; bulk tools copy Outlook's priority fields without its name.
+// A raised or lowered priority without a mailer is not judged: servers
+// that turn a user's "importance" into X-Priority write those.
+func priorityNoMailer(m *msg) (string, bool) {
+	p := m.header("X-Priority")
+	if p == "" || !normalPriority.MatchString(p) || m.has("X-Mailer") || m.has("User-Agent") {
+		return "", false
+	}
+	return "X-Priority " + strings.TrimSpace(p) + " and no X-Mailer or User-Agent", true
+}
+
+// toNoAddress: the header has a To field without an address in it and
+// without a group ("undisclosed-recipients:;"): blank, `""<>`, a bare
+// name (SpamAssassin's TO_NO_BRKTS and kin). RFC 5322 §3.6.3 asks for an
+// address or a group in a To field; mail for hidden recipients leaves To
+// out or names a group, and a bulk tool that puts every address in the
+// Bcc leaves To blank.
+func toNoAddress(m *msg) (string, bool) {
+	if !m.has("To") {
+		return "", false
+	}
+	if v := m.header("To"); strings.Contains(v, "@") || strings.Contains(v, ":") {
+		return "", false
+	}
+	return "To field without an address or group", true
+}
+
+// freemailDomains are the mailbox providers anyone can sign up at for
+// free, the large ones of each region (the shape of SpamAssassin's
+// freemail_domains list, much shorter): those of freemailRelays and
+// the others whose trace is not judged.
+var freemailDomains = func() map[string]bool {
+	set := map[string]bool{}
+	for d := range freemailRelays {
+		set[d] = true
+	}
+	for _, d := range []string{
+		// North America and international
+		"yahoo.es", "yahoo.it", "yahoo.com.br", "yahoo.co.in", "yahoo.co.jp", "yahoo.com.au", "ymail.com", "rocketmail.com",
+		"hotmail.co.uk", "hotmail.fr", "hotmail.de", "hotmail.it", "hotmail.es", "live.co.uk", "live.fr",
+		"aim.com", "icloud.com", "me.com", "mac.com", "mail.com", "email.com", "usa.net", "zoho.com",
+		"protonmail.com", "proton.me", "tutanota.com", "hushmail.com", "fastmail.fm", "fastmail.com",
+		"excite.com", "lycos.com", "netscape.net", "juno.com", "netzero.net", "netzero.com", "flashmail.com", "zzn.com",
+		// Europe
+		"gmx.net", "gmx.de", "gmx.com", "web.de", "t-online.de", "freenet.de", "libero.it", "virgilio.it", "tiscali.it",
+		"free.fr", "laposte.net", "orange.fr", "wanadoo.fr", "sfr.fr", "seznam.cz", "wp.pl", "o2.pl", "interia.pl", "onet.pl",
+		"mail.ru", "bk.ru", "list.ru", "inbox.ru", "yandex.ru", "yandex.com", "rambler.ru", "ukr.net",
+		// Asia
+		"qq.com", "163.com", "126.com", "yeah.net", "sina.com", "sina.com.cn", "sohu.com", "tom.com", "21cn.com",
+		"btamail.net.cn", "china.com", "naver.com", "hanmail.net", "daum.net", "rediffmail.com",
+	} {
+		set[d] = true
+	}
+	return set
+}()
+
+// maxFields bounds the header fields headerNameInValue reads.
+const maxFields = 200
+
+// headerNameValue matches a field value that opens with a field name of
+// its own: "X-Mailer: X-Mailer: ...", "X-Mailer: X-MSMail-Priority:
+// Normal", "X-Header: Reply-To: ...".
+var headerNameValue = regexp.MustCompile(`(?i)^\s*(x-[a-z0-9-]+|reply-to|from|to|cc|sender|date|message-id|content-type|mime-version|return-path)\s*:`)
+
+// headerNameInValue: a structured or X- field's value opens with a
+// field name ("X-Mailer: X-Mailer: QUALCOMM Windows Eudora"): the
+// template of a bulk tool that writes a field name into what it
+// fills in. Fields of free text (Subject, Comments, Keywords...) are
+// not judged: "To: all staff" is a subject.
+func headerNameInValue(m *msg) (string, bool) {
+	fields := m.in.Msg.Header.Fields()
+	for n := 0; fields.Next() && n < maxFields; n++ {
+		k := strings.ToLower(fields.Key())
+		switch {
+		case strings.HasPrefix(k, "x-"), k == "to", k == "cc", k == "from", k == "reply-to", k == "sender",
+			k == "message-id", k == "content-type", k == "mime-version":
+		default:
+			continue
+		}
+		if v := fields.Value(); headerNameValue.MatchString(v) {
+			return fields.Key() + ": " + v, true
+		}
+	}
+	return "", false
 }
