@@ -199,8 +199,8 @@ func DefaultConfig() Config {
 		FreemailReplyTo:  1.5,
 		FreemailDigits:   1.0,
 		PriorityNoMailer: 1.0,
-		ToNoAddress:      1.0,
-		HeaderNameValue:  1.0,
+		ToNoAddress:      1.5,
+		HeaderNameValue:  1.5,
 	}
 }
 

@@ -22,7 +22,7 @@ var baseHeader = map[string]string{
 }
 
 // fieldOrder is the order fixtures write the header in.
-var fieldOrder = []string{"Received", "From", "To", "Subject", "Date", "Message-ID", "X-Priority", "X-Mailer", "User-Agent", "X-Header",
+var fieldOrder = []string{"Received", "From", "To", "Subject", "Date", "Message-ID", "X-Priority", "Importance", "X-Mailer", "User-Agent", "X-Header",
 	"Reply-To", "List-Unsubscribe", "List-Id", "MIME-Version", "Content-Type", "Content-Transfer-Encoding"}
 
 // build returns a message with the base header changed by fields ("" drops
@@ -169,7 +169,8 @@ func TestRules(t *testing.T) {
 		{"normal priority spelled out, no mailer", SymPriorityNoMailer, map[string]string{"X-Priority": "3 (Normal)"}, prose, true},
 		{"normal priority from a named mailer", SymPriorityNoMailer, map[string]string{"X-Priority": "3", "X-Mailer": "Microsoft Outlook Express 6.00.2800.1106"}, prose, false},
 		{"normal priority from a user agent", SymPriorityNoMailer, map[string]string{"X-Priority": "3 (Normal)", "User-Agent": "Mozilla Thunderbird 1.0"}, prose, false},
-		{"high priority, no mailer", SymPriorityNoMailer, map[string]string{"X-Priority": "1 (Highest)"}, prose, false},
+		{"high priority, no mailer", SymPriorityNoMailer, map[string]string{"X-Priority": "1 (Highest)"}, prose, true},
+		{"high importance from Exchange", SymPriorityNoMailer, map[string]string{"X-Priority": "1", "Importance": "high"}, prose, false},
 		{"no priority", SymPriorityNoMailer, nil, prose, false},
 		{"blank To", SymToNoAddress, map[string]string{"To": " "}, prose, true},
 		{"To of empty brackets", SymToNoAddress, map[string]string{"To": `"" <>`}, prose, true},

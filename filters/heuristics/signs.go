@@ -232,16 +232,20 @@ func freemailDigits(m *msg) (string, bool) {
 // normal priority: "3", "3 (Normal)", "Normal".
 var normalPriority = regexp.MustCompile(`(?i)^\s*(3\b|normal\b)`)
 
-// priorityNoMailer: the header states the normal priority (X-Priority:
-// 3) and names no mailer, neither X-Mailer nor User-Agent
-// (SpamAssassin's MISSING_MIMEOLE and XPRIO kin): a desktop mailer that
-// writes a priority names itself, and none writes the default priority
-// unasked; bulk tools copy Outlook's priority fields without its name.
-// A raised or lowered priority without a mailer is not judged: servers
-// that turn a user's "importance" into X-Priority write those.
+// priorityNoMailer: the header has an X-Priority and names no mailer,
+// neither X-Mailer nor User-Agent (SpamAssassin's MISSING_MIMEOLE and
+// XPRIO kin): a desktop mailer that writes a priority names itself,
+// and none writes the normal priority unasked; bulk tools copy
+// Outlook's priority fields without its name. A raised or lowered
+// priority is judged only without an Importance field: Exchange turns
+// a user's importance into both, without naming a mailer, as
+// MS-OXCMAIL §2.2.3.2.5 asks of its clients.
 func priorityNoMailer(m *msg) (string, bool) {
 	p := m.header("X-Priority")
-	if p == "" || !normalPriority.MatchString(p) || m.has("X-Mailer") || m.has("User-Agent") {
+	if p == "" || m.has("X-Mailer") || m.has("User-Agent") {
+		return "", false
+	}
+	if !normalPriority.MatchString(p) && m.has("Importance") {
 		return "", false
 	}
 	return "X-Priority " + strings.TrimSpace(p) + " and no X-Mailer or User-Agent", true
