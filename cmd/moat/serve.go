@@ -543,6 +543,28 @@ func startWith(cfg *Config, log *slog.Logger, out io.Writer, opts startOptions) 
 		greylist.RunExpiry(ctx, a.greylist, cfg.Filters.Greylist.ExpireInterval,
 			greylist.Options{Now: a.now, Observer: greylistObserver{a.metrics, log}})
 	}()
+	if cls != nil {
+		a.wg.Add(1)
+		go func() { // the classifier's model read ahead of the first message
+			defer a.wg.Done()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go func() {
+				select {
+				case <-a.stop:
+					cancel()
+				case <-ctx.Done():
+				}
+			}()
+			start := time.Now()
+			t, err := cls.Warm(ctx)
+			if err != nil {
+				log.Info("bayes model not read ahead; the first message reads it", "err", err)
+				return
+			}
+			log.Info("bayes model read", "spam", t.Spam, "ham", t.Ham, "duration", time.Since(start).Round(time.Millisecond))
+		}()
+	}
 	a.queue.Start()
 	ok = true
 	a.health.ready.Store(true)

@@ -188,6 +188,14 @@ func (c *Classifier) model(ctx context.Context, user string) (string, Totals, er
 	return "", t, err
 }
 
+// Warm loads the global model into the store's mirror, so that the
+// first messages after a start do not wait for it (a model of 900,000
+// features takes a second or two to read); it returns the model's
+// totals.
+func (c *Classifier) Warm(ctx context.Context) (Totals, error) {
+	return c.store.Totals(ctx, "")
+}
+
 func (c *Classifier) trained(t Totals) bool { return c.cfg.Trained(t) }
 
 // ClassifyFeatures scores a message given by its features (Features).

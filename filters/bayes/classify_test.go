@@ -656,3 +656,37 @@ func TestStrongest(t *testing.T) {
 		}
 	}
 }
+
+// TestWarm: Warm reads the global model into a fresh store's mirror, so
+// that the first message finds it there, and returns its totals.
+func TestWarm(t *testing.T) {
+	trained := trainedClassifier(t, DefaultConfig(), 220, 230)
+	b, err := OpenSQLite(trained.store.(*SQLiteStore).path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	c, err := NewClassifier(DefaultConfig(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.mir.mu.RLock()
+	before := len(b.mir.models)
+	b.mir.mu.RUnlock()
+	if before != 0 {
+		t.Fatalf("a fresh store mirrors %d models before Warm", before)
+	}
+	tot, err := c.Warm(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tot.Spam != 220 || tot.Ham != 230 {
+		t.Errorf("Warm totals %+v, want 220 spam and 230 ham", tot)
+	}
+	b.mir.mu.RLock()
+	after := len(b.mir.models)
+	b.mir.mu.RUnlock()
+	if after != 1 {
+		t.Errorf("after Warm the mirror holds %d models, want the global one", after)
+	}
+}
