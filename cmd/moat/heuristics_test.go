@@ -77,6 +77,45 @@ url_numeric_host = 2.75
 	}
 }
 
+// TestBulkToolHeaderSignsThroughSMTP sends mail with the header of a
+// bulk tool (a normal X-Priority and no mailer, a To without an address,
+// a field name in an X- field's value, a Reply-To at a regional free
+// provider) through the SMTP listener: each sign is in the stored
+// message's X-Spam-Status, and together they tag it.
+func TestBulkToolHeaderSignsThroughSMTP(t *testing.T) {
+	a := startTest(t, "")
+	if _, err := a.store.AddUser(context.Background(), "alice@example.com", "pw-alice", mailstore.RoleUser); err != nil {
+		t.Fatal(err)
+	}
+	tc := clientTLS(t, a.cfg.DataDir)
+	bulk := "From: \"Anna\" <anna@trade.example.org>\r\n" +
+		"To: \r\nSubject: a question for you\r\n" +
+		"Date: " + time.Now().Format(time.RFC1123Z) + "\r\n" +
+		"Message-ID: <20021010.1234@trade.example.org>\r\n" +
+		"Reply-To: <letmego@bk.ru>\r\n" +
+		"X-Priority: 3\r\nX-Header: Reply-To: letmego@bk.ru\r\n\r\n" +
+		"I found your address in a directory and would like to write to you.\r\n"
+	if got := send(t, a.Addr("smtp"), tc, "anna@trade.example.org", []string{"alice@example.com"}, bulk); got.code != 250 {
+		t.Fatalf("bulk message: %v", got)
+	}
+	c := imapLogin(t, a.Addr("imap"), tc, "alice@example.com", "pw-alice")
+	defer c.Close()
+	msgs := fetchAll(t, c, "INBOX")
+	if len(msgs) != 1 {
+		t.Fatalf("INBOX holds %d messages, want 1", len(msgs))
+	}
+	hdr, _, _ := strings.Cut(strings.NewReplacer("\r\n\t", " ", "\r\n ", " ").Replace(msgs[0]), "\r\n\r\n")
+	for _, want := range []string{"XPRIORITY_NO_MAILER", "TO_NO_ADDRESS", "HEADER_NAME_IN_VALUE", "FREEMAIL_REPLYTO"} {
+		if !strings.Contains(hdr, want) {
+			t.Errorf("status lacks %s:\n%s", want, hdr)
+		}
+	}
+	// 1.0 + 1.5 + 1.5 + 1.5: the tag threshold (5) passed on header signs.
+	if !strings.Contains(hdr, "X-Spam-Flag: YES") || !strings.Contains(hdr, "score=5.50 ") {
+		t.Errorf("not tagged at 5.5:\n%s", hdr)
+	}
+}
+
 // TestHeuristicsDisabledDefault: the default switches URL_SHORTENER off;
 // a configured list replaces the default one.
 func TestHeuristicsDisabledDefault(t *testing.T) {

@@ -233,8 +233,9 @@ func freemailDigits(m *msg) (string, bool) {
 var normalPriority = regexp.MustCompile(`(?i)^\s*(3\b|normal\b)`)
 
 // priorityNoMailer: the header has an X-Priority and names no mailer,
-// neither X-Mailer nor User-Agent (SpamAssassin's MISSING_MIMEOLE and
-// XPRIO kin): a desktop mailer that writes a priority names itself,
+// neither X-Mailer nor User-Agent (the reasoning of SpamAssassin's
+// MISSING_MIMEOLE: Outlook's fields without the rest of Outlook's
+// header): a desktop mailer that writes a priority names itself,
 // and none writes the normal priority unasked; bulk tools copy
 // Outlook's priority fields without its name. A raised or lowered
 // priority is judged only without an Importance field: Exchange turns
@@ -253,7 +254,7 @@ func priorityNoMailer(m *msg) (string, bool) {
 
 // toNoAddress: the header has a To field without an address in it and
 // without a group ("undisclosed-recipients:;"): blank, `""<>`, a bare
-// name (SpamAssassin's TO_NO_BRKTS and kin). RFC 5322 §3.6.3 asks for an
+// name. RFC 5322 §3.6.3 asks for an
 // address or a group in a To field; mail for hidden recipients leaves To
 // out or names a group, and a bulk tool that puts every address in the
 // Bcc leaves To blank.
@@ -296,6 +297,17 @@ var freemailDomains = func() map[string]bool {
 	return set
 }()
 
+// addressField reports whether k names a field of addresses or of MIME
+// structure, whose value never opens with a field name.
+func addressField(k string) bool {
+	for _, f := range []string{"To", "Cc", "From", "Reply-To", "Sender", "Message-ID", "Content-Type", "MIME-Version"} {
+		if strings.EqualFold(k, f) {
+			return true
+		}
+	}
+	return false
+}
+
 // maxFields bounds the header fields headerNameInValue reads.
 const maxFields = 200
 
@@ -312,11 +324,7 @@ var headerNameValue = regexp.MustCompile(`(?i)^\s*(x-[a-z0-9-]+|reply-to|from|to
 func headerNameInValue(m *msg) (string, bool) {
 	fields := m.in.Msg.Header.Fields()
 	for n := 0; fields.Next() && n < maxFields; n++ {
-		k := strings.ToLower(fields.Key())
-		switch {
-		case strings.HasPrefix(k, "x-"), k == "to", k == "cc", k == "from", k == "reply-to", k == "sender",
-			k == "message-id", k == "content-type", k == "mime-version":
-		default:
+		if k := fields.Key(); !(len(k) > 2 && k[1] == '-' && (k[0] == 'x' || k[0] == 'X')) && !addressField(k) {
 			continue
 		}
 		if v := fields.Value(); headerNameValue.MatchString(v) {
