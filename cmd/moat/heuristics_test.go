@@ -9,39 +9,47 @@ import (
 	"github.com/moatmail/moat/delivery/mailstore"
 )
 
+// throughSMTP starts moat with the extra configuration, sends each
+// message (envelope sender, text) to alice@example.com through the SMTP
+// listener, and returns her INBOX, one message for each sent.
+func throughSMTP(t *testing.T, extra string, mails ...[2]string) []string {
+	t.Helper()
+	a := startTest(t, extra)
+	if _, err := a.store.AddUser(context.Background(), "alice@example.com", "pw-alice", mailstore.RoleUser); err != nil {
+		t.Fatal(err)
+	}
+	tc := clientTLS(t, a.cfg.DataDir)
+	for _, m := range mails {
+		if got := send(t, a.Addr("smtp"), tc, m[0], []string{"alice@example.com"}, m[1]); got.code != 250 {
+			t.Fatalf("message from %s: %v", m[0], got)
+		}
+	}
+	c := imapLogin(t, a.Addr("imap"), tc, "alice@example.com", "pw-alice")
+	defer c.Close()
+	msgs := fetchAll(t, c, "INBOX")
+	if len(msgs) != len(mails) {
+		t.Fatalf("INBOX holds %d messages, want %d", len(msgs), len(mails))
+	}
+	return msgs
+}
+
 // TestHeuristicsThroughSMTP sends mail that the content heuristics score
 // through the SMTP listener and finds their symbols, with the configured
 // scores, in the stored message's X-Spam-Status; a disabled rule is not
 // there, and a clean message gets none of them.
 func TestHeuristicsThroughSMTP(t *testing.T) {
-	a := startTest(t, `
-[filters.heuristics]
-disabled = ["SUBJ_ALL_CAPS"]
-url_numeric_host = 2.75
-`)
-	if _, err := a.store.AddUser(context.Background(), "alice@example.com", "pw-alice", mailstore.RoleUser); err != nil {
-		t.Fatal(err)
-	}
-	tc := clientTLS(t, a.cfg.DataDir)
 	spammy := "From: \"service@bank.example.net\" <promo@offers.example.org>\r\n" +
 		"To: <alice@example.com>\r\nSubject: MAKE MONEY FAST\r\n" +
 		"Date: " + time.Now().Format(time.RFC1123Z) + "\r\n" +
 		"Message-ID: <1234.random@offers.example.org>\r\n" +
 		"X-Mailer: Microsoft Outlook Express 6.00.2600.0000\r\n\r\n" +
 		"Get c.i.a.l.i.s at http://3405803785/shop now.\r\n"
-	if got := send(t, a.Addr("smtp"), tc, "promo@offers.example.org", []string{"alice@example.com"}, spammy); got.code != 250 {
-		t.Fatalf("spammy message: %v", got)
-	}
 	clean := message("bob@example.net", "alice@example.com", "minutes of Thursday", "The notes are attached to the wiki page.")
-	if got := send(t, a.Addr("smtp"), tc, "bob@example.net", []string{"alice@example.com"}, clean); got.code != 250 {
-		t.Fatalf("clean message: %v", got)
-	}
-	c := imapLogin(t, a.Addr("imap"), tc, "alice@example.com", "pw-alice")
-	defer c.Close()
-	msgs := fetchAll(t, c, "INBOX")
-	if len(msgs) != 2 {
-		t.Fatalf("INBOX holds %d messages, want 2", len(msgs))
-	}
+	msgs := throughSMTP(t, `
+[filters.heuristics]
+disabled = ["SUBJ_ALL_CAPS"]
+url_numeric_host = 2.75
+`, [2]string{"promo@offers.example.org", spammy}, [2]string{"bob@example.net", clean})
 	status := func(m string) string {
 		i := strings.Index(m, "X-Spam-Status:")
 		if i < 0 {
@@ -83,11 +91,6 @@ url_numeric_host = 2.75
 // provider) through the SMTP listener: each sign is in the stored
 // message's X-Spam-Status, and together they tag it.
 func TestBulkToolHeaderSignsThroughSMTP(t *testing.T) {
-	a := startTest(t, "")
-	if _, err := a.store.AddUser(context.Background(), "alice@example.com", "pw-alice", mailstore.RoleUser); err != nil {
-		t.Fatal(err)
-	}
-	tc := clientTLS(t, a.cfg.DataDir)
 	bulk := "From: \"Anna\" <anna@trade.example.org>\r\n" +
 		"To: \r\nSubject: a question for you\r\n" +
 		"Date: " + time.Now().Format(time.RFC1123Z) + "\r\n" +
@@ -95,15 +98,7 @@ func TestBulkToolHeaderSignsThroughSMTP(t *testing.T) {
 		"Reply-To: <letmego@bk.ru>\r\n" +
 		"X-Priority: 3\r\nX-Header: Reply-To: letmego@bk.ru\r\n\r\n" +
 		"I found your address in a directory and would like to write to you.\r\n"
-	if got := send(t, a.Addr("smtp"), tc, "anna@trade.example.org", []string{"alice@example.com"}, bulk); got.code != 250 {
-		t.Fatalf("bulk message: %v", got)
-	}
-	c := imapLogin(t, a.Addr("imap"), tc, "alice@example.com", "pw-alice")
-	defer c.Close()
-	msgs := fetchAll(t, c, "INBOX")
-	if len(msgs) != 1 {
-		t.Fatalf("INBOX holds %d messages, want 1", len(msgs))
-	}
+	msgs := throughSMTP(t, "", [2]string{"anna@trade.example.org", bulk})
 	hdr, _, _ := strings.Cut(strings.NewReplacer("\r\n\t", " ", "\r\n ", " ").Replace(msgs[0]), "\r\n\r\n")
 	for _, want := range []string{"XPRIORITY_NO_MAILER", "TO_NO_ADDRESS", "HEADER_NAME_IN_VALUE", "FREEMAIL_REPLYTO"} {
 		if !strings.Contains(hdr, want) {
