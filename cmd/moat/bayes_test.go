@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -43,6 +44,54 @@ func corpusMessage(r *rand.Rand, spam bool, n int) string {
 	return b.String()
 }
 
+// trainingCorpus writes 40 spam as a folder of files and 40 ham as an
+// mbox under dir, for `moat bayes train`.
+func trainingCorpus(t *testing.T, dir string, r *rand.Rand) (spamDir, hamMbox string) {
+	t.Helper()
+	spamDir = filepath.Join(dir, "spam")
+	if err := os.Mkdir(spamDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	var mbox strings.Builder
+	for i := range 40 {
+		if err := os.WriteFile(filepath.Join(spamDir, fmt.Sprintf("%d.eml", i)), []byte(corpusMessage(r, true, i)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		mbox.WriteString("From MAILER-DAEMON Mon Nov 23 10:00:00 2026\n")
+		mbox.WriteString(strings.ReplaceAll(corpusMessage(r, false, i), "\r\n", "\n"))
+		mbox.WriteString("\n")
+	}
+	hamMbox = filepath.Join(dir, "ham.mbox")
+	if err := os.WriteFile(hamMbox, []byte(mbox.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return spamDir, hamMbox
+}
+
+// TestBayesModelReadAtStart: `moat serve` over a trained model reads it
+// as it starts, before any message asks, and logs that it did with the
+// model's totals.
+func TestBayesModelReadAtStart(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "moat.toml")
+	text := testConfig(filepath.Join(dir, "data"), "[filters.bayes]\nmin_spam = 30\nmin_ham = 30\n")
+	if err := os.WriteFile(cfgPath, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	spamDir, hamMbox := trainingCorpus(t, dir, rand.New(rand.NewPCG(7, 8)))
+	if code, out, errOut := cli(t, "", "bayes", "train", "-config", cfgPath, "--spam", spamDir, "--ham", hamMbox); code != 0 {
+		t.Fatalf("bayes train: exit %d\n%s%s", code, out, errOut)
+	}
+	_, logs := startLogged(t, text, slog.LevelInfo)
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(logs.String(), `msg="bayes model read" spam=40 ham=40`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no \"bayes model read\" line with the model's totals in:\n%s", logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // TestBayesTrainedThroughSMTP: `moat bayes train` beside a running moat
 // teaches the model it uses (the spam as a folder of files, the ham as an
 // mbox); mail then arriving over SMTP gets BAYES_SPAM or BAYES_HAM, and
@@ -64,23 +113,7 @@ min_ham = 30
 		t.Fatal(err)
 	}
 	r := rand.New(rand.NewPCG(7, 8))
-	spamDir := filepath.Join(dir, "spam")
-	if err := os.Mkdir(spamDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	var mbox strings.Builder
-	for i := range 40 {
-		if err := os.WriteFile(filepath.Join(spamDir, fmt.Sprintf("%d.eml", i)), []byte(corpusMessage(r, true, i)), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		mbox.WriteString("From MAILER-DAEMON Mon Nov 23 10:00:00 2026\n")
-		mbox.WriteString(strings.ReplaceAll(corpusMessage(r, false, i), "\r\n", "\n"))
-		mbox.WriteString("\n")
-	}
-	hamMbox := filepath.Join(dir, "ham.mbox")
-	if err := os.WriteFile(hamMbox, []byte(mbox.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	spamDir, hamMbox := trainingCorpus(t, dir, r)
 
 	tc := clientTLS(t, a.cfg.DataDir)
 	deliver := func(spam bool, n int) string {

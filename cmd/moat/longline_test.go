@@ -30,21 +30,29 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
+// startLogged starts moat on the configuration text with its log, at
+// level and above, in the returned buffer; the test's end stops it.
+func startLogged(t *testing.T, text string, level slog.Level) (*app, *lockedBuffer) {
+	t.Helper()
+	cfg, err := parseConfig(text, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &lockedBuffer{}
+	a, err := startWith(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: level})), io.Discard, startOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close(t.Context()) })
+	return a, logs
+}
+
 // TestLongLineDelivered: a text line far over max_line_length (2000) is
 // accepted and stored as received, as Postfix accepts it (issue 16); a
 // line that passes the message size is refused for the size, and every
 // refusal, in DATA as at RCPT, leaves its decision line in the log.
 func TestLongLineDelivered(t *testing.T) {
-	cfg, err := parseConfig(testConfig(t.TempDir(), ""), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var logs lockedBuffer
-	a, err := startWith(cfg, slog.New(slog.NewTextHandler(&logs, nil)), io.Discard, startOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close(t.Context()) })
+	a, logs := startLogged(t, testConfig(t.TempDir(), ""), slog.LevelInfo)
 	ctx := context.Background()
 	if _, err := a.store.AddUser(ctx, "alice@example.com", "pw", mailstore.RoleUser); err != nil {
 		t.Fatal(err)
@@ -94,16 +102,7 @@ func TestLongLineDelivered(t *testing.T) {
 // operations.md), so that an operator can see why a message scored what
 // it did.
 func TestSymbolsLogLine(t *testing.T) {
-	cfg, err := parseConfig(testConfig(t.TempDir(), ""), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var logs lockedBuffer
-	a, err := startWith(cfg, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})), io.Discard, startOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close(t.Context()) })
+	a, logs := startLogged(t, testConfig(t.TempDir(), ""), slog.LevelDebug)
 	if _, err := a.store.AddUser(context.Background(), "alice@example.com", "pw", mailstore.RoleUser); err != nil {
 		t.Fatal(err)
 	}

@@ -70,7 +70,7 @@ func (c *Classifier) Symbols(r Result) []filters.Symbol {
 	// Judged once the model has counted the language of as much ham as
 	// it needs to judge at all: a model learned before languages were
 	// counted knows none, and every language would look new to it.
-	if r.Language != "" && r.HamWithLanguage >= c.cfg.MinHam && r.HamWithLanguage > 0 &&
+	if r.Language != "" && r.HamWithLanguage >= c.cfg.MinHam &&
 		float64(r.LanguageHam) < c.cfg.FamiliarLanguageShare*float64(r.HamWithLanguage) {
 		syms = append(syms, filters.Symbol{Name: SymLangUnfamiliar, Score: c.cfg.UnfamiliarLanguageScore,
 			Reason: fmt.Sprintf("text in %s: %d of the %s model's %d ham of a known language were", r.Language, r.LanguageHam, model, r.HamWithLanguage)})

@@ -15,6 +15,7 @@ package content
 import (
 	"errors"
 	"fmt"
+	"sync"
 )
 
 // Limits bound the walk. Zero fields take the defaults of DefaultLimits.
@@ -116,8 +117,11 @@ type Content struct {
 	// in order; at most MaxAnchors, each text cut at MaxAnchorText bytes.
 	Anchors []Anchor
 
-	// lang is what Language returns.
-	lang string
+	// lang is what Language returns, worked out on its first call (only
+	// the classifier asks, so the walk does not pay for it when the
+	// classifier is off); filters read a Content concurrently.
+	langOnce sync.Once
+	lang     string
 }
 
 // TextPart describes one text/plain or text/html part.

@@ -6,9 +6,13 @@ import (
 	"unicode/utf8"
 )
 
-// Language returns the language of the message's shown text, worked out
-// once by Walk (see language). A Content not made by Walk has none.
-func (c *Content) Language() string { return c.lang }
+// Language returns the language of the message's shown text (see
+// language), worked out once, on the first call. It is safe for
+// concurrent use.
+func (c *Content) Language() string {
+	c.langOnce.Do(func() { c.lang = c.language() })
+	return c.lang
+}
 
 // language names the language of a message's shown text, as well as a
 // short list of common words can tell it: "en", "de", "fr", "es", "it",
@@ -126,9 +130,7 @@ func pickLanguage(hits map[string]int) string {
 	for l, n := range hits {
 		switch {
 		case best == "" || n > hits[best] || n == hits[best] && l < best:
-			if best != "" {
-				second = max(second, hits[best])
-			}
+			second = max(second, hits[best]) // 0 for no best yet
 			best = l
 		default:
 			second = max(second, n)

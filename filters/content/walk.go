@@ -18,7 +18,6 @@ func Walk(raw []byte, lim Limits) *Content {
 	w := walker{lim: lim.withDefaults(), c: &Content{}}
 	w.entity(raw, 0, "text/plain", false, true)
 	w.c.Text = w.text.String()
-	w.c.lang = w.c.language()
 	return w.c
 }
 
